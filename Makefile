@@ -1,0 +1,22 @@
+# The two commands of the README, and the ones beside them. Everything runs in the project's
+# own virtual environment, .venv, made here and reinstalled when setup.cfg or pyproject.toml change.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test bench clean
+
+demo: $(STAMP)  ## set up, train the default VAE on the bundled digits, print where the results are
+	$(BIN)/python -m experiments.train --model vae --guide normal --elbo trace --data digits
+
+test: $(STAMP)  ## set up and run the test suite
+	$(BIN)/python -m pytest
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --editable '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

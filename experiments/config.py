@@ -1,0 +1,90 @@
+"""The one flat configuration of a run, saved as ``config.json`` beside its results."""
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from experiments.errors import UserError
+
+BINARIZE_CHOICES = ("dynamic", "static", "none")
+
+
+@dataclass
+class Config:
+    """Every setting of a training run. Models and guides never see it: ``experiments.build``
+    hands each part the keyword arguments its constructor names."""
+
+    model: str = "vae"
+    guide: str = "normal"
+    elbo: str = "trace"
+    data: str = "digits"
+    data_dir: str = "data"
+    num_train: Optional[int] = None
+    num_test: Optional[int] = None
+    test_fraction: float = 0.2
+    binarize: str = "dynamic"
+    likelihood: str = "bernoulli"
+    latent_dim: int = 2
+    hidden_dims: Tuple[int, ...] = (400,)
+    lr: float = 1e-3
+    epochs: int = 50
+    batch_size: int = 128
+    num_particles: int = 1
+    vectorize_particles: bool = False
+    seed: int = 0
+    device: str = "cpu"
+    iwae_samples: int = 1000
+    pyro_validation: bool = False
+    out: Optional[str] = None
+    progress: bool = field(default=True, metadata={"runtime": True})
+
+    def validate(self) -> "Config":
+        """Refuse settings no run can use, before any work is done."""
+        positive = ["latent_dim", "epochs", "batch_size", "num_particles", "iwae_samples"]
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UserError(f"--{_flag(name)} must be at least 1 (got {getattr(self, name)})")
+        for name in ("num_train", "num_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"--{_flag(name)} must be at least 1 (got {value})")
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise UserError(f"--hidden-dims must be positive widths, e.g. 400 or 512,256 "
+                            f"(got {','.join(map(str, self.hidden_dims)) or 'nothing'})")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise UserError(f"--test-fraction must lie strictly between 0 and 1 "
+                            f"(got {self.test_fraction})")
+        if not self.lr > 0:
+            raise UserError(f"--lr must be positive (got {self.lr})")
+        if self.binarize not in BINARIZE_CHOICES:
+            raise UserError(f"--binarize must be one of {', '.join(BINARIZE_CHOICES)} "
+                            f"(got {self.binarize!r})")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UserError(f"--device must be cpu or cuda (got {self.device!r})")
+        return self
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not f.metadata.get("runtime")}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"config has unknown settings {', '.join(unknown)}: "
+                            "was it written by another version of ELBO Lab?")
+        values = dict(values)
+        if "hidden_dims" in values:
+            values["hidden_dims"] = tuple(values["hidden_dims"])
+        return cls(**values)
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

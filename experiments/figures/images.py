@@ -1,0 +1,125 @@
+"""Figures of a model with a continuous z and a decoder: reconstructions, ancestral samples,
+the latent space and, for d = 2, the decoded manifold."""
+from pathlib import Path
+from typing import Callable, List, Optional, Tuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from scipy.stats import norm
+from sklearn.decomposition import PCA
+
+from experiments.figures.common import save_figure
+
+
+def posterior_samples(guide: Callable, x: torch.Tensor, site: str,
+                      num_samples: int = 1) -> torch.Tensor:
+    """z ~ q(z|x) for every row of x, shape (num_samples, N, d), for any guide."""
+    with torch.no_grad(), pyro.plate("figure_particles", num_samples, dim=-2):
+        trace = poutine.trace(guide).get_trace(x)
+    return trace.nodes[site]["value"].reshape(num_samples, x.shape[0], -1)
+
+
+def plot_autoencoder_figures(model, guide, x_test: torch.Tensor, y_test: Optional[torch.Tensor],
+                             image_shape: Optional[Tuple[int, int]], run_dir: Path) -> List[Path]:
+    """reconstructions.png and samples.png (images only), latent.png, and manifold.png if d = 2."""
+    (site,) = model.latent_sites.values()
+    written = []
+    if image_shape is not None:
+        written.append(plot_reconstructions(model, guide, x_test[:10], site.name, image_shape,
+                                            run_dir / "reconstructions.png"))
+        written.append(plot_samples(model, image_shape, run_dir / "samples.png", x_test))
+        if site.size == 2:
+            written.append(plot_manifold(model, image_shape, run_dir / "manifold.png", x_test))
+    z_mean = posterior_samples(guide, x_test[:2000], site.name, num_samples=16).mean(0)
+    written.append(plot_latent(z_mean, None if y_test is None else y_test[:2000],
+                               run_dir / "latent.png"))
+    return written
+
+
+def _image_grid(images: np.ndarray, rows: int, cols: int, shape, gap: int = 1) -> np.ndarray:
+    """(rows·cols, H·W) → one mosaic of rows × cols images, ``gap`` grey pixels between them."""
+    h, w = shape
+    tiles = np.pad(images.reshape(rows, cols, h, w), ((0, 0), (0, 0), (0, gap), (0, gap)),
+                   constant_values=0.5)
+    mosaic = tiles.transpose(0, 2, 1, 3).reshape(rows * (h + gap), cols * (w + gap))
+    return mosaic[:-gap, :-gap] if gap else mosaic
+
+
+def _show(ax, mosaic: np.ndarray, title: str) -> None:
+    ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_reconstructions(model, guide, x: torch.Tensor, site: str, shape, path: Path) -> Path:
+    """Test images (top) over E[x|z] with z ~ q(z|x) (bottom)."""
+    with torch.no_grad():
+        z = posterior_samples(guide, x, site)[0]
+        recon = model.decode(z)
+    pair = torch.cat([x, recon]).clamp(0, 1).cpu().numpy()
+    fig, ax = plt.subplots(figsize=(1.0 * len(x), 2.4))
+    _show(ax, _image_grid(pair, 2, len(x), shape),
+          "test images (top) and reconstructions E[x|z], z ~ q(z|x) (bottom)")
+    return save_figure(fig, path)
+
+
+def plot_samples(model, shape, path: Path, like: torch.Tensor, n: int = 8) -> Path:
+    """Ancestral samples: z ~ p(z), then the decoder's mean E[x|z]."""
+    with torch.no_grad():
+        z = model.prior(like).sample((n * n,))
+        images = model.decode(z).clamp(0, 1).cpu().numpy()
+    fig, ax = plt.subplots(figsize=(5, 5.3))
+    _show(ax, _image_grid(images, n, n, shape), "samples: z ~ p(z), then E[x|z]")
+    return save_figure(fig, path)
+
+
+def plot_manifold(model, shape, path: Path, like: torch.Tensor, n: int = 15) -> Path:
+    """E[x|z] over a grid of z ∈ R² at the normal quantiles 0.05 … 0.95 of each coordinate."""
+    q = torch.as_tensor(norm.ppf(np.linspace(0.05, 0.95, n)), dtype=like.dtype, device=like.device)
+    z1, z2 = torch.meshgrid(q, q.flip(0), indexing="xy")
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=-1)
+    with torch.no_grad():
+        images = model.decode(z).clamp(0, 1).cpu().numpy()
+    fig, ax = plt.subplots(figsize=(6, 6.3))
+    _show(ax, _image_grid(images, n, n, shape),
+          "decoded manifold: E[x|z] on a grid of z (normal quantiles 5%–95%)")
+    ax.set_xlabel("z₁ →")
+    ax.set_ylabel("z₂ →")
+    return save_figure(fig, path)
+
+
+def plot_latent(z_mean: torch.Tensor, labels: Optional[torch.Tensor], path: Path) -> Path:
+    """Means of q(z|x) on the test set, coloured by label; a PCA projection when d > 2."""
+    z = z_mean.cpu().numpy()
+    title = "means of q(z|x) on the test set"
+    axis_names = ("z₁", "z₂")
+    if z.shape[1] > 2:
+        pca = PCA(n_components=2).fit(z)
+        z = pca.transform(z)
+        share = pca.explained_variance_ratio_.sum()
+        title += f" (PCA of d={z_mean.shape[1]}, {share:.0%} of variance)"
+        axis_names = ("principal component 1", "principal component 2")
+    elif z.shape[1] == 1:
+        z = np.concatenate([z, np.zeros_like(z)], axis=1)
+        axis_names = ("z", "")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if labels is None:
+        ax.scatter(z[:, 0], z[:, 1], s=6, alpha=0.6, label="test points")
+        ax.legend(loc="best")
+    else:
+        y = labels.cpu().numpy()
+        cmap = plt.get_cmap("tab10" if y.max() < 10 else "tab20")
+        for k in np.unique(y):
+            ax.scatter(z[y == k, 0], z[y == k, 1], s=6, alpha=0.7, color=cmap(k % cmap.N),
+                       label=str(k))
+        ax.legend(title="label", markerscale=3, fontsize=8, loc="center left",
+                  bbox_to_anchor=(1.0, 0.5))
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)

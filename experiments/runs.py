@@ -1,0 +1,126 @@
+"""A run's folder: atomic writes of its files, and checkpoints that can be resumed.
+
+Every file is written to a temporary name in the same folder and renamed over the old one
+(``os.replace`` is atomic on POSIX), so a crash mid-write leaves the previous version intact.
+Checkpoints hold state dicts, the optimizer's state, the random state and the config, never a
+pickled module; they load with ``torch.load(weights_only=True)``.
+"""
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import torch
+
+from experiments.config import Config
+from experiments.errors import UserError
+
+CHECKPOINT_FORMAT = "elbo-lab-checkpoint/1"
+RUN_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pt")
+
+
+def write_atomically(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary sibling, then rename it over."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: dict) -> None:
+    write_atomically(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
+
+
+def write_csv(path: Path, rows: List[Dict[str, float]]) -> None:
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    write_atomically(path, write)
+
+
+def default_run_dir(config: Config) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{stamp}-{config.model}-{config.guide}-{config.elbo}"
+
+
+def prepare_run_dir(out: Path, force: bool) -> Path:
+    """Create ``out``, refusing a folder that already holds a run unless ``force``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    held = [name for name in RUN_FILES if (out / name).exists()]
+    if held and not force:
+        raise UserError(f"--out {out} already holds a run ({', '.join(held)}); pass --force to "
+                        f"overwrite it, --resume {out} to continue it, or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the run folder {out}: {exc.strerror}") from None
+    return out
+
+
+def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, optim,
+                    metrics: List[dict]) -> None:
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "guide": guide.state_dict(),
+        "optim": optim.get_state(),
+        # training draws its randomness (z ~ q, dynamic binarization) from torch's stream only
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        "metrics": metrics,
+    }
+    write_atomically(path, lambda f: torch.save(state, f), binary=True)
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    """The checkpoint of ``run_dir``, refused with one line if missing, corrupt or foreign."""
+    path = Path(run_dir) / "checkpoint.pt"
+    if not Path(run_dir).is_dir():
+        raise UserError(f"--resume {run_dir}: no such run folder")
+    if not path.exists():
+        raise UserError(f"--resume {run_dir}: it holds no checkpoint.pt to resume from")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # torch's own notes on foreign pickles
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"--resume {run_dir}: checkpoint.pt is corrupt or not an ELBO Lab "
+                        f"checkpoint ({type(exc).__name__}); start a new run instead") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"--resume {run_dir}: checkpoint.pt is not an ELBO Lab checkpoint "
+                        f"(expected format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def read_config(run_dir: Path) -> Optional[Config]:
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return None
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise UserError(f"{path} is not a readable run config ({exc})") from None

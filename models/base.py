@@ -1,0 +1,35 @@
+"""What every model declares about itself, so guides, estimators and figures can rely on it."""
+from dataclasses import dataclass
+from typing import Dict
+
+from pyro.nn import PyroModule
+
+
+@dataclass(frozen=True)
+class LatentSite:
+    """One latent sample site per data point: its name, and whether z is discrete or continuous.
+
+    ``size`` is the event size: the dimension d of a continuous z ∈ R^d, or the number of
+    categorical variables of a discrete z. ``num_categories`` is the number of values of each.
+    """
+
+    name: str
+    discrete: bool
+    size: int
+    num_categories: int = 0
+
+
+class LatentVariableModel(PyroModule):
+    """Base of every model p(z) p(x|z): a ``PyroModule`` whose ``forward(x, index, num_data)``
+    is the Pyro model, with one ``pyro.plate("data")`` (see ``models.plates.data_plate``).
+
+    Subclasses set ``latent_sites`` and ``data_dim``. Parameters are named ``model.*``, so they
+    never collide with a guide's (``guide.*``) in Pyro's parameter store.
+    """
+
+    max_plate_nesting = 1
+    latent_sites: Dict[str, LatentSite] = {}
+
+    def __init__(self, data_dim: int):
+        super().__init__(name="model")
+        self.data_dim = data_dim

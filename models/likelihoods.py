@@ -1,0 +1,66 @@
+"""Observation models p(x|z): a decoder's output turned into a distribution over x.
+
+Each likelihood maps the decoder output ``out`` of shape (..., D) to a distribution with event
+shape (D,), and says which values of x it supports, so that data can be checked before training.
+"""
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule, PyroParam
+from torch.distributions import constraints
+
+
+class BernoulliLikelihood(PyroModule):
+    """p(x|z) = Π_j Bernoulli(x_j | sigmoid(out_j)), out = decoder(z) the logits; x ∈ {0, 1}^D.
+
+    Scored on grey levels in [0, 1] it is no longer a normalized density (see ``--binarize``).
+    """
+
+    support = (0.0, 1.0)
+
+    def __init__(self, data_dim: int):
+        super().__init__()
+
+    def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(out)
+
+
+class GaussianLikelihood(PyroModule):
+    """p(x|z) = N(x | out, σ² I) with one learned scale σ > 0 shared by all D dimensions."""
+
+    support = (-float("inf"), float("inf"))
+
+    def __init__(self, data_dim: int, init_scale: float = 0.5):
+        super().__init__()
+        self.scale = PyroParam(torch.tensor(init_scale), constraint=constraints.positive)
+
+    def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
+        return dist.Normal(out, self.scale).to_event(1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return out
+
+
+class ContinuousBernoulliLikelihood(PyroModule):
+    """p(x|z) = Π_j CB(x_j | sigmoid(out_j)), the normalized continuous Bernoulli on [0, 1]^D
+    (Loaiza-Ganem & Cunningham 2019): a proper density for grey-level images."""
+
+    support = (0.0, 1.0)
+
+    def __init__(self, data_dim: int):
+        super().__init__()
+
+    def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
+        return dist.ContinuousBernoulli(logits=out, validate_args=False).to_event(1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return dist.ContinuousBernoulli(logits=out).mean
+
+
+LIKELIHOODS = {
+    "bernoulli": BernoulliLikelihood,
+    "gaussian": GaussianLikelihood,
+    "continuous-bernoulli": ContinuousBernoulliLikelihood,
+}

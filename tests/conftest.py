@@ -1,0 +1,27 @@
+"""Per-test reset, as Pyro's own suite does: empty parameter store, fixed seed, validation on."""
+import pyro
+import pytest
+
+from experiments.config import Config
+
+
+@pytest.fixture(autouse=True)
+def reset_pyro():
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    with pyro.validation_enabled(True):
+        yield
+    pyro.clear_param_store()
+
+
+@pytest.fixture
+def quick_config(tmp_path):
+    """A small, fast digits run writing into the test's own folder; override what a test needs."""
+    def make(**overrides) -> Config:
+        settings = dict(epochs=2, num_train=300, num_test=100, hidden_dims=(64,),
+                        iwae_samples=50, progress=False, pyro_validation=True,
+                        out=str(tmp_path / "run"))
+        settings.update(overrides)
+        return Config(**settings)
+
+    return make

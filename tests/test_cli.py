@@ -1,0 +1,108 @@
+"""The command line: bad input gets one clear line and exit status 2, and nothing is lost."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from experiments import train
+
+QUICK = ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--hidden-dims", "32",
+         "--iwae-samples", "20", "--no-progress"]
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--model", "vea"], "unknown model 'vea': choose one of vae"),
+    (["--guide", "gaussian"], "unknown guide 'gaussian': choose one of normal"),
+    (["--elbo", "iwea"], "unknown ELBO estimator 'iwea': choose one of trace"),
+    (["--data", "cifar10"], "unknown data set 'cifar10'"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--hidden-dims", ","], "--hidden-dims must be positive widths"),
+    (["--test-fraction", "1.5"], "--test-fraction must lie strictly between 0 and 1"),
+])
+def test_bad_options_are_refused_in_one_line(argv, expected, capsys, tmp_path):
+    assert train.main(QUICK + argv + ["--out", str(tmp_path / "run")]) == 2
+    assert expected in error_line(capsys)
+    assert not (tmp_path / "run").exists()          # refused before any work
+
+
+def test_values_outside_the_bernoulli_support_are_refused(tmp_path, capsys):
+    np.savez(tmp_path / "wide.npz", x=np.linspace(-1, 3, 60).reshape(20, 3))
+    argv = ["--data", str(tmp_path / "wide.npz"), "--out", str(tmp_path / "run")] + QUICK
+    assert train.main(argv) == 2
+    line = error_line(capsys)
+    assert "bernoulli likelihood needs [0.0, 1.0]" in line and "--likelihood gaussian" in line
+    assert train.main(argv[:-1] + ["--likelihood", "gaussian", "--no-progress"]) == 0
+
+
+def test_cuda_without_a_gpu_is_refused(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.main(QUICK + ["--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    assert "sees no CUDA GPU" in error_line(capsys)
+
+
+def test_an_existing_run_is_not_overwritten_without_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--out", str(out)]) == 0
+    summary_before = (out / "summary.json").read_bytes()
+    capsys.readouterr()
+    assert train.main(QUICK + ["--out", str(out), "--seed", "7"]) == 2
+    assert "already holds a run" in error_line(capsys)
+    assert (out / "summary.json").read_bytes() == summary_before
+    assert train.main(QUICK + ["--out", str(out), "--seed", "7", "--force"]) == 0
+    assert json.loads((out / "config.json").read_text())["seed"] == 7
+
+
+def test_resume_refuses_a_corrupt_checkpoint_and_a_changed_setting(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--out", str(out)]) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(out), "--epochs", "2", "--latent-dim", "5"]) == 2
+    assert "--latent-dim 5 differs from the run's 2" in error_line(capsys)
+    (out / "checkpoint.pt").write_bytes(b"\x80\x04 definitely not a checkpoint")
+    assert train.main(["--resume", str(out), "--epochs", "2"]) == 2
+    assert "checkpoint.pt is corrupt" in error_line(capsys)
+    assert train.main(["--resume", str(tmp_path / "missing"), "--epochs", "2"]) == 2
+    assert "no such run folder" in error_line(capsys)
+
+
+def test_resume_from_the_command_line_continues_to_the_total_epochs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--out", str(out)]) == 0
+    assert train.main(["--resume", str(out), "--epochs", "3", "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 3
+
+
+def test_a_diverging_run_stops_naming_epoch_and_step_and_keeps_the_last_checkpoint(
+        tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    real_step = train.SVI.step
+    calls = {"n": 0}
+
+    def step_that_diverges(self, *args, **kwargs):
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 4 + 2 else real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.SVI, "step", step_that_diverges)
+    argv = QUICK + ["--out", str(out), "--epochs", "3", "--batch-size", "50"]   # 4 steps/epoch
+    assert train.main(argv) == 2
+    line = error_line(capsys)
+    assert "diverged at epoch 2, step 2" in line and "smaller --lr" in line
+    kept = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert kept["epoch"] == 1
+
+
+def test_the_module_runs_as_a_command_without_a_traceback():
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", "--model", "nope"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown model 'nope': choose one of vae"

@@ -1,0 +1,74 @@
+"""The VAE model and the normal guide: Pyro sites, shapes, and the minibatch scaling."""
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+from pyro.infer.util import torch_item
+
+from guides import GUIDES
+from models import MODELS
+from models.likelihoods import LIKELIHOODS
+
+
+def make_pair(likelihood="bernoulli", data_dim=12, latent_dim=3):
+    model = MODELS["vae"](data_dim=data_dim, latent_dim=latent_dim, hidden_dims=(16, 8),
+                          likelihood=likelihood)
+    return model, GUIDES["normal"](model, hidden_dims=(16, 8))
+
+
+@pytest.mark.parametrize("likelihood", list(LIKELIHOODS))
+def test_guide_mirrors_model_sites_and_shapes(likelihood):
+    model, guide = make_pair(likelihood)
+    x = torch.rand(5, 12)
+    guide_trace = poutine.trace(guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    latent = lambda trace: [n for n in trace.stochastic_nodes if n != "data"]  # noqa: E731
+    assert latent(guide_trace) == latent(model_trace) == ["z"]
+    assert model_trace.observation_nodes == ["x"]
+    assert guide_trace.nodes["z"]["value"].shape == (5, 3)
+    assert model_trace.nodes["z"]["fn"].event_shape == (3,)
+    assert model_trace.nodes["x"]["fn"].event_shape == (12,)
+    assert guide_trace.nodes["z"]["fn"].has_rsample
+
+
+def test_model_and_guide_parameters_never_share_names():
+    model, guide = make_pair("gaussian")
+    x = torch.rand(4, 12)
+    with poutine.trace(param_only=True) as tr:
+        Trace_ELBO().loss(model, guide, x)
+    names = list(tr.trace.nodes)
+    assert any(n.startswith("model.") for n in names) and any(n.startswith("guide.") for n in names)
+    assert all(n.startswith(("model.", "guide.")) for n in names)
+    assert "model.likelihood.scale" in names      # the Gaussian's learned σ is a parameter
+
+
+def test_minibatch_objective_is_scaled_to_the_full_data_set():
+    """With index and num_data = N, log-densities are scaled by N / B: the loss of a minibatch
+    of B equals (N / B) times its unscaled loss for the same draws of z."""
+    model, guide = make_pair()
+    x = torch.rand(4, 12).bernoulli()
+    index = torch.tensor([3, 17, 42, 99])
+    pyro.set_rng_seed(1)
+    unscaled = torch_item(Trace_ELBO().loss(model, guide, x))
+    pyro.set_rng_seed(1)
+    scaled = torch_item(Trace_ELBO().loss(model, guide, x, index, 100))
+    assert scaled == pytest.approx(100 / 4 * unscaled, rel=1e-5)
+
+
+def test_elbo_matches_a_plain_pytorch_single_sample_estimate():
+    """Pyro's one-sample ELBO is log p(x|z) + log p(z) − log q(z|x) at the guide's draw z,
+    with log p(z) computed independently of the model's code."""
+    model, guide = make_pair()
+    x = torch.rand(6, 12).bernoulli()
+    pyro.set_rng_seed(3)
+    guide_trace = poutine.trace(guide).get_trace(x)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+    z = guide_trace.nodes["z"]["value"]
+    q = guide.posterior(x)
+    log_px_z = model_trace.nodes["x"]["fn"].log_prob(x)
+    log_pz = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    single_sample_elbo = log_px_z + log_pz - q.log_prob(z)
+    pyro.set_rng_seed(3)
+    pyro_elbo = -Trace_ELBO().loss(model, guide, x)
+    assert pyro_elbo == pytest.approx(single_sample_elbo.sum().item(), rel=1e-5)
