@@ -66,6 +66,8 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
     train.add_argument("--vectorize-particles", action="store_true",
                        default=default(d.vectorize_particles),
                        help="draw the particles in one vectorized pass")
+    train.add_argument("--alpha", type=float, default=default(d.alpha),
+                       help="order α of the renyi estimator, α ≠ 1 (default: %(default)s)")
     train.add_argument("--seed", type=int, default=default(d.seed),
                        help="random seed: same seed, same machine, same numbers (default: %(default)s)")
     train.add_argument("--device", default=default(d.device),

@@ -31,6 +31,7 @@ class Config:
     batch_size: int = 128
     num_particles: int = 1
     vectorize_particles: bool = False
+    alpha: float = 0.5
     seed: int = 0
     device: str = "cpu"
     iwae_samples: int = 1000

@@ -23,7 +23,7 @@ def error_line(capsys) -> str:
 @pytest.mark.parametrize("argv, expected", [
     (["--model", "vea"], "unknown model 'vea': choose one of vae"),
     (["--guide", "gaussian"], "unknown guide 'gaussian': choose one of normal"),
-    (["--elbo", "iwea"], "unknown ELBO estimator 'iwea': choose one of trace"),
+    (["--elbo", "iwea"], "unknown ELBO estimator 'iwea': choose one of trace, meanfield"),
     (["--data", "cifar10"], "unknown data set 'cifar10'"),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--hidden-dims", ","], "--hidden-dims must be positive widths"),
