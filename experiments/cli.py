@@ -50,10 +50,19 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
     model.add_argument("--likelihood", choices=list(LIKELIHOODS), default=default(d.likelihood),
                        help="observation model p(x|z) (default: %(default)s)")
     model.add_argument("--latent-dim", type=int, default=default(d.latent_dim),
-                       help="dimension d of z (default: %(default)s)")
+                       help="dimension d of z, or the number L of categorical variables of the "
+                            "discrete-vae (default: %(default)s)")
     model.add_argument("--hidden-dims", type=_widths, default=default(d.hidden_dims),
                        help="hidden widths of the decoder, comma-separated; the encoder mirrors "
                             "them (default: 400)")
+    model.add_argument("--categories", type=int, default=default(d.categories),
+                       help="discrete-vae: values C of each of the --latent-dim categorical "
+                            "variables (default: %(default)s)")
+    model.add_argument("--flow-layers", type=int, default=default(d.flow_layers),
+                       help="flow guide: number of inverse autoregressive transforms "
+                            "(default: %(default)s)")
+    model.add_argument("--temperature", type=float, default=default(d.temperature),
+                       help="relaxed guide: Gumbel-softmax temperature τ (default: %(default)s)")
     train = parser.add_argument_group("training")
     train.add_argument("--lr", type=float, default=default(d.lr),
                        help="Adam learning rate (default: %(default)s)")

@@ -26,6 +26,9 @@ class Config:
     likelihood: str = "bernoulli"
     latent_dim: int = 2
     hidden_dims: Tuple[int, ...] = (400,)
+    categories: int = 10
+    flow_layers: int = 2
+    temperature: float = 0.5
     lr: float = 1e-3
     epochs: int = 50
     batch_size: int = 128
@@ -41,7 +44,8 @@ class Config:
 
     def validate(self) -> "Config":
         """Refuse settings no run can use, before any work is done."""
-        positive = ["latent_dim", "epochs", "batch_size", "num_particles", "iwae_samples"]
+        positive = ["latent_dim", "epochs", "batch_size", "num_particles", "iwae_samples",
+                    "flow_layers"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"--{_flag(name)} must be at least 1 (got {getattr(self, name)})")
@@ -55,6 +59,10 @@ class Config:
         if not 0.0 < self.test_fraction < 1.0:
             raise UserError(f"--test-fraction must lie strictly between 0 and 1 "
                             f"(got {self.test_fraction})")
+        if self.categories < 2:
+            raise UserError(f"--categories must be at least 2 (got {self.categories})")
+        if not self.temperature > 0:
+            raise UserError(f"--temperature must be positive (got {self.temperature})")
         if not self.lr > 0:
             raise UserError(f"--lr must be positive (got {self.lr})")
         if self.binarize not in BINARIZE_CHOICES:

@@ -117,6 +117,8 @@ def _torchvision_images(name: str, folder: str) -> Callable[..., Dataset]:
         return Dataset(name, as_x(sets[True]), as_x(sets[False]), sets[True].targets.long(),
                        sets[False].targets.long(), image_shape=(28, 28))
 
+    load.__doc__ = (f"torchvision's {folder}: 28×28 grey-level images, 60,000 for training and "
+                    "10,000 for testing")
     return load
 
 

@@ -6,7 +6,7 @@ random numbers that training draws next.
 """
 import contextlib
 import math
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import pyro
 import torch
@@ -26,20 +26,32 @@ def isolated_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+def chunks(x: torch.Tensor, size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    """(rows, their indices) in chunks of ``size``: guides with per-point parameters find
+    their rows through the index of the data plate."""
+    index = torch.arange(len(x), device=x.device)
+    return zip(x.split(size), index.split(size))
+
+
 def mean_elbo(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVAL_SEED,
               chunk: int = 2048, elbo=None) -> float:
     """(1/N) Σ_i ELBO(x_i), ELBO(x) = E_{q(z|x)}[log p(x, z) − log q(z|x)], one sample of z
-    per data point, in nats per example. ``elbo`` defaults to ``Trace_ELBO()``."""
+    per data point, in nats per example. ``elbo`` defaults to ``Trace_ELBO()``.
+
+    Each chunk of B rows is passed with its index and N, so its loss is scaled by N / B.
+    """
     elbo = elbo or Trace_ELBO()
     total = 0.0
     with torch.no_grad(), isolated_rng(seed, x.device):
-        for x_chunk in x.split(chunk):
-            total -= elbo.loss(model, guide, x_chunk)
+        for x_chunk, index in chunks(x, chunk):
+            total -= elbo.loss(model, guide, x_chunk, index, len(x)) * len(x_chunk) / len(x)
     return total / len(x)
 
 
 def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor,
-                           num_samples: int, max_plate_nesting: int = 1) -> torch.Tensor:
+                           num_samples: int, max_plate_nesting: int = 1,
+                           index: Optional[torch.Tensor] = None,
+                           num_data: Optional[int] = None) -> torch.Tensor:
     """log w_ki = log p(x_i, z_ki) − log q(z_ki|x_i), z_ki ~ q(z|x_i); shape (num_samples, N).
 
     This is ``pyro.infer.importance.vectorized_importance_weights`` kept per data point: that
@@ -48,15 +60,16 @@ def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor,
     """
     particles = pyro.plate("iwae_particles", num_samples, dim=-(max_plate_nesting + 1))
     with particles:
-        guide_trace = poutine.trace(guide).get_trace(x)
+        guide_trace = poutine.trace(guide).get_trace(x, index, num_data)
     with particles:
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
+            x, index, num_data)
     log_w = x.new_zeros(num_samples, x.shape[0])
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace.compute_log_prob()
         for site in trace.nodes.values():
-            if site["type"] == "sample":
-                log_w = log_w + sign * site["log_prob"]
+            if site["type"] == "sample":       # unscaled: a minibatch's plate scale is N / B
+                log_w = log_w + sign * site["unscaled_log_prob"]
     return log_w
 
 
@@ -75,11 +88,12 @@ def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_s
     samples_per_chunk = min(num_samples, chunk_elements)
     estimates = []
     with torch.no_grad(), isolated_rng(seed, x.device):
-        for x_chunk in x.split(points_per_chunk):
+        for x_chunk, index in chunks(x, points_per_chunk):
             running = x_chunk.new_full((x_chunk.shape[0],), -math.inf)
             for start in range(0, num_samples, samples_per_chunk):
                 k = min(samples_per_chunk, num_samples - start)
-                log_w = log_importance_weights(model, guide, x_chunk, k, max_plate_nesting)
+                log_w = log_importance_weights(model, guide, x_chunk, k, max_plate_nesting,
+                                               index, len(x))
                 running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
             estimates.append(running - math.log(num_samples))
     per_point = torch.cat(estimates)

@@ -23,7 +23,9 @@ from experiments.cli import add_training_options, config_from_args, explicit_opt
 from experiments.config import Config
 from experiments.data import BINARIZE_SEED, Dataset, binarize, load_dataset
 from experiments.errors import UserError
+from experiments.estimators import ELBOS
 from experiments.evaluate import iwae_log_likelihood, mean_elbo
+from experiments.refine import fit_local_posterior
 from experiments.figures import plot_autoencoder_figures, plot_training_curves
 from models.likelihoods import LIKELIHOODS
 
@@ -52,7 +54,7 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None) -
         data = prepare_data(config, device)
         pyro.clear_param_store()
         pyro.set_rng_seed(config.seed)
-        parts = build_parts(config, data.data_dim, device)
+        parts = build_parts(config, data.data_dim, len(data.x_train), device)
         optim = pyro.optim.Adam({"lr": config.lr})
         if resume is not None:
             run_dir, start, metrics = Path(resume), *_restore(resume, parts, optim)
@@ -64,18 +66,19 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None) -
         svi = SVI(parts.model, parts.guide, optim, parts.elbo)
         for epoch in range(start + 1, config.epochs + 1):
             row = train_epoch(svi, data, config, epoch)
-            row["test_elbo"] = mean_elbo(parts.model, parts.guide, data.x_test)
+            row["test_elbo"] = mean_elbo(parts.model, test_guide(parts, data), data.x_test)
             metrics.append(row)
-            _log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {row['train_elbo']:9.3f}"
-                         f"  test ELBO {row['test_elbo']:9.3f}  ({row['seconds']:.2f} s)")
+            _log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
+                         f"  test ELBO {_nats(row['test_elbo'])}  ({row['seconds']:.2f} s)")
             runs.write_csv(run_dir / "metrics.csv", metrics)
             runs.save_checkpoint(run_dir / "checkpoint.pt", config=config, epoch=epoch,
                                  model=parts.model, guide=parts.guide, optim=optim,
                                  metrics=metrics)
-        summary = summarize(config, parts, data, metrics, run_dir)
+        scorer = test_guide(parts, data)
+        summary = summarize(config, parts.model, scorer, data, metrics, run_dir)
         runs.write_json(run_dir / "summary.json", summary)
         plot_training_curves(metrics, run_dir / "elbo.png")
-        plot_autoencoder_figures(parts.model, parts.guide, data.x_test, data.y_test,
+        plot_autoencoder_figures(parts.model, scorer, data.x_test, data.y_test,
                                  data.image_shape, run_dir)
     return RunResult(run_dir, summary, metrics)
 
@@ -111,9 +114,10 @@ def prepare_data(config: Config, device: torch.device) -> Dataset:
     return data.to(device)
 
 
-def build_parts(config: Config, data_dim: int, device: torch.device) -> Parts:
+def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device) -> Parts:
     options = {k: v for k, v in config.to_dict().items() if k not in ("model", "guide", "elbo")}
-    parts = build(config.model, config.guide, config.elbo, data_dim=data_dim, **options)
+    parts = build(config.model, config.guide, config.elbo, data_dim=data_dim,
+                  num_data=num_data, **options)
     parts.model.to(device)
     parts.guide.to(device)
     return parts
@@ -123,8 +127,10 @@ def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
     """One pass over the training set in minibatches, in an order fixed by (seed, epoch).
 
     Each step's loss estimates −ELBO of the whole training set (the data plate scales the
-    minibatch by N / B), so the epoch's train ELBO is −mean(loss) / N nats per example.
+    minibatch by N / B), so the epoch's train ELBO is −mean(loss) / N nats per example; an
+    estimator without a loss value (tail-adaptive) leaves it empty.
     """
+    has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
     order_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     batches = torch.randperm(n, generator=order_rng).to(data.x_train.device).split(config.batch_size)
@@ -136,6 +142,8 @@ def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
         loss = svi.step(x, index, n)
+        if not has_loss:
+            continue
         if not math.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "
@@ -145,14 +153,23 @@ def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
         if step % 10 == 0:
             bar.set_postfix_str(f"ELBO {-total / (step * n):.3f}", refresh=False)
     seconds = time.perf_counter() - start
-    return {"epoch": epoch, "train_elbo": -total / (len(batches) * n), "test_elbo": None,
-            "seconds": seconds}
+    train_elbo = -total / (len(batches) * n) if has_loss else None
+    return {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None, "seconds": seconds}
 
 
-def summarize(config: Config, parts: Parts, data: Dataset, metrics: List[dict],
+def test_guide(parts: Parts, data: Dataset):
+    """The guide that scores the test set: the trained one's ``scoring_guide()`` if amortized,
+    else per-point parameters fitted to the test set with the model fixed
+    (``experiments.refine``)."""
+    if parts.guide.amortized:
+        return parts.guide.scoring_guide()
+    return fit_local_posterior(parts.model, data.x_test)
+
+
+def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
               run_dir: Path) -> dict:
-    iwae, stderr = iwae_log_likelihood(parts.model, parts.guide, data.x_test, config.iwae_samples,
-                                       max_plate_nesting=parts.model.max_plate_nesting)
+    iwae, stderr = iwae_log_likelihood(model, guide, data.x_test, config.iwae_samples,
+                                       max_plate_nesting=model.max_plate_nesting)
     return {
         "status": "completed",
         "run_dir": str(run_dir),
@@ -184,6 +201,10 @@ def _device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: PyTorch sees no CUDA GPU here; use --device cpu")
     return torch.device(name)
+
+
+def _nats(value: Optional[float]) -> str:
+    return "      n/a" if value is None else f"{value:9.3f}"
 
 
 def _log(config: Config, message: str, force: bool = False) -> None:

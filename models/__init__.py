@@ -1,9 +1,11 @@
 """Generative models p(z) p(x|z), each a Pyro model, registered by the name users type."""
 from models.base import LatentSite, LatentVariableModel
+from models.discrete_vae import DiscreteVAE
 from models.vae import VAE
 
 MODELS = {
     "vae": VAE,
+    "discrete-vae": DiscreteVAE,
 }
 
 __all__ = ["MODELS", "LatentSite", "LatentVariableModel"]

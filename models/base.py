@@ -10,13 +10,22 @@ class LatentSite:
     """One latent sample site per data point: its name, and whether z is discrete or continuous.
 
     ``size`` is the event size: the dimension d of a continuous z ∈ R^d, or the number of
-    categorical variables of a discrete z. ``num_categories`` is the number of values of each.
+    categorical variables of a discrete z. ``num_categories`` is the number of values of each;
+    ``one_hot`` says whether the model scores them as one-hot vectors (which relaxed,
+    reparameterizable samples can stand in for) or as integer labels.
     """
 
     name: str
     discrete: bool
     size: int
     num_categories: int = 0
+    one_hot: bool = False
+
+    def describe(self) -> str:
+        if self.discrete:
+            return (f"{self.size} categorical variable{'s' * (self.size > 1)} with "
+                    f"{self.num_categories} values{' (one-hot)' * self.one_hot}")
+        return f"continuous z ∈ R^{self.size}"
 
 
 class LatentVariableModel(PyroModule):

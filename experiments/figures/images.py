@@ -16,10 +16,11 @@ from experiments.figures.common import save_figure
 
 def posterior_samples(guide: Callable, x: torch.Tensor, site: str,
                       num_samples: int = 1) -> torch.Tensor:
-    """z ~ q(z|x) for every row of x, shape (num_samples, N, d), for any guide."""
+    """z ~ q(z|x) for every row of x, shape (num_samples, N, *event_shape), for any guide."""
     with torch.no_grad(), pyro.plate("figure_particles", num_samples, dim=-2):
         trace = poutine.trace(guide).get_trace(x)
-    return trace.nodes[site]["value"].reshape(num_samples, x.shape[0], -1)
+    value = trace.nodes[site]["value"]
+    return value.expand(num_samples, *value.shape[-(1 + len(trace.nodes[site]["fn"].event_shape)):])
 
 
 def plot_autoencoder_figures(model, guide, x_test: torch.Tensor, y_test: Optional[torch.Tensor],
@@ -31,9 +32,10 @@ def plot_autoencoder_figures(model, guide, x_test: torch.Tensor, y_test: Optiona
         written.append(plot_reconstructions(model, guide, x_test[:10], site.name, image_shape,
                                             run_dir / "reconstructions.png"))
         written.append(plot_samples(model, image_shape, run_dir / "samples.png", x_test))
-        if site.size == 2:
+        if site.size == 2 and not site.discrete:
             written.append(plot_manifold(model, image_shape, run_dir / "manifold.png", x_test))
     z_mean = posterior_samples(guide, x_test[:2000], site.name, num_samples=16).mean(0)
+    z_mean = z_mean.flatten(1)                  # one-hot codes (N, L, C) are read as L·C numbers
     written.append(plot_latent(z_mean, None if y_test is None else y_test[:2000],
                                run_dir / "latent.png"))
     return written

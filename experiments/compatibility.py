@@ -1,0 +1,95 @@
+"""Which model × guide × estimator combinations can work, and why the others cannot.
+
+Each part states what it is: a model its latent sites (``LatentSite``), a guide what it covers
+and how it samples (``guides.base.Guide``), an estimator what it needs
+(``experiments.estimators.Estimator``). The rules below read only those statements, so a new
+part is checked without touching this module; ``tests/test_compatibility.py`` runs the whole
+matrix to keep the statements honest.
+"""
+from typing import Dict, List, Optional
+
+from experiments.errors import UserError
+from experiments.estimators import ELBOS
+from guides import GUIDES
+from models import MODELS, LatentVariableModel
+
+
+def incompatibility(model_name: str, model: LatentVariableModel, guide_name: str,
+                    elbo_name: str) -> Optional[str]:
+    """Why ``guide_name`` and ``elbo_name`` cannot fit ``model``, or None if they can."""
+    guide, estimator = GUIDES[guide_name], ELBOS[elbo_name]
+    misfit = guide.fit_error(model)
+    if misfit:
+        return f"the {guide_name} guide cannot serve {model_name}: {misfit}"
+    if estimator.enumerates and not any(s.discrete for s in model.latent_sites.values()):
+        return f"{elbo_name} sums out discrete latent sites, and {model_name} has none"
+    if estimator.enumerates and not guide.enumerates:
+        return (f"{elbo_name} sums discrete sites out exactly, but the {guide_name} guide "
+                "samples them (use --guide enum)")
+    if guide.enumerates and not estimator.enumerates:
+        return (f"the enum guide leaves {model_name}'s discrete z to be summed out, which "
+                f"{elbo_name} cannot do (use --elbo enum)")
+    if estimator.reparameterized and not guide.reparameterized:
+        return (f"{elbo_name} needs reparameterized samples, and the {guide_name} guide's "
+                "are discrete")
+    if estimator.detaches_samples and guide.straight_through:
+        return (f"{elbo_name} would score the {guide_name} guide's hard samples with the density "
+                "of relaxed ones (use --guide categorical)")
+    if estimator.closed_form_kl and not guide.closed_form_kl:
+        return (f"{elbo_name} needs KL(q(z|x) ‖ p(z)) in closed form, which the {guide_name} "
+                "guide does not have")
+    return None
+
+
+def option_error(elbo_name: str, num_particles: int, vectorize_particles: bool,
+                 alpha: float = 0.5) -> Optional[str]:
+    """Why these particle options (or α) do not suit ``elbo_name``, or None."""
+    estimator = ELBOS[elbo_name]
+    if estimator.vectorized and (num_particles < 2 or not vectorize_particles):
+        return (f"{elbo_name} needs --num-particles 2 or more and --vectorize-particles "
+                f"(got {num_particles}{'' if vectorize_particles else ', not vectorized'})")
+    if elbo_name == "renyi" and alpha == 1.0:
+        return "renyi with --alpha 1 is the ELBO itself: use --elbo trace, or another --alpha"
+    return None
+
+
+def probe_model(model_name: str, **options) -> LatentVariableModel:
+    """A small instance of the model, to read its latent sites before any data is loaded."""
+    from experiments.build import construct
+
+    return construct(MODELS[model_name], data_dim=4, **options)
+
+
+def check_combination(model_name: str, guide_name: str, elbo_name: str,
+                      model: Optional[LatentVariableModel] = None, **options) -> None:
+    """Raise a one-line ``UserError`` naming the reason and the alternatives that would work."""
+    model = model if model is not None else probe_model(model_name, **options)
+    reason = incompatibility(model_name, model, guide_name, elbo_name)
+    if reason:
+        guides = [g for g in GUIDES if not incompatibility(model_name, model, g, elbo_name)]
+        elbos = [e for e in ELBOS if not incompatibility(model_name, model, guide_name, e)]
+        hints = []
+        if elbos:
+            hints.append(f"with --guide {guide_name}: --elbo {', '.join(elbos)}")
+        if guides:
+            hints.append(f"with --elbo {elbo_name}: --guide {', '.join(guides)}")
+        raise UserError(f"{model_name} + {guide_name} + {elbo_name} cannot work: {reason}"
+                        + (f"; {model_name} works {' or '.join(hints)}" if hints else ""))
+    problem = option_error(elbo_name, options.get("num_particles", 1),
+                           options.get("vectorize_particles", False), options.get("alpha", 0.5))
+    if problem:
+        raise UserError(problem)
+
+
+def matrix(**options) -> List[Dict[str, object]]:
+    """Every registered combination as {"model", "guide", "elbo", "ok", "reason"}, for models
+    built with ``options`` (the latent dimension and the like only change the wording)."""
+    rows = []
+    for model_name in MODELS:
+        model = probe_model(model_name, **options)
+        for guide_name in GUIDES:
+            for elbo_name in ELBOS:
+                reason = incompatibility(model_name, model, guide_name, elbo_name)
+                rows.append({"model": model_name, "guide": guide_name, "elbo": elbo_name,
+                             "ok": reason is None, "reason": reason or ""})
+    return rows

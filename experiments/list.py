@@ -1,0 +1,77 @@
+"""List the registered models, guides and estimators, and which combinations can work.
+
+    python -m experiments.list            # the registries and the compatibility matrix
+    python -m experiments.list --json     # [{"model", "guide", "elbo", "ok", "reason"}, …]
+"""
+import argparse
+import json
+import sys
+from typing import Dict, List, Optional
+
+from experiments.compatibility import matrix
+from experiments.config import Config
+from experiments.data import DATASETS
+from experiments.estimators import ELBOS
+from guides import GUIDES
+from models import MODELS
+
+
+def _summary(obj, width: int = 96) -> str:
+    """The first line of the docstring of ``obj``'s module (each holds one part), else of ``obj``,
+    cut to ``width`` characters."""
+    module_doc = sys.modules[obj.__module__].__doc__ if isinstance(obj, type) else None
+    doc = (module_doc or obj.__doc__ or "").strip().split("\n")[0].rstrip(".:")
+    return doc if len(doc) <= width else doc[:width - 1] + "…"
+
+
+def registries() -> str:
+    lines = []
+    for title, registry in (("models", MODELS), ("guides", GUIDES),
+                            ("ELBO estimators", {k: v.factory for k, v in ELBOS.items()}),
+                            ("data sets", DATASETS)):
+        lines.append(f"{title}:")
+        width = max(map(len, registry))
+        lines += [f"  {name:<{width}}  {_summary(part)}" for name, part in registry.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def matrix_table(rows: List[Dict[str, object]]) -> str:
+    """One block per model: guides down, estimators across, ✓ where the combination works;
+    then the reasons, one line per refused combination that has a fitting guide."""
+    elbos = list(ELBOS)
+    width = max(map(len, GUIDES))
+    lines = []
+    for model in MODELS:
+        ok = {(r["guide"], r["elbo"]): r["ok"] for r in rows if r["model"] == model}
+        lines.append(f"{model}:")
+        lines.append(" " * (width + 4) + "  ".join(elbos))
+        for guide in GUIDES:
+            cells = "  ".join(("✓" if ok[guide, e] else "·").center(len(e)) for e in elbos)
+            lines.append(f"  {guide:<{width}}  {cells}")
+        lines.append("")
+    refused = [r for r in rows if not r["ok"] and "cannot serve" not in r["reason"]]
+    lines.append("why the other combinations of fitting guides are refused:")
+    lines += [f"  {r['model']} + {r['guide']} + {r['elbo']}: {r['reason']}" for r in refused]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments.list", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true",
+                        help="print the matrix as JSON objects {model, guide, elbo, ok, reason}")
+    args = parser.parse_args(argv)
+    options = {k: v for k, v in Config().to_dict().items() if k not in ("model", "guide", "elbo")}
+    rows = matrix(**options)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1, ensure_ascii=False)
+        print()
+    else:
+        print(registries())
+        print(matrix_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""What every guide declares, so that impossible model × guide × estimator combinations are
+refused before anything trains (see ``experiments.compatibility``)."""
+from typing import Optional, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.nn import PyroModule
+
+from models.base import LatentVariableModel
+from models.networks import mlp
+from models.plates import data_plate
+
+
+class Guide(PyroModule):
+    """Base of every guide q(z|x): a ``PyroModule`` named ``guide`` whose ``forward(x, index,
+    num_data)`` mirrors the model's latent sites inside the same ``pyro.plate("data")``.
+
+    Class attributes state what the guide is, for the compatibility checks:
+
+    - ``covers``: the kind of latent site it samples, ``"continuous"`` or ``"discrete"``;
+    - ``reparameterized``: its samples are differentiable functions of its parameters;
+    - ``closed_form_kl``: KL(q(z|x) ‖ p(z)) against the model's prior has a closed form;
+    - ``enumerates``: it samples nothing and leaves the discrete sites to be summed out;
+    - ``amortized``: q(z|x) is computed from x by a network (else: parameters per data point);
+    - ``straight_through``: its samples are hard values whose gradients come from relaxed ones.
+    """
+
+    covers = "continuous"
+    reparameterized = True
+    closed_form_kl = False
+    enumerates = False
+    amortized = True
+    straight_through = False
+
+    def __init__(self):
+        super().__init__(name="guide")
+
+    def scoring_guide(self):
+        """The guide that test bounds are computed with: this one, unless it trains through a
+        surrogate (see the relaxed guide)."""
+        return self
+
+    @classmethod
+    def fit_error(cls, model: LatentVariableModel) -> Optional[str]:
+        """Why this guide cannot cover ``model``'s latent sites, or None if it can."""
+        sites = list(model.latent_sites.values())
+        wanted = cls.covers == "discrete"
+        if len(sites) != 1 or sites[0].discrete != wanted:
+            found = "; ".join(s.describe() for s in sites) or "no latent site"
+            return f"it covers one {cls.covers} latent site, and the model has {found}"
+        return None
+
+
+class AmortizedGuide(Guide):
+    """A guide whose q_φ(z|x) is read off an encoder network applied to x.
+
+    The encoder mirrors the model's decoder, D → reversed(hidden_dims) → ``encoder_outputs()``;
+    subclasses turn its output into ``posterior(x)``, a distribution with batch shape (batch,)
+    whose sample is the model's one latent site.
+    """
+
+    def __init__(self, model: LatentVariableModel, hidden_dims: Sequence[int] = (400,)):
+        super().__init__()
+        (self.site,) = model.latent_sites.values()
+        self.encoder = mlp(model.data_dim, list(reversed(hidden_dims)), self.encoder_outputs())
+
+    def encoder_outputs(self) -> int:
+        raise NotImplementedError
+
+    def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
+        with data_plate(x, index, num_data):
+            pyro.sample(self.site.name, self.posterior(x))

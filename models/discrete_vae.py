@@ -1,0 +1,51 @@
+"""The discrete–discrete VAE: categorical latent codes, binary observations."""
+from typing import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+
+from models.base import LatentSite, LatentVariableModel
+from models.likelihoods import BernoulliLikelihood
+from models.networks import mlp
+from models.plates import data_plate
+
+
+class DiscreteVAE(LatentVariableModel):
+    """z = (z_1, …, z_L), L independent categorical variables with C values each, one-hot:
+
+        z_l ~ p(z_l) = OneHotCategorical(1/C, …, 1/C)          l = 1 … L
+        x ~ p_θ(x|z) = Π_j Bernoulli(x_j | sigmoid(decoder_θ(z)_j))
+
+    The decoder reads the L one-hot codes concatenated (L·C inputs). z is scored as one-hot
+    vectors so that a relaxed guide's straight-through samples — hard one-hot values whose
+    gradients flow through their relaxed counterparts — are valid values of the same site.
+
+    :param data_dim: D, the size of one flattened (binary) observation.
+    :param latent_dim: L, the number of categorical variables.
+    :param categories: C, the number of values of each.
+    :param hidden_dims: widths of the decoder's hidden layers.
+    """
+
+    def __init__(self, data_dim: int, latent_dim: int = 2, categories: int = 10,
+                 hidden_dims: Sequence[int] = (400,)):
+        super().__init__(data_dim)
+        self.latent_dim, self.categories = latent_dim, categories
+        self.latent_sites = {"z": LatentSite("z", discrete=True, size=latent_dim,
+                                             num_categories=categories, one_hot=True)}
+        self.decoder = mlp(latent_dim * categories, hidden_dims, data_dim)
+        self.likelihood = BernoulliLikelihood(data_dim)
+
+    def prior(self, like: torch.Tensor) -> dist.TorchDistribution:
+        """p(z): L independent uniform one-hot categoricals, event shape (L, C)."""
+        probs = like.new_full((self.latent_dim, self.categories), 1.0 / self.categories)
+        return dist.OneHotCategorical(probs=probs).to_event(1)
+
+    def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
+        with data_plate(x, index, num_data):
+            z = pyro.sample("z", self.prior(x))                                  # (batch, L, C)
+            pyro.sample("x", self.likelihood(self.decoder(z.flatten(-2))), obs=x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x | z] = sigmoid(decoder(z)) for one-hot codes z of shape (..., L, C)."""
+        return self.likelihood.mean(self.decoder(z.flatten(-2)))
