@@ -28,6 +28,7 @@ class Estimator:
     :param has_loss: reports a loss value (tail-adaptive reports only gradients).
     :param detaches_samples: draws the guide's samples without their path gradient, which
         leaves a straight-through guide's hard samples scored by the density of relaxed ones.
+    :param k_sample: its bound depends on K (IWAE-like); others only average K estimates.
     """
 
     factory: Callable[..., ELBO]
@@ -37,6 +38,7 @@ class Estimator:
     vectorized: bool = False
     has_loss: bool = True
     detaches_samples: bool = False
+    k_sample: bool = False
 
 
 def trace(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
@@ -115,9 +117,9 @@ ELBOS = {
     "meanfield": Estimator(meanfield, reparameterized=True, closed_form_kl=True),
     "tracegraph": Estimator(tracegraph),
     "enum": Estimator(enum, enumerates=True),
-    "iwae": Estimator(iwae),
-    "renyi": Estimator(renyi),
+    "iwae": Estimator(iwae, k_sample=True),
+    "renyi": Estimator(renyi, k_sample=True),
     "tail-adaptive": Estimator(tail_adaptive, reparameterized=True, vectorized=True,
-                               has_loss=False),
+                               has_loss=False, k_sample=True),
     "score-function": Estimator(score_function, detaches_samples=True),
 }

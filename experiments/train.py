@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import pyro
 import torch
@@ -42,11 +42,16 @@ class RunResult:
     run_dir: Path
     summary: dict
     metrics: List[dict]
+    parts: Parts
 
 
-def run(config: Config, *, force: bool = False, resume: Optional[Path] = None) -> RunResult:
+def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
+        on_start: Optional[Callable[[Parts, Dataset], None]] = None,
+        on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
     """Train ``config``'s model and guide, or continue the run in ``resume`` up to
-    ``config.epochs`` epochs in total; write its folder and return its summary."""
+    ``config.epochs`` epochs in total; write its folder and return its summary and parts.
+    ``on_start`` sees the parts and data before the first step (measurements at the initial
+    parameters), ``on_epoch`` each epoch's row of metrics (progress reports)."""
     config = resolve(config.validate())
     check_names(config.model, config.guide, config.elbo)
     with pyro.validation_enabled(config.pyro_validation):
@@ -64,12 +69,16 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None) -
             start, metrics = 0, []
             runs.write_json(run_dir / "config.json", config.to_dict())
         svi = SVI(parts.model, parts.guide, optim, parts.elbo)
+        if on_start is not None:
+            on_start(parts, data)
         for epoch in range(start + 1, config.epochs + 1):
             row = train_epoch(svi, data, config, epoch)
             row["test_elbo"] = mean_elbo(parts.model, test_guide(parts, data), data.x_test)
             metrics.append(row)
             _log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
                          f"  test ELBO {_nats(row['test_elbo'])}  ({row['seconds']:.2f} s)")
+            if on_epoch is not None:
+                on_epoch(row)
             runs.write_csv(run_dir / "metrics.csv", metrics)
             runs.save_checkpoint(run_dir / "checkpoint.pt", config=config, epoch=epoch,
                                  model=parts.model, guide=parts.guide, optim=optim,
@@ -80,7 +89,19 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None) -
         plot_training_curves(metrics, run_dir / "elbo.png")
         plot_autoencoder_figures(parts.model, scorer, data.x_test, data.y_test,
                                  data.image_shape, run_dir)
-    return RunResult(run_dir, summary, metrics)
+    return RunResult(run_dir, summary, metrics, parts)
+
+
+def load_trained(run_dir: Path) -> Tuple[Config, Dataset, Parts]:
+    """A finished run's config, data (as it trained on) and parts with the trained parameters."""
+    state = runs.load_checkpoint(run_dir)
+    config = Config.from_dict(state["config"])
+    device = _device(config.device)
+    data = prepare_data(config.replace(progress=False), device)
+    pyro.clear_param_store()
+    parts = build_parts(config, data.data_dim, len(data.x_train), device)
+    _load_parts(run_dir, state, parts)
+    return config, data, parts
 
 
 def resolve(config: Config) -> Config:
@@ -184,14 +205,18 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
     }
 
 
-def _restore(run_dir: Path, parts: Parts, optim) -> tuple:
-    state = runs.load_checkpoint(run_dir)
+def _load_parts(run_dir: Path, state: dict, parts: Parts) -> None:
     try:
         parts.model.load_state_dict(state["model"])
         parts.guide.load_state_dict(state["guide"])
     except (RuntimeError, KeyError) as exc:
-        raise UserError(f"--resume {run_dir}: the checkpoint does not fit this model and guide "
+        raise UserError(f"{run_dir}: the checkpoint does not fit this model and guide "
                         f"({str(exc).splitlines()[0]})") from None
+
+
+def _restore(run_dir: Path, parts: Parts, optim) -> tuple:
+    state = runs.load_checkpoint(run_dir)
+    _load_parts(run_dir, state, parts)
     optim.set_state(state["optim"])
     runs.restore_rng(state)
     return state["epoch"], list(state["metrics"])

@@ -1,0 +1,83 @@
+"""Figures of an estimator comparison: learning curves, gradient variance, SNR against K."""
+from pathlib import Path
+from typing import Dict, List
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from experiments.figures.common import save_figure
+
+
+def plot_comparison(results: List[dict], rows: List[dict], out: Path) -> List[Path]:
+    written = [plot_curves(results, out / "curves.png"),
+               plot_gradient_variance(rows, out / "gradient_variance.png")]
+    swept = [r for r in rows if r["label"] != r["elbo"]]
+    if len({r["num_particles"] for r in swept}) > 1:
+        written.append(plot_snr_against_k(swept, out / "snr_vs_k.png"))
+    return written
+
+
+def plot_curves(results: List[dict], path: Path) -> Path:
+    """Test ELBO against training steps and against wall time: the mean over seeds as a line,
+    the range over seeds as a band."""
+    by_label: Dict[str, List[dict]] = {}
+    for r in results:
+        by_label.setdefault(r["label"], []).append(r)
+    fig, (ax_steps, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for i, (name, rs) in enumerate(by_label.items()):
+        color = plt.get_cmap("tab10")(i % 10)
+        elbo = np.array([[row["test_elbo"] for row in r["metrics"]] for r in rs])   # (seeds, epochs)
+        steps = np.array([row["epoch"] for row in rs[0]["metrics"]]) * rs[0]["steps_per_epoch"]
+        seconds = np.mean([np.cumsum([row["seconds"] for row in r["metrics"]]) for r in rs], 0)
+        for ax, x in ((ax_steps, steps), (ax_time, seconds)):
+            ax.plot(x, elbo.mean(0), color=color, label=f"{name} ({len(rs)} seeds)")
+            ax.fill_between(x, elbo.min(0), elbo.max(0), color=color, alpha=0.2)
+    ax_steps.set_xlabel("training steps")
+    ax_time.set_xlabel("wall time of training (s)")
+    ax_steps.set_ylabel("test ELBO (nats per example)")
+    for ax in (ax_steps, ax_time):
+        ax.grid(alpha=0.3)
+    ax_steps.set_title("test ELBO against steps")
+    ax_time.set_title("test ELBO against wall time")
+    ax_time.legend(fontsize=8, loc="lower right")
+    fig.suptitle("estimators compared: line = mean over seeds, band = range")
+    return save_figure(fig, path)
+
+
+def plot_gradient_variance(rows: List[dict], path: Path) -> Path:
+    """Total gradient variance per estimator (log scale), at initialization and at the end,
+    for the guide's parameters φ and the model's θ."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    names = [r["label"] for r in rows]
+    x = np.arange(len(rows))
+    for ax, group, title in ((axes[0], "guide", "guide φ"), (axes[1], "model", "model θ")):
+        init = [r[f"grad_var_{group}_init"] for r in rows]
+        final = [r[f"grad_var_{group}"] for r in rows]
+        ax.bar(x - 0.2, init, width=0.4, label="at initialization")
+        ax.bar(x + 0.2, final, width=0.4, label="at the end of training")
+        ax.set_yscale("symlog", linthresh=1e-6) if min(init + final) <= 0 else ax.set_yscale("log")
+        ax.set_xticks(x, names, rotation=30, ha="right")
+        ax.set_ylabel("total gradient variance Σ_j Var[ĝ_j]")
+        ax.set_title(f"gradient variance, {title}")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def plot_snr_against_k(rows: List[dict], path: Path) -> Path:
+    """Mean gradient SNR against K for each K-sample estimator, guide and model separately
+    (Rainforth et al. 2018: IWAE's guide SNR falls like 1/√K, its model SNR rises like √K)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    for ax, group, title in ((axes[0], "guide", "guide φ"), (axes[1], "model", "model θ")):
+        for elbo in dict.fromkeys(r["elbo"] for r in rows):
+            rs = sorted((r for r in rows if r["elbo"] == elbo), key=lambda r: r["num_particles"])
+            ax.plot([r["num_particles"] for r in rs], [r[f"grad_snr_{group}"] for r in rs],
+                    marker="o", label=elbo)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("K (samples per data point)")
+        ax.set_ylabel("mean SNR |E ĝ| / sd ĝ")
+        ax.set_title(f"gradient SNR against K, {title}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)
