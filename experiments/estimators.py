@@ -2,11 +2,14 @@
 
 Each entry builds a Pyro ``ELBO`` from the options it names; ``experiments.build`` passes it the
 model's ``max_plate_nesting`` and the run's ``num_particles``, ``vectorize_particles`` and
-``alpha``. All are Pyro's own estimators, in the notation ELBO(x) = E_{q(z|x)}[log p(x, z) −
-log q(z|x)] with K = ``num_particles`` samples z_k ~ q(z|x).
+``alpha``. All are Pyro's own estimators but ``stl`` and ``dreg``, which no Pyro release has
+(small subclasses in ``experiments.path_derivative``); the notation is ELBO(x) =
+E_{q(z|x)}[log p(x, z) − log q(z|x)] with K = ``num_particles`` samples z_k ~ q(z|x).
 """
 from pyro.infer import (RenyiELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO,
                         TraceMeanField_ELBO, TraceTailAdaptive_ELBO)
+
+from experiments.path_derivative import DReG_ELBO, STL_ELBO
 
 
 def trace(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
@@ -58,6 +61,21 @@ def tail_adaptive(num_particles=1, vectorize_particles=False, max_plate_nesting=
                                   max_plate_nesting=max_plate_nesting)
 
 
+def stl(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
+    """Trace_ELBO's loss with the path-derivative gradient: q's score term dropped, so the
+    gradient vanishes where q(z|x) = p(z|x) (Roeder et al. 2017); needs reparameterized sites."""
+    return STL_ELBO(num_particles=num_particles, vectorize_particles=vectorize_particles,
+                    max_plate_nesting=max_plate_nesting)
+
+
+def dreg(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
+    """The IWAE bound with doubly-reparameterized guide gradients Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ,
+    whose signal-to-noise ratio does not decay with K (Tucker et al. 2019); needs reparameterized
+    sites."""
+    return DReG_ELBO(num_particles=num_particles, vectorize_particles=vectorize_particles,
+                     max_plate_nesting=max_plate_nesting)
+
+
 ELBOS = {
     "trace": trace,
     "meanfield": meanfield,
@@ -66,4 +84,6 @@ ELBOS = {
     "iwae": iwae,
     "renyi": renyi,
     "tail-adaptive": tail_adaptive,
+    "stl": stl,
+    "dreg": dreg,
 }
