@@ -2,11 +2,11 @@
 and the variance they exist to remove is gone.
 
 Gradients are compared on common random numbers (the same seed for both estimators), so a
-difference of means is tested against the standard error of the paired differences. Two
-models: the small VAE with its normal guide, and a linear-Gaussian model whose posterior and
-ELBO are Gaussian integrals. In the latter the guide keeps free parameters for each row of x
-and every row is a copy of the same x₀, so a single call returns M independent draws of the
-one-data-point gradient, one per row.
+difference of means is tested against the standard error of the paired differences. The
+models: the small VAE with its normal guide or a flow guide; a linear-Gaussian model whose
+posterior and ELBO are Gaussian integrals, where the guide keeps free parameters for each row
+of x and every row is a copy of the same x₀, so that a single call returns M independent
+draws of the one-data-point gradient, one per row; and a randomly subsampled toy.
 """
 import math
 
