@@ -6,6 +6,8 @@ takes the options it names; ``experiments.build`` passes the model's ``max_plate
 the run's ``num_particles``, ``vectorize_particles`` and ``alpha``. The notation: ELBO(x) =
 E_{q(z|x)}[log p(x, z) − log q(z|x)], with K = ``num_particles`` samples z_k ~ q(z|x). All are
 Pyro's own estimators but ``score-function``, ``stl`` and ``dreg``, which no Pyro release has.
+The new ones are small subclasses: ``experiments.score_function`` and
+``experiments.path_derivative``.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -13,6 +15,7 @@ from typing import Callable
 from pyro.infer import (ELBO, RenyiELBO, Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO,
                         TraceMeanField_ELBO, TraceTailAdaptive_ELBO)
 
+from experiments.path_derivative import DReG_ELBO, STL_ELBO
 from experiments.score_function import ScoreFunction_ELBO
 
 
@@ -112,6 +115,24 @@ def score_function(num_particles=1, vectorize_particles=False, max_plate_nesting
                               max_plate_nesting=max_plate_nesting)
 
 
+def stl(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
+    """Sticking the landing: Trace_ELBO's loss with the path-derivative gradient.
+
+    q's score term is dropped, so the guide's gradient vanishes where q(z|x) = p(z|x)
+    (Roeder, Wu & Duvenaud 2017); needs reparameterized sites."""
+    return STL_ELBO(num_particles=num_particles, vectorize_particles=vectorize_particles,
+                    max_plate_nesting=max_plate_nesting)
+
+
+def dreg(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
+    """The IWAE bound with doubly-reparameterized guide gradients (Tucker et al. 2019).
+
+    Σ_k w̃_k² ∂log w_k/∂z_k ∂z_k/∂φ, whose signal-to-noise ratio does not decay with K;
+    needs reparameterized sites."""
+    return DReG_ELBO(num_particles=num_particles, vectorize_particles=vectorize_particles,
+                     max_plate_nesting=max_plate_nesting)
+
+
 ELBOS = {
     "trace": Estimator(trace),
     "meanfield": Estimator(meanfield, reparameterized=True, closed_form_kl=True),
@@ -122,4 +143,6 @@ ELBOS = {
     "tail-adaptive": Estimator(tail_adaptive, reparameterized=True, vectorized=True,
                                has_loss=False, k_sample=True),
     "score-function": Estimator(score_function, detaches_samples=True),
+    "stl": Estimator(stl, reparameterized=True),
+    "dreg": Estimator(dreg, reparameterized=True, k_sample=True),
 }
