@@ -35,6 +35,9 @@ def incompatibility(model_name: str, model: LatentVariableModel, guide_name: str
     if estimator.detaches_samples and guide.straight_through:
         return (f"{elbo_name} would score the {guide_name} guide's hard samples with the density "
                 "of relaxed ones (use --guide categorical)")
+    if estimator.path_derivative and guide.straight_through:
+        return (f"{elbo_name} rescores q at its own samples, and the {guide_name} guide's are hard "
+                "one-hot values where the relaxed density degenerates (use --elbo trace or iwae)")
     if estimator.closed_form_kl and not guide.closed_form_kl:
         return (f"{elbo_name} needs KL(q(z|x) ‖ p(z)) in closed form, which the {guide_name} "
                 "guide does not have")

@@ -32,6 +32,8 @@ class Estimator:
     :param detaches_samples: draws the guide's samples without their path gradient, which
         leaves a straight-through guide's hard samples scored by the density of relaxed ones.
     :param k_sample: its bound depends on K (IWAE-like); others only average K estimates.
+    :param path_derivative: rescores q at its own (detached) samples, which for a
+        straight-through guide are hard one-hot values where the relaxed density degenerates.
     """
 
     factory: Callable[..., ELBO]
@@ -42,6 +44,7 @@ class Estimator:
     has_loss: bool = True
     detaches_samples: bool = False
     k_sample: bool = False
+    path_derivative: bool = False
 
 
 def trace(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
@@ -143,6 +146,6 @@ ELBOS = {
     "tail-adaptive": Estimator(tail_adaptive, reparameterized=True, vectorized=True,
                                has_loss=False, k_sample=True),
     "score-function": Estimator(score_function, detaches_samples=True),
-    "stl": Estimator(stl, reparameterized=True),
-    "dreg": Estimator(dreg, reparameterized=True, k_sample=True),
+    "stl": Estimator(stl, reparameterized=True, path_derivative=True),
+    "dreg": Estimator(dreg, reparameterized=True, k_sample=True, path_derivative=True),
 }

@@ -177,7 +177,7 @@ def linear_gaussian(rows: int, loc_shift: float = 0.0, scale_factor: float = 1.0
 
 def row_gradients(name: str, model, guide, x, num_particles: int = 1) -> torch.Tensor:
     """The guide's gradients under estimator ``name``, one row per copy of x₀: (rows, 2 + 4)."""
-    elbo = ELBOS[name](num_particles=num_particles, vectorize_particles=True)
+    elbo = ELBOS[name].factory(num_particles=num_particles, vectorize_particles=True)
     grads = gradients(elbo, model, guide, x)
     return torch.cat([grads["guide.loc"], grads["guide.scale_tril"].flatten(1)], dim=1)
 
@@ -322,7 +322,7 @@ def test_the_guide_is_rerun_on_its_own_random_subsample(name):
     x = torch.randn(100)
     grads, losses = [], []
     for estimator in (name, REFERENCE[name]):
-        elbo = ELBOS[estimator](num_particles=3, vectorize_particles=True)
+        elbo = ELBOS[estimator].factory(num_particles=3, vectorize_particles=True)
         pyro.set_rng_seed(0)
         losses.append(elbo.loss(subsampled_model, subsampled_guide, x))
         pyro.set_rng_seed(0)
@@ -349,7 +349,7 @@ def empty_guide(x):
 def test_refuses_latent_sites_it_cannot_reparameterize(name, guide, message):
     model, _, x = linear_gaussian(4)
     with pyro.validation_enabled(False), pytest.raises(ValueError, match=message):
-        ELBOS[name](num_particles=2, vectorize_particles=True).loss_and_grads(model, guide, x)
+        ELBOS[name].factory(num_particles=2, vectorize_particles=True).loss_and_grads(model, guide, x)
 
 
 def test_dreg_refuses_parameters_shared_by_model_and_guide():
@@ -361,4 +361,4 @@ def test_dreg_refuses_parameters_shared_by_model_and_guide():
             pyro.sample("z", dist.Normal(pyro.param("model.b")[:2], 1.0).to_event(1))
 
     with pytest.raises(ValueError, match="model.b belong to both"):
-        ELBOS["dreg"](num_particles=2).loss_and_grads(model, guide, x)
+        ELBOS["dreg"].factory(num_particles=2).loss_and_grads(model, guide, x)
