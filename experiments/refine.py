@@ -6,7 +6,7 @@ A non-amortized (``local``) guide holds parameters only for its training points,
 numbers come from such a fit on the test set; started from an encoder's output, the same fit
 measures how far amortization falls short (the amortization gap).
 """
-from typing import Optional
+from typing import Union
 
 import pyro
 import pyro.distributions as dist
@@ -37,11 +37,11 @@ class FittedLocalPosterior:
 
 def fit_local_posterior(model: LatentVariableModel, x: torch.Tensor, steps: int = 300,
                         lr: float = 0.02, num_particles: int = 8,
-                        init: Optional[AmortizedGuide] = None,
+                        init: Union[None, AmortizedGuide, FittedLocalPosterior] = None,
                         seed: int = EVAL_SEED) -> FittedLocalPosterior:
     """q(z_i) for every row of ``x`` after ``steps`` Adam steps on Σ_i ELBO(x_i), each step
     estimated with K = ``num_particles`` reparameterized samples z_ik = m_i + s_i ε_ik, started
-    at N(0, I) or at ``init``'s q(z|x_i).
+    at N(0, I), at an encoder's q(z|x_i), or where an earlier fit ended.
 
     Only (m, log s) move: the model is scored by conditioning it on z, and gradients are taken
     with respect to (m, log s) alone, so the model's parameters, their ``.grad`` and the
@@ -52,8 +52,9 @@ def fit_local_posterior(model: LatentVariableModel, x: torch.Tensor, steps: int 
         if init is None:
             loc, scale = x.new_zeros(len(x), site.size), x.new_ones(len(x), site.size)
         else:
-            q = init.posterior(x).base_dist                                     # Normal, (N, d)
-            loc, scale = q.loc.clone(), q.scale.clone()
+            start = init.posterior(torch.arange(len(x), device=x.device)
+                                   if isinstance(init, FittedLocalPosterior) else x)
+            loc, scale = start.base_dist.loc.clone(), start.base_dist.scale.clone()   # (N, d)
     loc, log_scale = loc.requires_grad_(), scale.log().requires_grad_()
     optimizer = torch.optim.Adam([loc, log_scale], lr=lr)
     with isolated_rng(seed, x.device):
