@@ -1,8 +1,19 @@
 """Per-test reset, as Pyro's own suite does: empty parameter store, fixed seed, validation on."""
 import pyro
 import pytest
+import torch
 
 from experiments.config import Config
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """The suite's tensors are tiny: one intra-op thread skips the thread-pool overhead that
+    dominates them (and keeps two cores free for the comparison's two worker processes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)

@@ -27,16 +27,6 @@ from guides.normal import NormalGuide
 REFERENCE = {"stl": "trace", "dreg": "iwae"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: a second thread only adds synchronization, which on a busy
-    shared CPU makes each call many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def gradients(elbo, model, guide, *args, differentiable: bool = False) -> dict:
     """One call of ``elbo.loss_and_grads`` (or of ``differentiable_loss(…).backward()``): the
     gradient of each unconstrained parameter, by name (the tensors SVI would step), after which
