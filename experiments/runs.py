@@ -5,6 +5,7 @@ Every file is written to a temporary name in the same folder and renamed over th
 Checkpoints hold state dicts, the optimizer's state, the random state and the config, never a
 pickled module; they load with ``torch.load(weights_only=True)``.
 """
+import contextlib
 import csv
 import io
 import json
@@ -13,7 +14,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 
@@ -71,6 +72,50 @@ def prepare_run_dir(out: Path, force: bool) -> Path:
     except OSError as exc:
         raise UserError(f"cannot create the run folder {out}: {exc.strerror}") from None
     return out
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` (our process id) while a run writes the folder: a second run
+    pointed at the same folder is refused instead of interleaving its files. A lock left by a
+    process that no longer exists is taken over."""
+    lock = Path(run_dir) / ".lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            owner = _lock_owner(lock)
+            if owner is None:                   # created, its owner not yet written
+                time.sleep(0.1)
+                owner = _lock_owner(lock)
+            if owner is not None and owner != os.getpid() and _alive(owner):
+                raise UserError(f"{run_dir} is being written by another run (process {owner}); "
+                                "wait for it to finish or choose another --out") from None
+            lock.unlink(missing_ok=True)
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> Optional[int]:
+    try:
+        return int(lock.read_text().strip() or -1)
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, optim,

@@ -31,6 +31,10 @@ def test_comparison_writes_one_row_per_estimator_and_k_with_the_promised_columns
     assert rows["iwae K=5"]["elbo"] == "iwae" and rows["iwae K=5"]["num_particles"] == "5"
     for name in ("comparison.md", "curves.png", "gradient_variance.png", "snr_vs_k.png"):
         assert (out / name).stat().st_size > 0
+    with open(out / "snr_sweep.csv") as f:        # K swept at one fixed point, iwae only
+        sweep = list(csv.DictReader(f))
+    assert [(r["elbo"], r["num_particles"]) for r in sweep] == [("iwae", "1"), ("iwae", "5")]
+    assert all(r["at"] == "trace" for r in sweep)
     assert len(list((out / "runs").iterdir())) == 8          # 4 settings × 2 seeds
 
 

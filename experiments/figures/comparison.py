@@ -8,12 +8,12 @@ import numpy as np
 from experiments.figures.common import save_figure
 
 
-def plot_comparison(results: List[dict], rows: List[dict], out: Path) -> List[Path]:
+def plot_comparison(results: List[dict], rows: List[dict], sweep: List[dict],
+                    out: Path) -> List[Path]:
     written = [plot_curves(results, out / "curves.png"),
                plot_gradient_variance(rows, out / "gradient_variance.png")]
-    swept = [r for r in rows if r["label"] != r["elbo"]]
-    if len({r["num_particles"] for r in swept}) > 1:
-        written.append(plot_snr_against_k(swept, out / "snr_vs_k.png"))
+    if sweep:
+        written.append(plot_snr_against_k(sweep, out / "snr_vs_k.png"))
     return written
 
 
@@ -65,9 +65,11 @@ def plot_gradient_variance(rows: List[dict], path: Path) -> Path:
 
 
 def plot_snr_against_k(rows: List[dict], path: Path) -> Path:
-    """Mean gradient SNR against K for each K-sample estimator, guide and model separately
-    (Rainforth et al. 2018: IWAE's guide SNR falls like 1/√K, its model SNR rises like √K)."""
+    """Mean gradient SNR against K for each K-sample estimator at one fixed trained point,
+    guide and model separately (Rainforth et al. 2018: IWAE's guide SNR falls like 1/√K, its
+    model SNR rises like √K; DReG's guide SNR does not fall)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    fig.suptitle(f"at the final parameters of the {rows[0]['at']} run, seed 0")
     for ax, group, title in ((axes[0], "guide", "guide φ"), (axes[1], "model", "model θ")):
         for elbo in dict.fromkeys(r["elbo"] for r in rows):
             rs = sorted((r for r in rows if r["elbo"] == elbo), key=lambda r: r["num_particles"])
