@@ -1,9 +1,15 @@
 """Generative models p(z) p(x|z), each a Pyro model, registered by the name users type."""
 from models.base import LatentSite, LatentVariableModel
+from models.gmm import GaussianMixture
+from models.lvm import NonlinearLVM
+from models.ppca import PPCA
 from models.vae import VAE
 
 MODELS = {
     "vae": VAE,
+    "gmm": GaussianMixture,
+    "lvm": NonlinearLVM,
+    "ppca": PPCA,
 }
 
 __all__ = ["MODELS", "LatentSite", "LatentVariableModel"]
