@@ -1,4 +1,5 @@
-"""Data sets as in-memory tensors: the bundled digits, MNIST-style image sets, and user files.
+"""Data sets as in-memory tensors: the bundled digits, MNIST-style image sets, synthetic sets
+with ground truth (``experiments.synthetic``), and user files.
 
 Every loader returns a ``Dataset`` of float32 rows (N, D) in a fixed train/test split; images
 keep their (H, W) shape for figures. Nothing here trains or downloads at import time.
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from experiments.errors import UserError
+from experiments.synthetic import TRUTHS, draw
 
 SPLIT_SEED = 0          # one test split for every run, so test numbers compare across seeds
 BINARIZE_SEED = 12345   # the test set is binarized once, identically for every run
@@ -197,8 +199,17 @@ def binarize(x: torch.Tensor, seed: Optional[int] = None) -> torch.Tensor:
     return torch.bernoulli(x, generator=generator)
 
 
+def _synthetic(name: str) -> Callable[..., Dataset]:
+    def load(num_train: Optional[int] = None, num_test: Optional[int] = None, **_) -> Dataset:
+        x_train, x_test = draw(name, num_train, num_test)
+        return Dataset(name, x_train, x_test, truth=TRUTHS[name])
+
+    return load
+
+
 DATASETS: Dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
     "mnist": _torchvision_images("mnist", "MNIST"),
     "fashion-mnist": _torchvision_images("fashion-mnist", "FashionMNIST"),
+    **{name: _synthetic(name) for name in TRUTHS},
 }
