@@ -27,10 +27,14 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
 
     Each part's constructor receives exactly the ``options`` it names (``latent_dim``,
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
-    (a ``Config``'s fields) serves every combination.
+    (a ``Config``'s fields) serves every combination. A model that refuses its options (a
+    ``ValueError``) is refused in one line.
     """
     model_cls, guide_cls, elbo_fn = check_names(model, guide, elbo)
-    model_part = _construct(model_cls, data_dim=data_dim, **options)
+    try:
+        model_part = _construct(model_cls, data_dim=data_dim, **options)
+    except ValueError as exc:
+        raise UserError(f"--model {model}: {exc}") from None
     guide_part = _construct(guide_cls, model=model_part, **options)
     elbo_part = _construct(elbo_fn, max_plate_nesting=model_part.max_plate_nesting, **options)
     return Parts(model_part, guide_part, elbo_part)

@@ -3,7 +3,7 @@ import argparse
 import dataclasses
 from typing import List, Optional
 
-from experiments.config import BINARIZE_CHOICES, Config
+from experiments.config import BINARIZE_CHOICES, INIT_CHOICES, Config
 from experiments.data import DATASETS
 from experiments.estimators import ELBOS
 from guides import GUIDES
@@ -54,6 +54,12 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
     model.add_argument("--hidden-dims", type=_widths, default=default(d.hidden_dims),
                        help="hidden widths of the decoder, comma-separated; the encoder mirrors "
                             "them (default: 400)")
+    model.add_argument("--components", type=int, default=default(d.components),
+                       help="number K of mixture components of the gmm (default: %(default)s)")
+    model.add_argument("--init", choices=INIT_CHOICES, default=default(d.init),
+                       help="gmm only: start each component from a cluster of the training "
+                            "data, around K random training points (random) or found by "
+                            "scikit-learn's k-means (kmeans) (default: %(default)s)")
     train = parser.add_argument_group("training")
     train.add_argument("--lr", type=float, default=default(d.lr),
                        help="Adam learning rate (default: %(default)s)")
@@ -70,6 +76,9 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
                        help="order α of the renyi estimator, α ≠ 1 (default: %(default)s)")
     train.add_argument("--seed", type=int, default=default(d.seed),
                        help="random seed: same seed, same machine, same numbers (default: %(default)s)")
+    train.add_argument("--restarts", type=int, default=default(d.restarts),
+                       help="train from N initializations (seeds seed, seed+1, …) and keep the "
+                            "one with the best final train ELBO (default: %(default)s)")
     train.add_argument("--device", default=default(d.device),
                        help="cpu or cuda (default: %(default)s)")
     train.add_argument("--pyro-validation", action="store_true",

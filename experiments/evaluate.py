@@ -1,17 +1,20 @@
 """Test-set bounds on log p(x): the ELBO and the importance-weighted (IWAE) estimate.
 
+Discrete latent sites that the model marks for parallel enumeration and the guide leaves out
+(the ``enum`` guide) are summed out exactly in both, as ``TraceEnum_ELBO`` does in training.
 Evaluation has no side effects: it runs under ``torch.no_grad`` with its own seeded random
 stream (``torch.random.fork_rng``), so it changes neither a parameter, the optimizer, nor the
 random numbers that training draws next.
 """
 import contextlib
 import math
-from typing import Callable, Iterator, Tuple
+from typing import Callable, Iterator, Optional, Tuple
 
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
+from pyro.distributions import TorchDistribution
+from pyro.infer import TraceEnum_ELBO
 
 EVAL_SEED = 2024
 CHUNK_ELEMENTS = 1 << 16   # samples × data points held at once: bounds the memory of IWAE
@@ -27,10 +30,16 @@ def isolated_rng(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def mean_elbo(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVAL_SEED,
-              chunk: int = 2048, elbo=None) -> float:
+              chunk: int = 2048, elbo=None, max_plate_nesting: int = 1) -> float:
     """(1/N) Σ_i ELBO(x_i), ELBO(x) = E_{q(z|x)}[log p(x, z) − log q(z|x)], one sample of z
-    per data point, in nats per example. ``elbo`` defaults to ``Trace_ELBO()``."""
-    elbo = elbo or Trace_ELBO()
+    per data point, in nats per example.
+
+    ``elbo`` defaults to ``TraceEnum_ELBO``: the one-sample ``Trace_ELBO`` where nothing is
+    enumerated, and where the model enumerates a discrete z that the guide leaves out, the
+    exact log Σ_z p(x, z) = log p(x), so the ``enum`` guide's test ELBO is log p(x) itself.
+    """
+    elbo = elbo or TraceEnum_ELBO(max_plate_nesting=max_plate_nesting,
+                                  strict_enumeration_warning=False)
     total = 0.0
     with torch.no_grad(), isolated_rng(seed, x.device):
         for x_chunk in x.split(chunk):
@@ -44,19 +53,25 @@ def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor,
 
     This is ``pyro.infer.importance.vectorized_importance_weights`` kept per data point: that
     function sums the weights over the data plate, which estimates log p(x_1, …, x_N) jointly
-    instead of each log p(x_i). Samples are drawn in a ``pyro.plate`` left of the model's plates.
+    instead of each log p(x_i). Samples are drawn in a ``pyro.plate`` left of the model's plates;
+    model sites marked for enumeration that the guide leaves out take all their values in
+    dimensions left of that, and are summed out: p(x, z_guide) = Σ_{z_enum} p(x, z_guide, z_enum).
     """
     particles = pyro.plate("iwae_particles", num_samples, dim=-(max_plate_nesting + 1))
     with particles:
         guide_trace = poutine.trace(guide).get_trace(x)
+    model = poutine.enum(poutine.replay(model, trace=guide_trace),
+                         first_available_dim=-(max_plate_nesting + 2))
     with particles:
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+        model_trace = poutine.trace(model).get_trace(x)
     log_w = x.new_zeros(num_samples, x.shape[0])
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace.compute_log_prob()
         for site in trace.nodes.values():
             if site["type"] == "sample":
-                log_w = log_w + sign * site["log_prob"]
+                log_w = log_w + sign * site["log_prob"]          # (enumerated…, samples, N)
+    while log_w.dim() > 2:
+        log_w = log_w.logsumexp(0)
     return log_w
 
 
@@ -67,7 +82,9 @@ def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_s
 
         log p̂(x_i) = log (1/K) Σ_k w_ki,   E[log p̂(x_i)] ≤ log p(x_i), tight as K → ∞,
 
-    averaged over the N data points, with its standard error over data points. Samples and
+    averaged over the N data points, with its standard error over data points. Where the guide
+    samples nothing and the model's z is enumerated (the ``enum`` guide) every weight is p(x_i)
+    itself, so the estimate is the exact log-likelihood for any K. Samples and
     data points are taken in chunks of about ``chunk_elements`` pairs, combined with
     log-sum-exp, so the memory held does not grow with K × N.
     """
@@ -85,3 +102,12 @@ def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_s
     per_point = torch.cat(estimates)
     stderr = per_point.std().item() / math.sqrt(len(per_point)) if len(per_point) > 1 else 0.0
     return per_point.mean().item(), stderr
+
+
+def guide_distribution(guide: Callable, x: torch.Tensor, site: str,
+                       seed: int = EVAL_SEED) -> Optional[TorchDistribution]:
+    """q(z|x) at ``site`` as the guide builds it for the rows of x (batch shape (N,)), or None
+    where the guide leaves the site out (the ``enum`` guide: there q(z|x) is p(z|x) exactly)."""
+    with torch.no_grad(), isolated_rng(seed, x.device):
+        node = poutine.trace(guide).get_trace(x).nodes.get(site)
+    return None if node is None else node["fn"]
