@@ -6,6 +6,7 @@ from typing import List, Optional
 from experiments.config import BINARIZE_CHOICES, INIT_CHOICES, Config
 from experiments.data import DATASETS
 from experiments.estimators import ELBOS
+from experiments.synthetic import NUM_TEST, NUM_TRAIN
 from guides import GUIDES
 from models import MODELS
 from models.likelihoods import LIKELIHOODS
@@ -38,9 +39,11 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
     data.add_argument("--data-dir", default=default(d.data_dir),
                       help="folder for downloaded or local MNIST-style files (default: %(default)s)")
     data.add_argument("--num-train", type=int, default=default(d.num_train),
-                      help="keep the first N training examples (default: all)")
+                      help=f"keep the first N training examples (default: all; the synthetic "
+                           f"sets draw {NUM_TRAIN})")
     data.add_argument("--num-test", type=int, default=default(d.num_test),
-                      help="keep the first N test examples (default: all)")
+                      help=f"keep the first N test examples (default: all; the synthetic sets "
+                           f"draw {NUM_TEST})")
     data.add_argument("--test-fraction", type=float, default=default(d.test_fraction),
                       help="held-out share when the data has no test split (default: %(default)s)")
     data.add_argument("--binarize", choices=BINARIZE_CHOICES, default=default(d.binarize),
@@ -48,12 +51,13 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
                            "(static), or grey levels as they are (none) (default: %(default)s)")
     model = parser.add_argument_group("model and guide")
     model.add_argument("--likelihood", choices=list(LIKELIHOODS), default=default(d.likelihood),
-                       help="observation model p(x|z) (default: %(default)s)")
+                       help="observation model p(x|z) of the vae; the gmm, lvm and ppca are "
+                            "always gaussian (default: %(default)s)")
     model.add_argument("--latent-dim", type=int, default=default(d.latent_dim),
-                       help="dimension d of z (default: %(default)s)")
+                       help="dimension d of z, 1 or 2 for the lvm (default: %(default)s)")
     model.add_argument("--hidden-dims", type=_widths, default=default(d.hidden_dims),
                        help="hidden widths of the decoder, comma-separated; the encoder mirrors "
-                            "them (default: 400)")
+                            "them, the categorical guide's network uses them (default: 400)")
     model.add_argument("--components", type=int, default=default(d.components),
                        help="number K of mixture components of the gmm (default: %(default)s)")
     model.add_argument("--init", choices=INIT_CHOICES, default=default(d.init),

@@ -28,7 +28,8 @@ def has_exact_likelihood(model) -> bool:
     return hasattr(model, "exact_log_likelihood")
 
 
-def test_metrics(model, guide, x: torch.Tensor, iwae_samples: int) -> Dict[str, float]:
+def metrics_on_test_set(model, guide, x: torch.Tensor,
+                        iwae_samples: int) -> Dict[str, float]:
     """The test ELBO, and for a model with an exact log-likelihood the IWAE estimate with
     min(``iwae_samples``, ``EPOCH_IWAE_SAMPLES``) samples, the exact log-likelihood, the gap,
     and for a discrete z the exact mean KL(q(z|x) ‖ p(z|x)); nats per example."""

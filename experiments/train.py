@@ -24,7 +24,8 @@ from experiments.cli import add_training_options, config_from_args, explicit_opt
 from experiments.config import Config
 from experiments.data import BINARIZE_SEED, Dataset, binarize, load_dataset
 from experiments.errors import UserError
-from experiments.diagnostics import EXACT_COLUMNS, ground_truth_metrics, test_metrics
+from experiments.diagnostics import (EXACT_COLUMNS, ground_truth_metrics,
+                                     metrics_on_test_set)
 from experiments.evaluate import iwae_log_likelihood
 from experiments.figures import plot_run_figures
 from experiments.initialize import initialize
@@ -33,13 +34,10 @@ from models.likelihoods import LIKELIHOODS
 
 #: the exact diagnostics and ground truth that a summary may hold, as the command prints them
 EXACT_LINES = {
-    "test_exact_log_likelihood": "exact log p(x)",
-    "test_gap": "gap log p(x) − ELBO",
-    "test_posterior_kl": "KL(q ‖ p(z|x))",
-    "true_log_likelihood": "true log p*(x)",
-    "recovery_weights_error": "weights error",
-    "recovery_means_error": "means error",
-    "recovery_scales_error": "scales error",
+    "test_exact_log_likelihood": ("exact log p(x)", "nats per example"),
+    "test_gap": ("gap exact − ELBO", "estimates the mean KL(q(z|x) ‖ p(z|x))"),
+    "test_posterior_kl": ("KL(q ‖ p(z|x))", "exact, from the responsibilities"),
+    "true_log_likelihood": ("true log p*(x)", "of the test data under the generating distribution"),
 }
 
 #: options that may differ when a run is resumed (the rest must match the saved config)
@@ -110,7 +108,8 @@ def fit(attempt: Attempt, data: Dataset, folder: Path) -> Attempt:
     svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
     for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
         row = train_epoch(svi, data, config, epoch)
-        row.update(test_metrics(parts.model, parts.guide, data.x_test, config.iwae_samples))
+        row.update(metrics_on_test_set(parts.model, parts.guide, data.x_test,
+                                       config.iwae_samples))
         attempt.metrics.append(row)
         exact = row.get("test_exact_log_likelihood")
         _log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {row['train_elbo']:9.3f}"
@@ -320,9 +319,13 @@ def print_summary(result: RunResult) -> None:
     print(f"  test ELBO          {s['test_elbo']:10.3f} nats per example")
     print(f"  test IWAE log p(x) {s['test_iwae']:10.3f} ± {s['test_iwae_stderr']:.3f} "
           f"({s['iwae_samples']} samples)")
-    for key, label in EXACT_LINES.items():
+    for key, (label, note) in EXACT_LINES.items():
         if key in s:
-            print(f"  {label:<18} {s[key]:10.4g}")
+            print(f"  {label:<18} {s[key]:10.3f} {note}")
+    if "recovery_means_error" in s:
+        print(f"  recovery errors    weights {s['recovery_weights_error']:.3f}, means "
+              f"{s['recovery_means_error']:.3f}, scales {s['recovery_scales_error']:.3f} "
+              "(largest, against the true mixture)")
     if "restarts" in s:
         print(f"  kept seed {s['best_seed']}, the best final train ELBO of {s['restarts']} "
               f"restarts: {', '.join(f'{v:.3f}' for v in s['restart_train_elbos'])}")

@@ -29,7 +29,7 @@ class GridPosterior:
     @property
     def variance(self) -> torch.Tensor:
         """Var[z_j | x_i] per coordinate, shape (N, d)."""
-        return self._weights() @ self.z ** 2 - self.mean ** 2
+        return (self._weights() @ self.z ** 2 - self.mean ** 2).clamp(min=0.0)
 
     def _weights(self) -> torch.Tensor:
         return self.log_density.exp() * self.cell_volume                   # (N, G)

@@ -157,7 +157,8 @@ def mle_standard_errors(weights, locs, scales, n: int) -> np.ndarray:
     quadrature on a fine grid), s the score in (λ_1 … λ_{K−1}, μ, σ), λ_K = 1 − Σ λ_n:
 
         ∂/∂λ_n log p = (N_n − N_K) / p,  ∂/∂μ_n log p = r_n (x − μ_n) / σ_n²,
-        ∂/∂σ_n log p = r_n ((x − μ_n)² / σ_n³ − 1 / σ_n),  N_n = N(x | μ_n, σ_n²), r_n = λ_n N_n / p.
+        ∂/∂σ_n log p = r_n ((x − μ_n)² / σ_n³ − 1 / σ_n),
+        N_n = N(x | μ_n, σ_n²),  r_n = λ_n N_n / p.
 
     Returns the errors of λ (K), μ (K) and σ (K) as one array (3K,)."""
     x = np.linspace(locs.min() - 10 * scales.max(), locs.max() + 10 * scales.max(), 40001)
@@ -184,7 +185,7 @@ def test_learned_mixture_recovers_the_true_parameters_on_gmm_1d():
     parts = build("gmm", "enum", "enum", data_dim=1, components=3)
     initialize(parts.model, x, "kmeans", seed=0)
     svi = SVI(parts.model, parts.guide, pyro.optim.Adam({"lr": 0.05}), parts.elbo)
-    for _ in range(150):                      # full batch: no minibatch noise at the end
+    for _ in range(80):                       # full batch: no minibatch noise at the end
         svi.step(x)
     model = parts.model
     order = model.locs.detach().flatten().argsort()

@@ -81,9 +81,9 @@ def test_gradient_with_the_exact_posterior_as_guide_is_the_gradient_of_log_p(par
             pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=scale_tril))
 
     params = [model.linear.weight, model.linear.bias, model.likelihood.scale_unconstrained]
-    estimator = Trace_ELBO(num_particles=500, vectorize_particles=True, max_plate_nesting=1)
+    estimator = Trace_ELBO(num_particles=250, vectorize_particles=True, max_plate_nesting=1)
     batches = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(
-        estimator.differentiable_loss(model, exact_guide, x), params)]) for _ in range(20)])
+        estimator.differentiable_loss(model, exact_guide, x), params)]) for _ in range(8)])
     exact = torch.cat([g.flatten() for g in torch.autograd.grad(
         -model.exact_log_likelihood(x).sum(), params)])
     stderr = batches.std(0) / math.sqrt(len(batches))

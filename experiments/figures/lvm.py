@@ -58,8 +58,8 @@ def _draw_decoder(ax, model: VAE, like: torch.Tensor, points: int = 400, lines: 
     with torch.no_grad():
         if model.latent_dim == 1:
             f = model.decoder(axis.unsqueeze(-1)).cpu().numpy()
-            shown = ax.scatter(f[:, 0], f[:, 1], c=axis.cpu().numpy(), cmap="viridis", s=6)
-            plt.colorbar(shown, ax=ax, label="z", shrink=0.8)
+            ax.scatter(f[:, 0], f[:, 1], c=axis.cpu().numpy(), cmap="viridis", s=6,
+                       label=f"f(z), purple at z = −{Z_SPAN:g} to yellow at z = {Z_SPAN:g}")
             ax.legend(loc="upper right", fontsize=8, markerscale=3)
             return
         for k, level in enumerate(torch.linspace(-Z_SPAN, Z_SPAN, lines).tolist()):
