@@ -60,8 +60,9 @@ class NonlinearLVM(VAE):
 
     def __init__(self, data_dim: int, latent_dim: int = 2, hidden_dims: Sequence[int] = (400,)):
         if latent_dim not in (1, 2):
-            raise ValueError(f"latent_dim must be 1 or 2, where log p(x) is a quadrature over a "
-                             f"grid of z (got {latent_dim}); the vae model takes any dimension")
+            raise ValueError(f"the latent dimension must be 1 or 2, where log p(x) is a "
+                             f"quadrature over a grid of z (got {latent_dim}); the vae model "
+                             "takes any")
         super().__init__(data_dim, latent_dim, hidden_dims, likelihood="gaussian")
 
     def latent_grid(self, like: torch.Tensor, points: Optional[int] = None

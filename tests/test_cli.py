@@ -32,7 +32,7 @@ def error_line(capsys) -> str:
     (["--restarts", "0"], "--restarts must be at least 1"),
     (["--init", "kmeans"], "--init kmeans applies to the gmm model only"),
     (["--model", "lvm", "--latent-dim", "3", "--data", "ring"],
-     "--model lvm: latent_dim must be 1 or 2"),
+     "--model lvm: the latent dimension must be 1 or 2"),
     (["--model", "gmm", "--guide", "enum", "--elbo", "enum", "--data", "gmm-1d",
       "--num-train", "2", "--components", "3"], "--components 3 needs at least as many"),
 ])

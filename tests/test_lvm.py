@@ -22,11 +22,11 @@ def lvm_parts(latent_dim: int, hidden_dims=(32,), scale: float = 0.2, seed: int 
 
 @pytest.mark.parametrize("latent_dim", [0, 3, 20])
 def test_latent_dimensions_other_than_1_or_2_are_refused_in_one_line(latent_dim):
-    with pytest.raises(ValueError, match="latent_dim must be 1 or 2"):
+    with pytest.raises(ValueError, match="must be 1 or 2"):
         MODELS["lvm"](data_dim=2, latent_dim=latent_dim)
     with pytest.raises(UserError) as info:
         build("lvm", "normal", "trace", data_dim=2, latent_dim=latent_dim)
-    assert str(info.value).startswith("--model lvm: latent_dim must be 1 or 2")
+    assert str(info.value).startswith("--model lvm: the latent dimension must be 1 or 2")
     assert "\n" not in str(info.value)
 
 
