@@ -29,11 +29,15 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
 
     Each part's constructor receives exactly the ``options`` it names (``latent_dim``,
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
-    (a ``Config``'s fields) serves every combination. An impossible combination is refused
-    with a ``UserError`` saying why and what would work.
+    (a ``Config``'s fields) serves every combination. An impossible combination, or a model
+    that refuses its options (a ``ValueError``), is refused with a ``UserError`` in one line
+    saying why and what would work.
     """
     check_names(model, guide, elbo)
-    model_part = construct(MODELS[model], data_dim=data_dim, **options)
+    try:
+        model_part = construct(MODELS[model], data_dim=data_dim, **options)
+    except ValueError as exc:
+        raise UserError(f"--model {model}: {exc}") from None
     check_combination(model, guide, elbo, model=model_part, **options)
     guide_part = construct(GUIDES[guide], model=model_part, num_data=num_data, **options)
     elbo_part = construct(ELBOS[elbo].factory, max_plate_nesting=model_part.max_plate_nesting,

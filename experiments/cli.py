@@ -3,9 +3,10 @@ import argparse
 import dataclasses
 from typing import Iterable, List, Optional
 
-from experiments.config import BINARIZE_CHOICES, Config
+from experiments.config import BINARIZE_CHOICES, INIT_CHOICES, Config
 from experiments.data import DATASETS
 from experiments.estimators import ELBOS
+from experiments.synthetic import NUM_TEST, NUM_TRAIN
 from guides import GUIDES
 from models import MODELS
 from models.likelihoods import LIKELIHOODS
@@ -45,9 +46,11 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
     option(data, "--data-dir", default=default(d.data_dir),
            help="folder for downloaded or local MNIST-style files (default: %(default)s)")
     option(data, "--num-train", type=int, default=default(d.num_train),
-           help="keep the first N training examples (default: all)")
+           help=f"keep the first N training examples (default: all; the synthetic sets "
+           f"draw {NUM_TRAIN})")
     option(data, "--num-test", type=int, default=default(d.num_test),
-           help="keep the first N test examples (default: all)")
+           help=f"keep the first N test examples (default: all; the synthetic sets draw "
+           f"{NUM_TEST})")
     option(data, "--test-fraction", type=float, default=default(d.test_fraction),
            help="held-out share when the data has no test split (default: %(default)s)")
     option(data, "--binarize", choices=BINARIZE_CHOICES, default=default(d.binarize),
@@ -55,19 +58,25 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
            "(static), or grey levels as they are (none) (default: %(default)s)")
     model = parser.add_argument_group("model and guide")
     option(model, "--likelihood", choices=list(LIKELIHOODS), default=default(d.likelihood),
-           help="observation model p(x|z) (default: %(default)s)")
+           help="observation model p(x|z) of the vae; the gmm, lvm and ppca are always "
+           "gaussian (default: %(default)s)")
     option(model, "--latent-dim", type=int, default=default(d.latent_dim),
-           help="dimension d of z, or the number L of categorical variables of the "
-           "discrete-vae (default: %(default)s)")
+           help="dimension d of z (1 or 2 for the lvm), or the number L of categorical "
+           "variables of the discrete-vae (default: %(default)s)")
     option(model, "--hidden-dims", type=_widths, default=default(d.hidden_dims),
-           help="hidden widths of the decoder, comma-separated; the encoder mirrors "
-           "them (default: 400)")
-    option(model, "--categories", type=int, default=default(d.categories),
-           help="discrete-vae: values C of each of the --latent-dim categorical "
-           "variables (default: %(default)s)")
-    option(model, "--flow-layers", type=int, default=default(d.flow_layers),
-           help="flow guide: number of inverse autoregressive transforms "
+           help="hidden widths of the decoder, comma-separated; the encoder mirrors them, the "
+           "categorical guide's network uses them (default: 400)")
+    option(model, "--components", type=int, default=default(d.components),
+           help="number K of mixture components of the gmm (default: %(default)s)")
+    option(model, "--init", choices=INIT_CHOICES, default=default(d.init),
+           help="gmm only: start each component from a cluster of the training data, around "
+           "K random training points (random) or found by scikit-learn's k-means (kmeans) "
            "(default: %(default)s)")
+    option(model, "--categories", type=int, default=default(d.categories),
+           help="discrete-vae: values C of each of the --latent-dim categorical variables "
+           "(default: %(default)s)")
+    option(model, "--flow-layers", type=int, default=default(d.flow_layers),
+           help="flow guide: number of inverse autoregressive transforms (default: %(default)s)")
     option(model, "--temperature", type=float, default=default(d.temperature),
            help="relaxed guide: Gumbel-softmax temperature τ (default: %(default)s)")
     train = parser.add_argument_group("training")
@@ -86,6 +95,9 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
            help="order α of the renyi estimator, α ≠ 1 (default: %(default)s)")
     option(train, "--seed", type=int, default=default(d.seed),
            help="random seed: same seed, same machine, same numbers (default: %(default)s)")
+    option(train, "--restarts", type=int, default=default(d.restarts),
+           help="train from N initializations (seeds seed, seed+1, …) and keep the one with "
+           "the best final train ELBO (default: %(default)s)")
     option(train, "--device", default=default(d.device),
            help="cpu or cuda (default: %(default)s)")
     option(train, "--pyro-validation", action="store_true",

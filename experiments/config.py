@@ -7,6 +7,7 @@ from typing import Optional, Tuple
 from experiments.errors import UserError
 
 BINARIZE_CHOICES = ("dynamic", "static", "none")
+INIT_CHOICES = ("random", "kmeans")
 
 
 @dataclass
@@ -29,6 +30,8 @@ class Config:
     categories: int = 10
     flow_layers: int = 2
     temperature: float = 0.5
+    components: int = 3
+    init: str = "random"
     lr: float = 1e-3
     epochs: int = 50
     batch_size: int = 128
@@ -36,6 +39,7 @@ class Config:
     vectorize_particles: bool = False
     alpha: float = 0.5
     seed: int = 0
+    restarts: int = 1
     device: str = "cpu"
     iwae_samples: int = 1000
     pyro_validation: bool = False
@@ -44,8 +48,8 @@ class Config:
 
     def validate(self) -> "Config":
         """Refuse settings no run can use, before any work is done."""
-        positive = ["latent_dim", "epochs", "batch_size", "num_particles", "iwae_samples",
-                    "flow_layers"]
+        positive = ["latent_dim", "components", "epochs", "batch_size", "num_particles",
+                    "restarts", "iwae_samples", "flow_layers"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"--{_flag(name)} must be at least 1 (got {getattr(self, name)})")
@@ -68,6 +72,8 @@ class Config:
         if self.binarize not in BINARIZE_CHOICES:
             raise UserError(f"--binarize must be one of {', '.join(BINARIZE_CHOICES)} "
                             f"(got {self.binarize!r})")
+        if self.init not in INIT_CHOICES:
+            raise UserError(f"--init must be one of {', '.join(INIT_CHOICES)} (got {self.init!r})")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserError(f"--device must be cpu or cuda (got {self.device!r})")
         return self

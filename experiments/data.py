@@ -1,4 +1,5 @@
-"""Data sets as in-memory tensors: the bundled digits, MNIST-style image sets, and user files.
+"""Data sets as in-memory tensors: the bundled digits, MNIST-style image sets, synthetic sets
+with ground truth (``experiments.synthetic``), and user files.
 
 Every loader returns a ``Dataset`` of float32 rows (N, D) in a fixed train/test split; images
 keep their (H, W) shape for figures. Nothing here trains or downloads at import time.
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from experiments.errors import UserError
+from experiments.synthetic import TRUTHS, draw
 
 SPLIT_SEED = 0          # one test split for every run, so test numbers compare across seeds
 BINARIZE_SEED = 12345   # the test set is binarized once, identically for every run
@@ -169,12 +171,16 @@ def _examples(array: np.ndarray, what: str) -> Tuple[np.ndarray, Optional[Tuple[
     if array.dtype == np.uint8:
         rows = array.reshape(len(array), -1).astype(np.float32) / 255.0
     else:
-        rows = array.reshape(len(array), -1).astype(np.float32)
+        rows = array.reshape(len(array), -1)
         bad = ~np.isfinite(rows)
         if bad.any():
             first = int(np.argwhere(bad)[0, 0])
             raise UserError(f"{what} has {int(bad.sum())} NaN or infinite value(s) "
                             f"(the first in example {first}); remove or impute them")
+        if np.abs(rows).max() > np.finfo(np.float32).max:
+            raise UserError(f"{what} has values beyond ±{np.finfo(np.float32).max:.3g}, the "
+                            "float32 range; rescale the data")
+        rows = rows.astype(np.float32)
     return rows, image_shape
 
 
@@ -199,8 +205,17 @@ def binarize(x: torch.Tensor, seed: Optional[int] = None) -> torch.Tensor:
     return torch.bernoulli(x, generator=generator)
 
 
+def _synthetic(name: str) -> Callable[..., Dataset]:
+    def load(num_train: Optional[int] = None, num_test: Optional[int] = None, **_) -> Dataset:
+        x_train, x_test = draw(name, num_train, num_test)
+        return Dataset(name, x_train, x_test, truth=TRUTHS[name])
+
+    return load
+
+
 DATASETS: Dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
     "mnist": _torchvision_images("mnist", "MNIST"),
     "fashion-mnist": _torchvision_images("fashion-mnist", "FashionMNIST"),
+    **{name: _synthetic(name) for name in TRUTHS},
 }

@@ -141,8 +141,10 @@ ELBOS = {
     "meanfield": Estimator(meanfield, reparameterized=True, closed_form_kl=True),
     "tracegraph": Estimator(tracegraph),
     "enum": Estimator(enum, enumerates=True),
-    "iwae": Estimator(iwae, k_sample=True),
-    "renyi": Estimator(renyi, k_sample=True),
+    # Pyro's RenyiELBO gives a non-reparameterized site no score-function gradient at α = 0
+    # (its surrogate scales log q by α / (1 − α)), so q would not learn: reparameterized only
+    "iwae": Estimator(iwae, reparameterized=True, k_sample=True),
+    "renyi": Estimator(renyi, reparameterized=True, k_sample=True),
     "tail-adaptive": Estimator(tail_adaptive, reparameterized=True, vectorized=True,
                                has_loss=False, k_sample=True),
     "score-function": Estimator(score_function, detaches_samples=True),

@@ -1,5 +1,7 @@
 """Test-set bounds on log p(x): the ELBO and the importance-weighted (IWAE) estimate.
 
+Discrete latent sites that the model marks for parallel enumeration and the guide leaves out
+(the ``enum`` guide) are summed out exactly in both, as ``TraceEnum_ELBO`` does in training.
 Evaluation has no side effects: it runs under ``torch.no_grad`` with its own seeded random
 stream (``torch.random.fork_rng``), so it changes neither a parameter, the optimizer, nor the
 random numbers that training draws next.
@@ -11,7 +13,8 @@ from typing import Callable, Iterator, Optional, Tuple
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
+from pyro.distributions import TorchDistribution
+from pyro.infer import TraceEnum_ELBO
 
 EVAL_SEED = 2024
 CHUNK_ELEMENTS = 1 << 16   # samples × data points held at once: bounds the memory of IWAE
@@ -34,13 +37,17 @@ def chunks(x: torch.Tensor, size: int) -> Iterator[Tuple[torch.Tensor, torch.Ten
 
 
 def mean_elbo(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVAL_SEED,
-              chunk: int = 2048, elbo=None) -> float:
+              chunk: int = 2048, elbo=None, max_plate_nesting: int = 1) -> float:
     """(1/N) Σ_i ELBO(x_i), ELBO(x) = E_{q(z|x)}[log p(x, z) − log q(z|x)], one sample of z
-    per data point, in nats per example. ``elbo`` defaults to ``Trace_ELBO()``.
+    per data point, in nats per example.
 
+    ``elbo`` defaults to ``TraceEnum_ELBO``: the one-sample ``Trace_ELBO`` where nothing is
+    enumerated, and where the model enumerates a discrete z that the guide leaves out, the
+    exact log Σ_z p(x, z) = log p(x), so the ``enum`` guide's test ELBO is log p(x) itself.
     Each chunk of B rows is passed with its index and N, so its loss is scaled by N / B.
     """
-    elbo = elbo or Trace_ELBO()
+    elbo = elbo or TraceEnum_ELBO(max_plate_nesting=max_plate_nesting,
+                                  strict_enumeration_warning=False)
     total = 0.0
     with torch.no_grad(), isolated_rng(seed, x.device):
         for x_chunk, index in chunks(x, chunk):
@@ -56,20 +63,25 @@ def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor,
 
     This is ``pyro.infer.importance.vectorized_importance_weights`` kept per data point: that
     function sums the weights over the data plate, which estimates log p(x_1, …, x_N) jointly
-    instead of each log p(x_i). Samples are drawn in a ``pyro.plate`` left of the model's plates.
+    instead of each log p(x_i). Samples are drawn in a ``pyro.plate`` left of the model's plates;
+    model sites marked for enumeration that the guide leaves out take all their values in
+    dimensions left of that, and are summed out: p(x, z_guide) = Σ_{z_enum} p(x, z_guide, z_enum).
     """
     particles = pyro.plate("iwae_particles", num_samples, dim=-(max_plate_nesting + 1))
     with particles:
         guide_trace = poutine.trace(guide).get_trace(x, index, num_data)
+    model = poutine.enum(poutine.replay(model, trace=guide_trace),
+                         first_available_dim=-(max_plate_nesting + 2))
     with particles:
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
-            x, index, num_data)
+        model_trace = poutine.trace(model).get_trace(x, index, num_data)
     log_w = x.new_zeros(num_samples, x.shape[0])
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace.compute_log_prob()
         for site in trace.nodes.values():
             if site["type"] == "sample":       # unscaled: a minibatch's plate scale is N / B
-                log_w = log_w + sign * site["unscaled_log_prob"]
+                log_w = log_w + sign * site["unscaled_log_prob"]    # (enumerated…, samples, N)
+    while log_w.dim() > 2:
+        log_w = log_w.logsumexp(0)
     return log_w
 
 
@@ -80,7 +92,9 @@ def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_s
 
         log p̂(x_i) = log (1/K) Σ_k w_ki,   E[log p̂(x_i)] ≤ log p(x_i), tight as K → ∞,
 
-    averaged over the N data points, with its standard error over data points. Samples and
+    averaged over the N data points, with its standard error over data points. Where the guide
+    samples nothing and the model's z is enumerated (the ``enum`` guide) every weight is p(x_i)
+    itself, so the estimate is the exact log-likelihood for any K. Samples and
     data points are taken in chunks of about ``chunk_elements`` pairs, combined with
     log-sum-exp, so the memory held does not grow with K × N.
     """
@@ -99,3 +113,12 @@ def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_s
     per_point = torch.cat(estimates)
     stderr = per_point.std().item() / math.sqrt(len(per_point)) if len(per_point) > 1 else 0.0
     return per_point.mean().item(), stderr
+
+
+def guide_distribution(guide: Callable, x: torch.Tensor, site: str,
+                       seed: int = EVAL_SEED) -> Optional[TorchDistribution]:
+    """q(z|x) at ``site`` as the guide builds it for the rows of x (batch shape (N,)), or None
+    where the guide leaves the site out (the ``enum`` guide: there q(z|x) is p(z|x) exactly)."""
+    with torch.no_grad(), isolated_rng(seed, x.device):
+        node = poutine.trace(guide).get_trace(x).nodes.get(site)
+    return None if node is None else node["fn"]

@@ -40,6 +40,11 @@ def write_atomically(path: Path, write: Callable[[io.IOBase], None], binary: boo
         raise
 
 
+def copy_file(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` byte for byte, atomically."""
+    write_atomically(path, lambda f: f.write(Path(source).read_bytes()), binary=True)
+
+
 def write_json(path: Path, obj: dict) -> None:
     write_atomically(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
 

@@ -15,6 +15,7 @@ from typing import Callable, List, Optional, Tuple
 import pyro
 import torch
 from pyro.infer import SVI
+from pyro.optim import PyroOptim
 from tqdm import tqdm
 
 from experiments import runs
@@ -23,11 +24,23 @@ from experiments.cli import add_training_options, config_from_args, explicit_opt
 from experiments.config import Config
 from experiments.data import BINARIZE_SEED, Dataset, binarize, load_dataset
 from experiments.errors import UserError
+from experiments.diagnostics import (EXACT_COLUMNS, ground_truth_metrics,
+                                     metrics_on_test_set)
 from experiments.estimators import ELBOS
-from experiments.evaluate import iwae_log_likelihood, mean_elbo
+from experiments.evaluate import iwae_log_likelihood
+from experiments.figures import plot_run_figures
+from experiments.initialize import initialize
 from experiments.refine import fit_local_posterior
-from experiments.figures import plot_autoencoder_figures, plot_training_curves
+from models import MODELS
 from models.likelihoods import LIKELIHOODS
+
+#: the exact diagnostics and ground truth that a summary may hold, as the command prints them
+EXACT_LINES = {
+    "test_exact_log_likelihood": ("exact log p(x)", "nats per example"),
+    "test_gap": ("gap exact − ELBO", "estimates the mean KL(q(z|x) ‖ p(z|x))"),
+    "test_posterior_kl": ("KL(q ‖ p(z|x))", "exact, from the responsibilities"),
+    "true_log_likelihood": ("true log p*(x)", "of the test data under the generating distribution"),
+}
 
 #: options that may differ when a run is resumed (the rest must match the saved config)
 RESUMABLE = {"epochs", "progress", "device", "out"}
@@ -52,43 +65,29 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     ``config.epochs`` epochs in total; write its folder and return its summary and parts.
     ``on_start`` sees the parts and data before the first step (measurements at the initial
     parameters), ``on_epoch`` each epoch's row of metrics (progress reports)."""
-    config = resolve(config.validate())
     check_names(config.model, config.guide, config.elbo)
+    config = resolve(config.validate())
     with pyro.validation_enabled(config.pyro_validation):
         device = _device(config.device)
         data = prepare_data(config, device)
-        pyro.clear_param_store()
-        pyro.set_rng_seed(config.seed)
-        parts = build_parts(config, data.data_dim, len(data.x_train), device)
-        optim = pyro.optim.Adam({"lr": config.lr})
+        attempt = start_attempt(config.replace(restarts=1), data, device)
+        if on_start is not None:
+            on_start(attempt.parts, data)
         if resume is not None:
-            run_dir, start, metrics = Path(resume), *_restore(resume, parts, optim)
+            run_dir, restarts = Path(resume), {}
+            attempt.metrics = _restore(run_dir, attempt.parts, attempt.optim)
+            fit(attempt, data, run_dir, on_epoch)
         else:
             run_dir = runs.prepare_run_dir(Path(config.out) if config.out else
                                            runs.default_run_dir(config), force)
-            start, metrics = 0, []
             runs.write_json(run_dir / "config.json", config.to_dict())
-        svi = SVI(parts.model, parts.guide, optim, parts.elbo)
-        if on_start is not None:
-            on_start(parts, data)
-        for epoch in range(start + 1, config.epochs + 1):
-            row = train_epoch(svi, data, config, epoch)
-            row["test_elbo"] = mean_elbo(parts.model, test_guide(parts, data), data.x_test)
-            metrics.append(row)
-            _log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
-                         f"  test ELBO {_nats(row['test_elbo'])}  ({row['seconds']:.2f} s)")
-            if on_epoch is not None:
-                on_epoch(row)
-            runs.write_csv(run_dir / "metrics.csv", metrics)
-            runs.save_checkpoint(run_dir / "checkpoint.pt", config=config, epoch=epoch,
-                                 model=parts.model, guide=parts.guide, optim=optim,
-                                 metrics=metrics)
+            attempt, restarts = fit_restarts(attempt, data, device, run_dir, config.restarts,
+                                             on_epoch)
+        parts, metrics = attempt.parts, attempt.metrics
         scorer = test_guide(parts, data)
-        summary = summarize(config, parts.model, scorer, data, metrics, run_dir)
+        summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir), **restarts}
         runs.write_json(run_dir / "summary.json", summary)
-        plot_training_curves(metrics, run_dir / "elbo.png")
-        plot_autoencoder_figures(parts.model, scorer, data.x_test, data.y_test,
-                                 data.image_shape, run_dir)
+        plot_run_figures(config.model, parts.model, scorer, data, metrics, summary, run_dir)
     return RunResult(run_dir, summary, metrics, parts)
 
 
@@ -104,9 +103,87 @@ def load_trained(run_dir: Path) -> Tuple[Config, Dataset, Parts]:
     return config, data, parts
 
 
+@dataclass
+class Attempt:
+    """One training from one starting point: its config (``seed``), parts, optimizer, and the
+    metrics of the epochs done so far."""
+
+    config: Config
+    parts: Parts
+    optim: PyroOptim
+    metrics: List[dict]
+
+
+def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attempt:
+    """Fresh parts for ``config.seed``, started from the training data as ``--init`` says;
+    refuses what the parts refuse before any file is written."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(config.seed)
+    parts = build_parts(config, data.data_dim, len(data.x_train), device)
+    initialize(parts.model, data.x_train, config.init, config.seed)
+    return Attempt(config, parts, pyro.optim.Adam({"lr": config.lr}), [])
+
+
+def fit(attempt: Attempt, data: Dataset, folder: Path,
+        on_epoch: Optional[Callable[[dict], None]] = None) -> Attempt:
+    """Train from the attempt's last epoch up to ``config.epochs``, evaluating on the test set
+    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch."""
+    config, parts = attempt.config, attempt.parts
+    svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
+    for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
+        row = train_epoch(svi, data, config, epoch)
+        row.update(metrics_on_test_set(parts.model, test_guide(parts, data), data.x_test,
+                                       config.iwae_samples))
+        attempt.metrics.append(row)
+        exact = row.get("test_exact_log_likelihood")
+        _log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
+                     f"  test ELBO {_nats(row['test_elbo'])}"
+                     + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
+                     + f"  ({row['seconds']:.2f} s)")
+        if on_epoch is not None:
+            on_epoch(row)
+        runs.write_csv(folder / "metrics.csv", attempt.metrics)
+        runs.save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
+                             model=parts.model, guide=parts.guide, optim=attempt.optim,
+                             metrics=attempt.metrics)
+    return attempt
+
+
+def fit_restarts(first: Attempt, data: Dataset, device: torch.device, run_dir: Path,
+                 restarts: int, on_epoch: Optional[Callable[[dict], None]] = None
+                 ) -> Tuple[Attempt, dict]:
+    """With one start, ``first`` trained in ``run_dir``. With ``restarts`` > 1, restart r is the
+    run with seed ``seed + r`` (``first`` is r = 0), trained in ``run_dir/restarts/seed-<s>/``;
+    the one with the best final train ELBO, the objective itself, is copied into ``run_dir``
+    and returned, with every restart's final train ELBO for the summary."""
+    if restarts == 1:
+        return fit(first, data, run_dir, on_epoch), {}
+    best, finals = None, []
+    for r in range(restarts):
+        attempt = first if r == 0 else start_attempt(
+            first.config.replace(seed=first.config.seed + r), data, device)
+        _log(attempt.config, f"restart {r + 1}/{restarts}: seed {attempt.config.seed}")
+        folder = run_dir / "restarts" / f"seed-{attempt.config.seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        finals.append(fit(attempt, data, folder, on_epoch).metrics[-1]["train_elbo"])
+        if best is None or finals[-1] > best.metrics[-1]["train_elbo"]:
+            best, best_folder = attempt, folder
+    for name in ("metrics.csv", "checkpoint.pt"):
+        runs.copy_file(best_folder / name, run_dir / name)
+    pyro.clear_param_store()   # from here on the best attempt's parameters, not the last one's
+    _log(best.config, f"kept seed {best.config.seed}: final train ELBO "
+                      f"{best.metrics[-1]['train_elbo']:.3f}, the best of {restarts} restarts")
+    return best, {"restarts": restarts, "restart_train_elbos": finals,
+                  "best_seed": best.config.seed}
+
+
 def resolve(config: Config) -> Config:
-    """Settings that do not apply are recorded as what happens: ``--binarize`` only acts on a
+    """Settings that do not apply are recorded as what happens: a model whose p(x|z) is fixed
+    (``fixed_likelihood``) overrides ``--likelihood``, and ``--binarize`` only acts on a
     Bernoulli likelihood."""
+    fixed = MODELS[config.model].fixed_likelihood
+    if fixed is not None and config.likelihood != fixed:
+        config = config.replace(likelihood=fixed)
     if config.likelihood != "bernoulli" and config.binarize != "none":
         return config.replace(binarize="none")
     return config
@@ -189,19 +266,24 @@ def test_guide(parts: Parts, data: Dataset):
 
 def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
               run_dir: Path) -> dict:
+    """The final numbers: the last epoch's, the IWAE estimate with its standard error, and the
+    exact diagnostics and ground truth where there are any."""
     iwae, stderr = iwae_log_likelihood(model, guide, data.x_test, config.iwae_samples,
                                        max_plate_nesting=model.max_plate_nesting)
+    last = metrics[-1]
     return {
         "status": "completed",
         "run_dir": str(run_dir),
         "model": config.model, "guide": config.guide, "elbo": config.elbo, "data": config.data,
         "binarize": config.binarize,
         "num_train": len(data.x_train), "num_test": len(data.x_test),
-        "epochs": metrics[-1]["epoch"],
-        "train_elbo": metrics[-1]["train_elbo"],
-        "test_elbo": metrics[-1]["test_elbo"],
+        "epochs": last["epoch"],
+        "train_elbo": last["train_elbo"],
+        "test_elbo": last["test_elbo"],
         "test_iwae": iwae, "test_iwae_stderr": stderr, "iwae_samples": config.iwae_samples,
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
+        **{k: last[k] for k in EXACT_COLUMNS if k in last and k != "test_iwae"},
+        **ground_truth_metrics(model, data.truth, data.x_test),
     }
 
 
@@ -214,12 +296,13 @@ def _load_parts(run_dir: Path, state: dict, parts: Parts) -> None:
                         f"({str(exc).splitlines()[0]})") from None
 
 
-def _restore(run_dir: Path, parts: Parts, optim) -> tuple:
+def _restore(run_dir: Path, parts: Parts, optim) -> List[dict]:
+    """Load the checkpoint of ``run_dir`` into ``parts`` and ``optim``; its metrics so far."""
     state = runs.load_checkpoint(run_dir)
     _load_parts(run_dir, state, parts)
     optim.set_state(state["optim"])
     runs.restore_rng(state)
-    return state["epoch"], list(state["metrics"])
+    return list(state["metrics"])
 
 
 def _device(name: str) -> torch.device:
@@ -285,6 +368,16 @@ def print_summary(result: RunResult) -> None:
     print(f"  test ELBO          {s['test_elbo']:10.3f} nats per example")
     print(f"  test IWAE log p(x) {s['test_iwae']:10.3f} ± {s['test_iwae_stderr']:.3f} "
           f"({s['iwae_samples']} samples)")
+    for key, (label, note) in EXACT_LINES.items():
+        if key in s:
+            print(f"  {label:<18} {s[key]:10.3f} {note}")
+    if "recovery_means_error" in s:
+        print(f"  recovery errors    weights {s['recovery_weights_error']:.3f}, means "
+              f"{s['recovery_means_error']:.3f}, scales {s['recovery_scales_error']:.3f} "
+              "(largest, against the true mixture)")
+    if "restarts" in s:
+        print(f"  kept seed {s['best_seed']}, the best final train ELBO of {s['restarts']} "
+              f"restarts: {', '.join(f'{v:.3f}' for v in s['restart_train_elbos'])}")
     print(f"results in {result.run_dir}/: summary.json, metrics.csv, config.json, "
           "checkpoint.pt and the figures")
 

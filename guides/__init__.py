@@ -1,4 +1,6 @@
 """Approximate posteriors q(z|x), each a Pyro guide, registered by the name users type."""
+from guides.categorical import CategoricalGuide
+from guides.enum import EnumGuide
 from guides.flow import FlowGuide
 from guides.local import LocalGuide
 from guides.mvn import MultivariateNormalGuide
@@ -11,6 +13,8 @@ GUIDES = {
     "flow": FlowGuide,
     "relaxed": RelaxedCategoricalGuide,
     "local": LocalGuide,
+    "categorical": CategoricalGuide,
+    "enum": EnumGuide,
 }
 
 __all__ = ["GUIDES"]

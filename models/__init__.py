@@ -1,11 +1,17 @@
 """Generative models p(z) p(x|z), each a Pyro model, registered by the name users type."""
 from models.base import LatentSite, LatentVariableModel
 from models.discrete_vae import DiscreteVAE
+from models.gmm import GaussianMixture
+from models.lvm import NonlinearLVM
+from models.ppca import PPCA
 from models.vae import VAE
 
 MODELS = {
     "vae": VAE,
     "discrete-vae": DiscreteVAE,
+    "gmm": GaussianMixture,
+    "lvm": NonlinearLVM,
+    "ppca": PPCA,
 }
 
 __all__ = ["MODELS", "LatentSite", "LatentVariableModel"]

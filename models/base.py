@@ -1,6 +1,6 @@
 """What every model declares about itself, so guides, estimators and figures can rely on it."""
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Optional
 
 from pyro.nn import PyroModule
 
@@ -33,11 +33,15 @@ class LatentVariableModel(PyroModule):
     is the Pyro model, with one ``pyro.plate("data")`` (see ``models.plates.data_plate``).
 
     Subclasses set ``latent_sites`` and ``data_dim``. Parameters are named ``model.*``, so they
-    never collide with a guide's (``guide.*``) in Pyro's parameter store.
+    never collide with a guide's (``guide.*``) in Pyro's parameter store. A model whose p(x|z)
+    is always of one kind, not chosen by a ``likelihood`` argument, names it (a key of
+    ``models.likelihoods.LIKELIHOODS``) in ``fixed_likelihood``, so data can be checked against
+    its support.
     """
 
     max_plate_nesting = 1
     latent_sites: Dict[str, LatentSite] = {}
+    fixed_likelihood: Optional[str] = None
 
     def __init__(self, data_dim: int):
         super().__init__(name="model")

@@ -3,13 +3,23 @@
 Each likelihood maps the decoder output ``out`` of shape (..., D) to a distribution with event
 shape (D,), and says which values of x it supports, so that data can be checked before training.
 """
+import math
+
 import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
 
 
-class BernoulliLikelihood(PyroModule):
+class Likelihood(PyroModule):
+    """p(x|z) = ``self(out)`` for the decoder output ``out`` = decoder(z)."""
+
+    def log_prob_pairs(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_i | out_g) for every row x_i of x (N, D) and out_g of out (G, D): (N, G)."""
+        return self(out).log_prob(x.unsqueeze(-2))
+
+
+class BernoulliLikelihood(Likelihood):
     """p(x|z) = Π_j Bernoulli(x_j | sigmoid(out_j)), out = decoder(z) the logits; x ∈ {0, 1}^D.
 
     Scored on grey levels in [0, 1] it is no longer a normalized density (see ``--binarize``).
@@ -27,7 +37,7 @@ class BernoulliLikelihood(PyroModule):
         return torch.sigmoid(out)
 
 
-class GaussianLikelihood(PyroModule):
+class GaussianLikelihood(Likelihood):
     """p(x|z) = N(x | out, σ² I) with one learned scale σ > 0 shared by all D dimensions."""
 
     support = (-float("inf"), float("inf"))
@@ -39,11 +49,18 @@ class GaussianLikelihood(PyroModule):
     def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
         return dist.Normal(out, self.scale).to_event(1)
 
+    def log_prob_pairs(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log N(x_i | out_g, σ² I) = −‖x_i − out_g‖² / (2σ²) − D log(σ √(2π)), shape (N, G),
+        the distances by ``torch.cdist``: memory N × G rather than N × G × D."""
+        distance = torch.cdist(x, out, compute_mode="donot_use_mm_for_euclid_dist")
+        log_norm = x.shape[-1] * (self.scale.log() + 0.5 * math.log(2 * math.pi))
+        return -0.5 * (distance / self.scale) ** 2 - log_norm
+
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return out
 
 
-class ContinuousBernoulliLikelihood(PyroModule):
+class ContinuousBernoulliLikelihood(Likelihood):
     """p(x|z) = Π_j CB(x_j | sigmoid(out_j)), the normalized continuous Bernoulli on [0, 1]^D
     (Loaiza-Ganem & Cunningham 2019): a proper density for grey-level images."""
 

@@ -40,6 +40,11 @@ class VAE(LatentVariableModel):
             z = pyro.sample("z", self.prior(x))                                # (batch, d)
             pyro.sample("x", self.likelihood(self.decoder(z)), obs=x)         # (batch, D)
 
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x_i, z_g) = log p_θ(x_i | z_g) + log p(z_g) for every row x_i of x (N, D) and
+        every row z_g of z (G, d): shape (N, G), computing decoder_θ(z_g) once."""
+        return self.likelihood.log_prob_pairs(self.decoder(z), x) + self.prior(z).log_prob(z)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """E[x | z] under p_θ(x|z): the decoder's mean, for reconstructions and samples."""
         return self.likelihood.mean(self.decoder(z))

@@ -28,6 +28,13 @@ def error_line(capsys) -> str:
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--hidden-dims", ","], "--hidden-dims must be positive widths"),
     (["--test-fraction", "1.5"], "--test-fraction must lie strictly between 0 and 1"),
+    (["--components", "0"], "--components must be at least 1"),
+    (["--restarts", "0"], "--restarts must be at least 1"),
+    (["--init", "kmeans"], "--init kmeans applies to the gmm model only"),
+    (["--model", "lvm", "--latent-dim", "3", "--data", "ring"],
+     "--model lvm: the latent dimension must be 1 or 2"),
+    (["--model", "gmm", "--guide", "enum", "--elbo", "enum", "--data", "gmm-1d",
+      "--num-train", "2", "--components", "3"], "--components 3 needs at least as many"),
 ])
 def test_bad_options_are_refused_in_one_line(argv, expected, capsys, tmp_path):
     assert train.main(QUICK + argv + ["--out", str(tmp_path / "run")]) == 2

@@ -1,10 +1,17 @@
-"""What every run's figures share: saving atomically, and the training curves."""
+"""What every run's figures share: saving atomically, and the curves per epoch."""
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import matplotlib.pyplot as plt
 
 from experiments.runs import write_atomically
+
+LABELS = {"train_elbo": "train ELBO", "test_elbo": "test ELBO",
+          "test_iwae": "test IWAE estimate of log p(x)",
+          "test_exact_log_likelihood": "test exact log p(x)",
+          "test_gap": "log p(x) − ELBO (Monte Carlo)",
+          "iwae_gap": "log p(x) − IWAE",
+          "test_posterior_kl": "KL(q(z|x) ‖ p(z|x)), exact"}
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
@@ -15,23 +22,49 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def plot_training_curves(metrics: List[Dict[str, float]], path: Path,
-                         columns: Sequence[str] = ("train_elbo", "test_elbo"),
-                         title: str = "ELBO per epoch") -> Path:
-    """One line per metric column against the epoch, in nats per example (higher is better)."""
-    labels = {"train_elbo": "train ELBO", "test_elbo": "test ELBO",
-              "test_iwae": "test IWAE estimate of log p(x)",
-              "test_exact_log_likelihood": "test exact log p(x)"}
-    fig, ax = plt.subplots(figsize=(6, 4))
+def plot_columns(ax: plt.Axes, metrics: List[Dict[str, float]], columns: Sequence[str]) -> None:
+    """One line per metric column against the epoch; columns without values are left out."""
     epochs = [row["epoch"] for row in metrics]
     for column in columns:
         values = [row[column] for row in metrics if row.get(column) not in (None, "")]
         if values:
             ax.plot(epochs[-len(values):], values, marker="o" if len(values) < 30 else None,
-                    markersize=3, label=labels.get(column, column))
+                    markersize=3, label=LABELS.get(column, column))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("nats per example (higher is better)")
-    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+
+
+def plot_training_curves(metrics: List[Dict[str, float]], path: Path,
+                         columns: Sequence[str] = ("train_elbo", "test_elbo"),
+                         title: str = "ELBO per epoch") -> Path:
+    """One line per metric column against the epoch, in nats per example (higher is better)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plot_columns(ax, metrics, columns)
+    ax.set_ylabel("nats per example (higher is better)")
+    ax.set_title(title)
+    return save_figure(fig, path)
+
+
+def plot_bounds(metrics: List[Dict[str, float]], path: Path,
+                ceiling: Optional[float] = None) -> Path:
+    """Above, the test ELBO and IWAE bounds under the exact log p(x) per epoch, and the
+    ``ceiling`` log p*(x) of the generating distribution where it is known; below, their gaps,
+    log p(x) − ELBO = mean KL(q(z|x) ‖ p(z|x)) and log p(x) − IWAE, on their own scale."""
+    gaps = [{"epoch": row["epoch"], "test_gap": row["test_gap"],
+             "iwae_gap": row["test_exact_log_likelihood"] - row["test_iwae"],
+             "test_posterior_kl": row.get("test_posterior_kl")} for row in metrics]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 2]})
+    if ceiling is not None:
+        top.axhline(ceiling, color="0.4", linestyle="--", linewidth=1,
+                    label="true log p*(x) of the data's generating distribution")
+    plot_columns(top, metrics, ("test_exact_log_likelihood", "test_iwae", "test_elbo"))
+    top.legend(loc="lower right", fontsize=9)
+    top.set_xlabel("")
+    top.set_ylabel("nats per test example")
+    top.set_title("bounds on the test log-likelihood per epoch")
+    plot_columns(bottom, gaps, ("test_gap", "test_posterior_kl", "iwae_gap"))
+    bottom.axhline(0.0, color="black", linewidth=0.8)
+    bottom.set_ylabel("gap below log p(x), nats")
     return save_figure(fig, path)

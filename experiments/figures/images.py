@@ -1,7 +1,7 @@
 """Figures of a model with a continuous z and a decoder: reconstructions, ancestral samples,
 the latent space and, for d = 2, the decoded manifold."""
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -11,6 +11,7 @@ from pyro import poutine
 from scipy.stats import norm
 from sklearn.decomposition import PCA
 
+from experiments.data import Dataset
 from experiments.figures.common import save_figure
 
 
@@ -23,9 +24,9 @@ def posterior_samples(guide: Callable, x: torch.Tensor, site: str,
     return value.expand(num_samples, *value.shape[-(1 + len(trace.nodes[site]["fn"].event_shape)):])
 
 
-def plot_autoencoder_figures(model, guide, x_test: torch.Tensor, y_test: Optional[torch.Tensor],
-                             image_shape: Optional[Tuple[int, int]], run_dir: Path) -> List[Path]:
+def plot_autoencoder_figures(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
     """reconstructions.png and samples.png (images only), latent.png, and manifold.png if d = 2."""
+    x_test, y_test, image_shape = data.x_test, data.y_test, data.image_shape
     (site,) = model.latent_sites.values()
     written = []
     if image_shape is not None:

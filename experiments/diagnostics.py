@@ -1,0 +1,94 @@
+"""Exact diagnostics, for models whose log p(x) and p(z|x) can be computed (``gmm``, ``lvm``,
+``ppca``): how far each bound lies below log p(x), how far q(z|x) is from p(z|x), and, on
+synthetic data, how close the model comes to the distribution that generated the data.
+
+The gap of the ELBO is the KL divergence of the guide from the exact posterior,
+
+    log p(x) − ELBO(x) = KL(q(z|x) ‖ p(z|x)) ≥ 0,
+
+so ``test_gap`` (exact minus the one-sample test ELBO) estimates its mean over the test set;
+for a discrete z the KL is also computed exactly from the responsibilities (``test_posterior_kl``).
+"""
+from typing import Dict, Optional
+
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch.distributions import Distribution, MixtureSameFamily
+
+from experiments.evaluate import guide_distribution, iwae_log_likelihood, mean_elbo
+from models.gmm import GaussianMixture
+
+#: the per-epoch test metrics of a model with an exact log-likelihood, besides ``test_elbo``
+EXACT_COLUMNS = ("test_iwae", "test_exact_log_likelihood", "test_gap", "test_posterior_kl")
+#: samples of the per-epoch IWAE estimate at most (the summary's uses all of ``--iwae-samples``)
+EPOCH_IWAE_SAMPLES = 100
+
+
+def has_exact_likelihood(model) -> bool:
+    return hasattr(model, "exact_log_likelihood")
+
+
+def metrics_on_test_set(model, guide, x: torch.Tensor,
+                        iwae_samples: int) -> Dict[str, float]:
+    """The test ELBO, and for a model with an exact log-likelihood the IWAE estimate with
+    min(``iwae_samples``, ``EPOCH_IWAE_SAMPLES``) samples, the exact log-likelihood, the gap,
+    and for a discrete z the exact mean KL(q(z|x) ‖ p(z|x)); nats per example."""
+    nesting = model.max_plate_nesting
+    row = {"test_elbo": mean_elbo(model, guide, x, max_plate_nesting=nesting)}
+    if not has_exact_likelihood(model):
+        return row
+    with torch.no_grad():
+        exact = model.exact_log_likelihood(x).mean().item()
+    row["test_iwae"], _ = iwae_log_likelihood(model, guide, x,
+                                              min(iwae_samples, EPOCH_IWAE_SAMPLES),
+                                              max_plate_nesting=nesting)
+    row["test_exact_log_likelihood"] = exact
+    row["test_gap"] = exact - row["test_elbo"]
+    (site,) = model.latent_sites.values()
+    if site.discrete:
+        row["test_posterior_kl"] = posterior_kl(model, guide, x, site.name)
+    return row
+
+
+def posterior_kl(model: GaussianMixture, guide, x: torch.Tensor, site: str) -> float:
+    """(1/N) Σ_i KL(q(z|x_i) ‖ p(z|x_i)) = (1/N) Σ_i Σ_n q_in (log q_in − log r_in) with the
+    exact responsibilities r_in = p(z = n | x_i); zero where the guide leaves z to enumeration."""
+    q = guide_distribution(guide, x, site)
+    if q is None:
+        return 0.0
+    with torch.no_grad():   # in logs: a responsibility may underflow to 0 where q's does not
+        log_r = model.log_joint(x).log_softmax(-1)                            # (N, K)
+        return (q.probs * (q.logits - log_r)).sum(-1).mean().item()
+
+
+def ground_truth_metrics(model, truth: Optional[Distribution], x: torch.Tensor) -> dict:
+    """On synthetic data: ``true_log_likelihood``, the mean log p*(x) of the test set under the
+    generating distribution p* (the ceiling of every model's log-likelihood, up to the noise of
+    a finite test set), and for a mixture of as many components as the truth the recovery errors
+    of ``mixture_recovery``."""
+    if truth is None:
+        return {}
+    with torch.no_grad():
+        metrics = {"true_log_likelihood": truth.log_prob(x.cpu()).mean().item()}
+    if isinstance(truth, MixtureSameFamily) and isinstance(model, GaussianMixture):
+        if model.components == truth.mixture_distribution.probs.shape[-1]:
+            metrics.update(mixture_recovery(model, truth))
+    return metrics
+
+
+def mixture_recovery(model: GaussianMixture, truth: MixtureSameFamily) -> Dict[str, float]:
+    """The largest errors of the learned weights λ̂, means μ̂ and scales σ̂ against the true
+    mixture, after matching each learned component to one true component so that the sum of
+    the distances ‖μ̂_n − μ_m‖ is least (the assignment problem, solved by scipy's
+    ``linear_sum_assignment``): max |λ̂ − λ|, max ‖μ̂ − μ‖₂ and max |σ̂ − σ| over dimensions."""
+    true = truth.component_distribution.base_dist
+    with torch.no_grad():
+        weights, locs, scales = (t.detach().cpu() for t in (model.weights, model.locs,
+                                                             model.scales))
+    learned, matched = linear_sum_assignment(torch.cdist(locs, true.loc).numpy())
+    return {
+        "recovery_weights_error": (weights[learned] - truth.mixture_distribution.probs[matched])
+        .abs().max().item(),
+        "recovery_means_error": (locs[learned] - true.loc[matched]).norm(dim=-1).max().item(),
+        "recovery_scales_error": (scales[learned] - true.scale[matched]).abs().max().item(),
+    }
