@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from multiprocessing import Manager, get_context
 from pathlib import Path
 from statistics import mean, median, stdev
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
@@ -36,6 +36,7 @@ from experiments.data import BINARIZE_SEED, Dataset, binarize
 from experiments.errors import UserError
 from experiments.estimators import ELBOS
 from experiments.gradients import gradient_draws, gradient_stats
+from guides import GUIDES
 
 GROUPS = ("guide", "model")
 
@@ -48,14 +49,32 @@ class Job:
     config: dict
     grad_draws: int
     threads: int
+    default_guide: str = ""
 
     @property
     def label(self) -> str:
-        return label(self.config["elbo"], self.config["num_particles"])
+        return label(self.config["elbo"], self.config["num_particles"], self.config["guide"],
+                     self.default_guide)
 
 
-def label(elbo: str, k: int) -> str:
-    return elbo if not ELBOS[elbo].k_sample else f"{elbo} K={k}"
+def label(elbo: str, k: int, guide: str = "", default_guide: str = "") -> str:
+    """``iwae K=10``, or ``enum/enum`` for an estimator run with another guide than --guide."""
+    name = elbo if guide == default_guide else f"{elbo}/{guide}"
+    return name if not ELBOS[elbo].k_sample else f"{name} K={k}"
+
+
+def parse_elbos(text: str, default_guide: str) -> List[Tuple[str, str]]:
+    """``trace,tracegraph,enum/enum`` → [(elbo, guide), …]: an item may name its own guide."""
+    pairs = []
+    for item in (i.strip() for i in text.split(",") if i.strip()):
+        elbo, _, guide = item.partition("/")
+        if elbo not in ELBOS or (guide and guide not in GUIDES):
+            raise UserError(f"unknown estimator or guide in --elbos item {item!r}: estimators "
+                            f"are {', '.join(ELBOS)}; guides {', '.join(GUIDES)}")
+        pairs.append((elbo, guide or default_guide))
+    if not pairs:
+        raise UserError("--elbos names no estimator")
+    return pairs
 
 
 def fixed_minibatch(config: Config, data: Dataset):
@@ -76,10 +95,10 @@ def measure(parts: Parts, config: Config, data: Dataset, draws: int) -> Dict[str
 
 def run_job(job: Job, progress) -> dict:
     """Train one run (in a worker process), measuring the gradients before and after."""
-    from experiments.train import run
+    from experiments.train import resolve, run
 
     torch.set_num_threads(job.threads)
-    config = Config.from_dict(job.config).replace(progress=False)
+    config = resolve(Config.from_dict(job.config).replace(progress=False))
     measured = {}
 
     def at_start(parts: Parts, data: Dataset) -> None:
@@ -96,22 +115,25 @@ def run_job(job: Job, progress) -> dict:
             "init": measured["init"]}
 
 
-def plan(config: Config, elbos: List[str], ks: List[int], seeds: int, out: Path,
+def plan(config: Config, elbos: List[Tuple[str, str]], ks: List[int], seeds: int, out: Path,
          grad_draws: int, jobs: int) -> List[Job]:
-    """Every (estimator, K, seed) run, refusing impossible combinations before any starts."""
+    """Every (estimator, guide, K, seed) run, refusing impossible combinations before any
+    starts."""
     planned = []
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    for elbo in elbos:
+    for elbo, guide in elbos:
         for k in (ks if ELBOS[elbo].k_sample else ks[:1]):
             vectorize = config.vectorize_particles or (ELBOS[elbo].k_sample and k > 1)
-            options = {**config.to_dict(), "elbo": elbo, "num_particles": k,
+            options = {**config.to_dict(), "elbo": elbo, "guide": guide, "num_particles": k,
                        "vectorize_particles": vectorize}
-            check_combination(config.model, config.guide, elbo,
-                              **{n: v for n, v in options.items() if n not in ("model", "guide", "elbo")})
+            check_combination(config.model, guide, elbo, **{
+                n: v for n, v in options.items() if n not in ("model", "guide", "elbo")})
+            name = label(elbo, k, guide, config.guide)
             for seed in range(config.seed, config.seed + seeds):
-                folder = out / "runs" / f"{label(elbo, k).replace(' K=', '-K')}-seed{seed}"
+                folder = out / "runs" / (name.replace(" K=", "-K").replace("/", "-")
+                                         + f"-seed{seed}")
                 planned.append(Job(len(planned), {**options, "seed": seed, "out": str(folder)},
-                                   grad_draws, threads))
+                                   grad_draws, threads, config.guide))
     return planned
 
 
@@ -263,8 +285,8 @@ def parser() -> argparse.ArgumentParser:
     add_training_options(p, exclude=("elbo", "num_particles", "out"))
     c = p.add_argument_group("comparison")
     c.add_argument("--elbos", default="trace,meanfield,iwae,score-function",
-                   help=f"comma-separated estimators among {', '.join(ELBOS)} "
-                        "(default: %(default)s)")
+                   help=f"comma-separated estimators among {', '.join(ELBOS)}; ELBO/GUIDE "
+                        "runs one with another guide, e.g. enum/enum (default: %(default)s)")
     c.add_argument("--num-particles", dest="particle_sweep", type=_int_list, default=[1],
                    help="K, or a sweep such as 1,10,100 for the K-sample estimators "
                         "(iwae, renyi, dreg, tail-adaptive); the others use the first K")
@@ -284,11 +306,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     try:
         config = config_from_args(args).replace(progress=False).validate()
-        elbos = [e.strip() for e in args.elbos.split(",") if e.strip()]
-        unknown = [e for e in elbos if e not in ELBOS]
-        if unknown or not elbos:
-            raise UserError(f"unknown estimator(s) {', '.join(unknown) or '(none)'} in --elbos: "
-                            f"choose among {', '.join(ELBOS)}")
+        elbos = parse_elbos(args.elbos, config.guide)
         for name, value in (("--seeds", args.seeds), ("--jobs", args.jobs),
                             ("--grad-draws", args.grad_draws)):
             if value < 1 or (name == "--grad-draws" and value < 2):

@@ -27,14 +27,16 @@ class GradientStats:
 def gradient_draws(parts: Parts, x: torch.Tensor, index: Optional[torch.Tensor] = None,
                    num_data: Optional[int] = None, draws: int = 100,
                    seed: int = EVAL_SEED) -> Dict[str, torch.Tensor]:
-    """``draws`` gradients of the loss, {"guide": (M, P_φ), "model": (M, P_θ)}.
+    """``draws`` gradients of the loss, {"guide": (M, P_φ), "model": (M, P_θ)}; φ are the
+    guide's ``variational_parameters()`` (a learned baseline is not part of q).
 
     Uses ``elbo.loss_and_grads``, which every Pyro estimator implements (RenyiELBO and
     TraceGraph_ELBO have no ``differentiable_loss``). Parameters are not stepped; their
     ``.grad`` is restored, and the draws come from their own seeded random stream.
     """
-    groups = {"guide": list(parts.guide.parameters()), "model": list(parts.model.parameters())}
-    every = groups["guide"] + groups["model"]
+    groups = {"guide": list(parts.guide.variational_parameters()),
+              "model": list(parts.model.parameters())}
+    every = list(parts.guide.parameters()) + groups["model"]
     saved = [p.grad for p in every]
     rows: Dict[str, List[torch.Tensor]] = {name: [] for name in groups}
     with isolated_rng(seed, x.device):

@@ -36,6 +36,11 @@ class Guide(PyroModule):
     def __init__(self):
         super().__init__(name="guide")
 
+    def variational_parameters(self):
+        """φ, the parameters of q(z|x) itself; a guide that also learns a baseline for its
+        score-function gradients leaves that out."""
+        return self.parameters()
+
     def scoring_guide(self):
         """The guide that test bounds are computed with: this one, unless it trains through a
         surrogate (see the relaxed guide)."""

@@ -31,6 +31,9 @@ class CategoricalGuide(AmortizedGuide):
         super().__init__(model, hidden_dims)
         self.baseline = mlp(model.data_dim, list(reversed(hidden_dims)), 1)
 
+    def variational_parameters(self):
+        return self.encoder.parameters()
+
     def encoder_outputs(self) -> int:
         return self.site.size * self.site.num_categories if self.site.one_hot \
             else self.site.num_categories

@@ -50,3 +50,36 @@ def test_iwae_guide_snr_falls_with_k_while_the_model_snr_rises(x):
         snr[k] = {g: gradient_stats(d).mean_snr for g, d in draws.items()}
     assert snr[100]["guide"] < snr[1]["guide"]
     assert snr[100]["model"] > snr[1]["model"]
+
+
+def _gmm_batch():
+    from experiments.synthetic import draw
+
+    return draw("gmm-1d", num_train=128, num_test=10)[0]
+
+
+def test_enum_on_the_mixture_has_no_variance_from_z():
+    """Summing z out makes the objective a deterministic function of the minibatch."""
+    x = _gmm_batch()
+    parts = build("gmm", "enum", "enum", data_dim=1, components=3)
+    draws = gradient_draws(parts, x, draws=10)
+    assert draws["guide"].shape[1] == 0                   # no q, no φ
+    assert gradient_stats(draws["model"]).total_variance == 0.0
+    assert draws["model"].abs().sum() > 0                  # but θ does get a gradient
+
+
+def test_tracegraph_baseline_lowers_the_variance_of_the_categorical_guide():
+    """TraceGraph subtracts the guide's baseline b(x) from the cost in the score-function term;
+    a baseline near the mean cost removes most of the variance that Trace_ELBO keeps."""
+    x = _gmm_batch()
+    graph = build("gmm", "categorical", "tracegraph", data_dim=1, components=3, hidden_dims=(16,))
+    plain = build("gmm", "categorical", "trace", data_dim=1, components=3, hidden_dims=(16,))
+    plain.model.load_state_dict(graph.model.state_dict())
+    plain.guide.load_state_dict(graph.guide.state_dict())
+    with torch.no_grad():          # b(x) = the mean per-point ELBO, a constant baseline
+        mean_cost = -pyro.infer.Trace_ELBO().loss(graph.model, graph.guide, x) / len(x)
+        graph.guide.baseline[-1].weight.zero_()
+        graph.guide.baseline[-1].bias.fill_(mean_cost)
+    var_graph = gradient_stats(gradient_draws(graph, x, draws=60)["guide"]).total_variance
+    var_plain = gradient_stats(gradient_draws(plain, x, draws=60)["guide"]).total_variance
+    assert var_graph < 0.5 * var_plain
