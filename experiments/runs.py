@@ -160,6 +160,14 @@ def load_checkpoint(run_dir: Path) -> dict:
     return state
 
 
+def checkpoint_epoch(run_dir: Path) -> int:
+    """The epoch of ``run_dir``'s checkpoint, 0 if it has none that loads."""
+    try:
+        return int(load_checkpoint(run_dir)["epoch"])
+    except UserError:
+        return 0
+
+
 def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():

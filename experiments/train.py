@@ -5,12 +5,14 @@
 From Python the same run is ``experiments.train.run(Config(...))``.
 """
 import argparse
+import contextlib
 import math
+import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pyro
 import torch
@@ -73,22 +75,45 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
         attempt = start_attempt(config.replace(restarts=1), data, device)
         if on_start is not None:
             on_start(attempt.parts, data)
-        if resume is not None:
-            run_dir, restarts = Path(resume), {}
-            attempt.metrics = _restore(run_dir, attempt.parts, attempt.optim)
-            fit(attempt, data, run_dir, on_epoch)
-        else:
-            run_dir = runs.prepare_run_dir(Path(config.out) if config.out else
-                                           runs.default_run_dir(config), force)
-            runs.write_json(run_dir / "config.json", config.to_dict())
-            attempt, restarts = fit_restarts(attempt, data, device, run_dir, config.restarts,
-                                             on_epoch)
-        parts, metrics = attempt.parts, attempt.metrics
-        scorer = test_guide(parts, data)
-        summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir), **restarts}
-        runs.write_json(run_dir / "summary.json", summary)
-        plot_run_figures(config.model, parts.model, scorer, data, metrics, summary, run_dir)
+        run_dir = Path(resume) if resume is not None else runs.prepare_run_dir(
+            Path(config.out) if config.out else runs.default_run_dir(config), force)
+        with runs.exclusive(run_dir), _interruptible(config, run_dir):
+            if resume is not None:
+                restarts = {}
+                attempt.metrics = _restore(run_dir, attempt.parts, attempt.optim)
+                fit(attempt, data, run_dir, on_epoch)
+            else:
+                runs.write_json(run_dir / "config.json", config.to_dict())
+                attempt, restarts = fit_restarts(attempt, data, device, run_dir,
+                                                 config.restarts, on_epoch)
+            parts, metrics = attempt.parts, attempt.metrics
+            scorer = test_guide(parts, data)
+            summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir),
+                       **restarts}
+            runs.write_json(run_dir / "summary.json", summary)
+            plot_run_figures(config.model, parts.model, scorer, data, metrics, summary, run_dir)
     return RunResult(run_dir, summary, metrics, parts)
+
+
+class RunInterrupted(UserError):
+    """Ctrl-C or SIGTERM during a run: the checkpoint of the last finished epoch is kept."""
+
+
+@contextlib.contextmanager
+def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
+    """Turn an interrupt into a summary marked ``interrupted`` beside the last checkpoint, and
+    one line saying how to continue."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        epoch = runs.checkpoint_epoch(run_dir)
+        runs.write_json(run_dir / "summary.json", {
+            "status": "interrupted", "completed_epochs": epoch, "epochs": config.epochs,
+            "resume": f"python -m experiments.train --resume {run_dir} --epochs {config.epochs}"})
+        raise RunInterrupted(
+            f"interrupted after {epoch} finished epoch(s); "
+            + (f"continue with --resume {run_dir} --epochs {config.epochs}" if epoch else
+               "no epoch finished, so there is no checkpoint: start the run again")) from None
 
 
 def load_trained(run_dir: Path) -> Tuple[Config, Dataset, Parts]:
@@ -347,17 +372,28 @@ def resume_config(run_dir: Path, explicit: dict) -> Config:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.resume is not None:
             config = resume_config(args.resume, explicit_options(parser, argv))
             result = run(config, resume=args.resume)
         else:
             result = run(config_from_args(args), force=args.force)
+    except RunInterrupted as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return 130
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print_summary(result)
     return 0
+
+
+def _terminate(signum, frame):
+    """SIGTERM (a scheduler's stop) is handled like Ctrl-C: keep the checkpoint, then stop."""
+    raise KeyboardInterrupt
 
 
 def print_summary(result: RunResult) -> None:

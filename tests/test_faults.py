@@ -1,0 +1,108 @@
+"""Faults injected on purpose: interrupts, a failing checkpoint write, two runs on one folder,
+and likelihoods that underflow a naive implementation. Nothing already written may be lost."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyro
+import pytest
+import torch
+
+from experiments import runs, train
+from experiments.build import build
+from experiments.config import Config
+from experiments.errors import UserError
+from experiments.evaluate import iwae_log_likelihood
+
+QUICK = ["--num-train", "200", "--num-test", "50", "--hidden-dims", "32", "--iwae-samples",
+         "20", "--no-progress", "--batch-size", "50"]
+
+
+def test_ctrl_c_keeps_the_last_checkpoint_marks_the_summary_and_resumes(tmp_path, capsys,
+                                                                        monkeypatch):
+    out = tmp_path / "run"
+    real_step, calls = train.SVI.step, {"n": 0}
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4 + 2:                       # epoch 2, step 2 (4 steps per epoch)
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(train.SVI, "step", interrupted)
+    assert train.main(QUICK + ["--epochs", "3", "--out", str(out)]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == (f"stopped: interrupted after 1 finished epoch(s); continue with --resume "
+                   f"{out} --epochs 3")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["completed_epochs"] == 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert not (out / ".lock").exists()
+    monkeypatch.setattr(train.SVI, "step", real_step)
+    assert train.main(["--resume", str(out), "--epochs", "3", "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+
+def test_sigterm_stops_a_real_run_cleanly(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *QUICK, "--epochs",
+                             "500", "--out", str(out)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped: interrupted after" in err and "Traceback" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["completed_epochs"] >= 1
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == summary["completed_epochs"]
+
+
+def test_a_crash_while_writing_a_checkpoint_leaves_the_previous_one_intact(tmp_path,
+                                                                          monkeypatch):
+    parts = build("vae", "normal", "trace", data_dim=4, latent_dim=2, hidden_dims=(8,))
+    optim = pyro.optim.Adam({"lr": 1e-3})
+    path = tmp_path / "checkpoint.pt"
+    save = dict(config=Config(), model=parts.model, guide=parts.guide, optim=optim, metrics=[])
+    runs.save_checkpoint(path, epoch=1, **save)
+    before = path.read_bytes()
+
+    def torn_write(obj, f, *args, **kwargs):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", torn_write)
+    with pytest.raises(OSError, match="disk full"):
+        runs.save_checkpoint(path, epoch=2, **save)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]   # no temp file
+
+
+def test_two_runs_on_one_folder_are_refused_and_a_stale_lock_is_taken_over(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / ".lock").write_text(str(os.getppid()))          # a live process holds it
+    with pytest.raises(UserError, match="being written by another run"):
+        with runs.exclusive(folder):
+            pass
+    (folder / ".lock").write_text("999999999")                # no such process
+    with runs.exclusive(folder):
+        assert (folder / ".lock").read_text() == str(os.getpid())
+    assert not (folder / ".lock").exists()
+
+
+def test_log_space_evaluation_survives_likelihoods_that_underflow():
+    """With D = 3000 random bits, log w ≈ −2000 per point: exp(log w) underflows to 0 in
+    float32 (below about e^−103), so a naive mean of weights would give log 0 = −∞."""
+    parts = build("vae", "normal", "trace", data_dim=3000, latent_dim=2, hidden_dims=(8,))
+    x = torch.rand(4, 3000).bernoulli()
+    estimate, _ = iwae_log_likelihood(parts.model, parts.guide, x, 50)
+    assert estimate < -1000 and torch.isfinite(torch.tensor(estimate))
+    gmm = build("gmm", "enum", "enum", data_dim=1, components=3).model
+    far = torch.tensor([[1e3], [-1e3]])                       # log p(x) ~ −10⁶
+    exact = gmm.exact_log_likelihood(far)
+    assert torch.isfinite(exact).all() and (exact < -1e4).all()
