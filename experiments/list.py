@@ -56,17 +56,34 @@ def matrix_table(rows: List[Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def matrix_markdown(rows: List[Dict[str, object]]) -> str:
+    """The matrix as a Markdown table: one row per model and guide that fit, ✓ per estimator."""
+    elbos = list(ELBOS)
+    ok = {(r["model"], r["guide"], r["elbo"]): r["ok"] for r in rows}
+    lines = ["| model | guide | " + " | ".join(elbos) + " |", "|---|---|" + "---|" * len(elbos)]
+    for model in MODELS:
+        for guide in GUIDES:
+            cells = ["✓" if ok[model, guide, e] else "" for e in elbos]
+            if any(cells):
+                lines.append(f"| {model} | {guide} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.list", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true",
                         help="print the matrix as JSON objects {model, guide, elbo, ok, reason}")
+    parser.add_argument("--markdown", action="store_true",
+                        help="print the matrix as a Markdown table (as the README shows it)")
     args = parser.parse_args(argv)
     options = {k: v for k, v in Config().to_dict().items() if k not in ("model", "guide", "elbo")}
     rows = matrix(**options)
     if args.json:
         json.dump(rows, sys.stdout, indent=1, ensure_ascii=False)
         print()
+    elif args.markdown:
+        print(matrix_markdown(rows))
     else:
         print(registries())
         print(matrix_table(rows))

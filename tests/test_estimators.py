@@ -59,3 +59,12 @@ def test_list_prints_registries_and_a_matrix_per_model(capsys):
     for word in ("models:", "guides:", "ELBO estimators:", "data sets:", "vae:", "✓", "·",
                  "why the other combinations"):
         assert word in out
+
+
+def test_the_readme_shows_the_current_matrix(capsys):
+    from pathlib import Path
+
+    assert listing.main(["--markdown"]) == 0
+    table = capsys.readouterr().out.strip()
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert table in readme, "README's matrix is stale: paste `python -m experiments.list --markdown`"
