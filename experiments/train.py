@@ -80,6 +80,7 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
         with runs.exclusive(run_dir), _interruptible(config, run_dir):
             if resume is not None:
                 restarts = {}
+                runs.write_json(run_dir / "config.json", config.to_dict())
                 attempt.metrics = _restore(run_dir, attempt.parts, attempt.optim)
                 fit(attempt, data, run_dir, on_epoch)
             else:
@@ -351,23 +352,26 @@ def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
         description="Train a latent variable model p(z)p(x|z) with a guide q(z|x) by SVI.")
     add_training_options(p, suppress_defaults)
     p.add_argument("--force", action="store_true",
-                   help="overwrite a run folder that already holds a run")
+                   help="overwrite a run folder that already holds a run; with --resume, "
+                        "continue with changed settings")
     p.add_argument("--resume", metavar="RUN_DIR", type=Path,
                    help="continue the run in RUN_DIR up to --epochs epochs in total")
     return p
 
 
-def resume_config(run_dir: Path, explicit: dict) -> Config:
+def resume_config(run_dir: Path, explicit: dict, force: bool = False) -> Config:
     """The saved config of ``run_dir`` with the options a resume may change; any other option
-    given explicitly must match what the run was trained with."""
+    given explicitly must match what the run was trained with, unless ``force`` (then the
+    checkpoint must still fit the parts those options build)."""
     saved = Config.from_dict(runs.load_checkpoint(run_dir)["config"])
-    changed = {k: v for k, v in explicit.items() if k in saved.to_dict() | {"progress": 0}}
+    changed = {k: v for k, v in explicit.items()
+               if k in saved.to_dict() | {"progress": 0} and k != "out"}
     for name, value in changed.items():
-        if name not in RESUMABLE and value != getattr(saved, name):
+        if name not in RESUMABLE and value != getattr(saved, name) and not force:
             raise UserError(f"--resume {run_dir}: --{name.replace('_', '-')} {value} differs from "
                             f"the run's {getattr(saved, name)}; a resumed run keeps its settings "
-                            "(start a new run to change them)")
-    return saved.replace(**{k: v for k, v in changed.items() if k in RESUMABLE and k != "out"})
+                            "(start a new run, or pass --force to continue with the change)")
+    return saved.replace(**changed)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -375,7 +379,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.resume is not None:
-            config = resume_config(args.resume, explicit_options(parser, argv))
+            config = resume_config(args.resume, explicit_options(parser, argv), args.force)
             result = run(config, resume=args.resume)
         else:
             result = run(config_from_args(args), force=args.force)

@@ -106,3 +106,36 @@ def test_log_space_evaluation_survives_likelihoods_that_underflow():
     far = torch.tensor([[1e3], [-1e3]])                       # log p(x) ~ −10⁶
     exact = gmm.exact_log_likelihood(far)
     assert torch.isfinite(exact).all() and (exact < -1e4).all()
+
+
+def test_resume_with_a_changed_setting_needs_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert train.main(["--resume", str(out), "--epochs", "2", "--lr", "0.01"]) == 2
+    assert "pass --force to continue with the change" in capsys.readouterr().err
+    assert train.main(["--resume", str(out), "--epochs", "2", "--lr", "0.01", "--force",
+                       "--no-progress"]) == 0
+    assert json.loads((out / "config.json").read_text())["lr"] == 0.01
+    capsys.readouterr()
+    # a change the checkpoint cannot fit is still refused, in one line
+    assert train.main(["--resume", str(out), "--epochs", "3", "--latent-dim", "5", "--force",
+                       "--no-progress"]) == 2
+    assert "checkpoint does not fit this model and guide" in capsys.readouterr().err
+
+
+def test_two_runs_in_different_folders_at_once_do_not_interfere(tmp_path):
+    """Two processes training at the same time give exactly the numbers of one alone."""
+    def start(name):
+        return subprocess.Popen([sys.executable, "-m", "experiments.train", *QUICK, "--epochs",
+                                 "2", "--out", str(tmp_path / name)], stderr=subprocess.PIPE)
+
+    first, second = start("a"), start("b")
+    assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
+    alone = train.run(train.Config(num_train=200, num_test=50, hidden_dims=(32,), iwae_samples=20,
+                                   progress=False, batch_size=50, epochs=2,
+                                   out=str(tmp_path / "alone")))
+    for name in ("a", "b"):
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["test_elbo"] == pytest.approx(alone.summary["test_elbo"], abs=1e-5)
+        assert summary["test_iwae"] == pytest.approx(alone.summary["test_iwae"], abs=1e-5)
