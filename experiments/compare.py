@@ -290,6 +290,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--num-particles", dest="particle_sweep", type=_int_list, default=[1],
                    help="K, or a sweep such as 1,10,100 for the K-sample estimators "
                         "(iwae, renyi, dreg, tail-adaptive); the others use the first K")
+    c.add_argument("--snr-sweep", type=_int_list, default=None,
+                   help="the K of the SNR-against-K figure, measured at one fixed trained point "
+                        "(default: the --num-particles list), e.g. 1,10,100 without training "
+                        "at K = 100")
     c.add_argument("--seeds", type=int, default=3, help="seeds per estimator, from --seed on")
     c.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     c.add_argument("--grad-draws", type=int, default=100,
@@ -326,7 +330,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     rows = aggregate(results, args.target_elbo)
     write_csv(rows, out / "comparison.csv")
     runs.write_atomically(out / "comparison.md", lambda f: f.write(markdown(rows)))
-    sweep = snr_sweep(results, args.particle_sweep, args.grad_draws)
+    sweep = snr_sweep(results, args.snr_sweep or args.particle_sweep, args.grad_draws)
     if sweep:
         write_csv(sweep, out / "snr_sweep.csv")
     from experiments.figures.comparison import plot_comparison
