@@ -47,7 +47,7 @@ def plot_curves(results: List[dict], path: Path) -> Path:
 def plot_gradient_variance(rows: List[dict], path: Path) -> Path:
     """Total gradient variance per estimator (log scale), at initialization and at the end,
     for the guide's parameters φ and the model's θ."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"wspace": 0.3})
     names = [r["label"] for r in rows]
     x = np.arange(len(rows))
     for ax, group, title in ((axes[0], "guide", "guide φ"), (axes[1], "model", "model θ")):
@@ -55,7 +55,11 @@ def plot_gradient_variance(rows: List[dict], path: Path) -> Path:
         final = [r[f"grad_var_{group}"] for r in rows]
         ax.bar(x - 0.2, init, width=0.4, label="at initialization")
         ax.bar(x + 0.2, final, width=0.4, label="at the end of training")
-        ax.set_yscale("symlog", linthresh=1e-6) if min(init + final) <= 0 else ax.set_yscale("log")
+        ax.set_yscale("log")
+        for i, (a, b) in enumerate(zip(init, final)):
+            if a == 0 and b == 0:       # no randomness in the gradient: nothing to draw on a log axis
+                ax.annotate("0: exact", (i, 0.02), xycoords=("data", "axes fraction"),
+                            ha="center", fontsize=8)
         ax.set_xticks(x, names, rotation=30, ha="right")
         ax.set_ylabel("total gradient variance Σ_j Var[ĝ_j]")
         ax.set_title(f"gradient variance, {title}")
@@ -68,7 +72,7 @@ def plot_snr_against_k(rows: List[dict], path: Path) -> Path:
     """Mean gradient SNR against K for each K-sample estimator at one fixed trained point,
     guide and model separately (Rainforth et al. 2018: IWAE's guide SNR falls like 1/√K, its
     model SNR rises like √K; DReG's guide SNR does not fall)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, gridspec_kw={"wspace": 0.3})
     fig.suptitle(f"at the final parameters of the {rows[0]['at']} run, seed 0")
     for ax, group, title in ((axes[0], "guide", "guide φ"), (axes[1], "model", "model θ")):
         for elbo in dict.fromkeys(r["elbo"] for r in rows):
