@@ -25,6 +25,7 @@ from experiments.data import BINARIZE_SEED, Dataset, binarize, load_dataset
 from experiments.errors import UserError
 from experiments.evaluate import iwae_log_likelihood, mean_elbo
 from experiments.figures import plot_autoencoder_figures, plot_training_curves
+from experiments.optim import adam
 from models.likelihoods import LIKELIHOODS
 
 #: options that may differ when a run is resumed (the rest must match the saved config)
@@ -53,7 +54,7 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None) -
         pyro.clear_param_store()
         pyro.set_rng_seed(config.seed)
         parts = build_parts(config, data.data_dim, device)
-        optim = pyro.optim.Adam({"lr": config.lr})
+        optim = adam(config.lr)
         if resume is not None:
             run_dir, start, metrics = Path(resume), *_restore(resume, parts, optim)
         else:
