@@ -8,6 +8,7 @@ from pyro.nn import PyroModule
 
 from experiments.errors import UserError
 from experiments.estimators import ELBOS
+from experiments.jit import JIT_ELBOS
 from guides import GUIDES
 from models import MODELS, LatentVariableModel
 
@@ -22,24 +23,26 @@ class Parts:
 
 
 def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, data_dim: int,
-          **options: Any) -> Parts:
-    """The parts named ``model``, ``guide`` and ``elbo`` for data of dimension ``data_dim``.
+          jit: bool = False, **options: Any) -> Parts:
+    """The parts named ``model``, ``guide`` and ``elbo`` for data of dimension ``data_dim``;
+    with ``jit``, the estimator compiled (``experiments.jit``).
 
     Each part's constructor receives exactly the ``options`` it names (``latent_dim``,
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
     (a ``Config``'s fields) serves every combination.
     """
-    model_cls, guide_cls, elbo_fn = check_names(model, guide, elbo)
+    model_cls, guide_cls, elbo_fn = check_names(model, guide, elbo, jit)
     model_part = _construct(model_cls, data_dim=data_dim, **options)
     guide_part = _construct(guide_cls, model=model_part, **options)
     elbo_part = _construct(elbo_fn, max_plate_nesting=model_part.max_plate_nesting, **options)
     return Parts(model_part, guide_part, elbo_part)
 
 
-def check_names(model: str, guide: str, elbo: str) -> tuple:
+def check_names(model: str, guide: str, elbo: str, jit: bool = False) -> tuple:
     """The registered model, guide and estimator called so, or one line naming the valid ones."""
+    elbos, kind = (JIT_ELBOS, "compiled (--jit) ELBO estimator") if jit else (ELBOS, "ELBO estimator")
     return (_lookup(MODELS, model, "model"), _lookup(GUIDES, guide, "guide"),
-            _lookup(ELBOS, elbo, "ELBO estimator"))
+            _lookup(elbos, elbo, kind))
 
 
 def _lookup(registry: Dict[str, Callable], name: str, kind: str) -> Callable:

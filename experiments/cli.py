@@ -68,6 +68,9 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
                        help="draw the particles in one vectorized pass")
     train.add_argument("--alpha", type=float, default=default(d.alpha),
                        help="order α of the renyi estimator, α ≠ 1 (default: %(default)s)")
+    train.add_argument("--jit", action="store_true", default=default(d.jit),
+                       help="compile the estimator with torch.jit.trace (trace, meanfield): "
+                            "less Python per step, for models of static structure")
     train.add_argument("--seed", type=int, default=default(d.seed),
                        help="random seed: same seed, same machine, same numbers (default: %(default)s)")
     train.add_argument("--device", default=default(d.device),

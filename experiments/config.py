@@ -32,6 +32,7 @@ class Config:
     num_particles: int = 1
     vectorize_particles: bool = False
     alpha: float = 0.5
+    jit: bool = False
     seed: int = 0
     device: str = "cpu"
     iwae_samples: int = 1000

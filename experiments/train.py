@@ -47,7 +47,7 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None) -
     """Train ``config``'s model and guide, or continue the run in ``resume`` up to
     ``config.epochs`` epochs in total; write its folder and return its summary."""
     config = resolve(config.validate())
-    check_names(config.model, config.guide, config.elbo)
+    check_names(config.model, config.guide, config.elbo, config.jit)
     with pyro.validation_enabled(config.pyro_validation):
         device = _device(config.device)
         data = prepare_data(config, device)
@@ -136,7 +136,7 @@ def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
         x = data.x_train[index]
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
-        loss = svi.step(x, index, n)
+        loss = svi.step(x, index, num_data=n)          # keywords: --jit traces tensors only
         if not math.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "
