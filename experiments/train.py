@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 import pyro
 import torch
@@ -121,18 +121,32 @@ def build_parts(config: Config, data_dim: int, device: torch.device) -> Parts:
 
 
 def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
-    """One pass over the training set in minibatches, in an order fixed by (seed, epoch).
+    """One pass over the training set: the steps of ``training_steps``, with a progress bar.
 
     Each step's loss estimates −ELBO of the whole training set (the data plate scales the
     minibatch by N / B), so the epoch's train ELBO is −mean(loss) / N nats per example.
     """
     n = len(data.x_train)
+    num_steps = math.ceil(n / config.batch_size)
+    bar = tqdm(training_steps(svi, data, config, epoch), total=num_steps, leave=False,
+               desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, file=sys.stderr)
+    total, start = 0.0, time.perf_counter()
+    for step, loss in enumerate(bar, 1):
+        total += loss
+        if step % 10 == 0:
+            bar.set_postfix_str(f"ELBO {-total / (step * n):.3f}", refresh=False)
+    seconds = time.perf_counter() - start
+    return {"epoch": epoch, "train_elbo": -total / (num_steps * n), "test_elbo": None,
+            "seconds": seconds}
+
+
+def training_steps(svi: SVI, data: Dataset, config: Config, epoch: int) -> Iterator[float]:
+    """The SVI steps of one epoch, taken one per ``next()``, each yielding its loss: minibatches
+    in an order fixed by (seed, epoch), binarized afresh with ``--binarize dynamic``."""
+    n = len(data.x_train)
     order_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     batches = torch.randperm(n, generator=order_rng).to(data.x_train.device).split(config.batch_size)
-    bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", leave=False,
-               disable=not config.progress, file=sys.stderr)
-    total, start = 0.0, time.perf_counter()
-    for step, index in enumerate(bar, 1):
+    for step, index in enumerate(batches, 1):
         x = data.x_train[index]
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
@@ -142,12 +156,7 @@ def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
                 f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "
                 f"good checkpoint (epoch {epoch - 1}) is kept; try a smaller --lr, a larger "
                 "--batch-size, or --likelihood bernoulli for [0, 1] data")
-        total += loss
-        if step % 10 == 0:
-            bar.set_postfix_str(f"ELBO {-total / (step * n):.3f}", refresh=False)
-    seconds = time.perf_counter() - start
-    return {"epoch": epoch, "train_elbo": -total / (len(batches) * n), "test_elbo": None,
-            "seconds": seconds}
+        yield loss
 
 
 def summarize(config: Config, parts: Parts, data: Dataset, metrics: List[dict],
