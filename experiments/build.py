@@ -31,11 +31,17 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
     (a ``Config``'s fields) serves every combination.
     """
-    model_cls, guide_cls, elbo_fn = check_names(model, guide, elbo, jit)
-    model_part = _construct(model_cls, data_dim=data_dim, **options)
+    _, guide_cls, elbo_fn = check_names(model, guide, elbo, jit)
+    model_part = build_model(model, data_dim=data_dim, **options)
     guide_part = _construct(guide_cls, model=model_part, **options)
     elbo_part = _construct(elbo_fn, max_plate_nesting=model_part.max_plate_nesting, **options)
     return Parts(model_part, guide_part, elbo_part)
+
+
+def build_model(name: str, *, data_dim: int, **options: Any) -> LatentVariableModel:
+    """The model called ``name`` alone (e.g. to time its exact log-likelihood), from the
+    ``options`` its constructor names."""
+    return _construct(_lookup(MODELS, name, "model"), data_dim=data_dim, **options)
 
 
 def check_names(model: str, guide: str, elbo: str, jit: bool = False) -> tuple:
