@@ -8,7 +8,7 @@ registered; one that cannot run with this pair gets a row saying why.
 import functools
 import warnings
 
-from benchmarks.report import Section, Target, table
+from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import alternate
 from benchmarks.training import lab_trainer
 from experiments.config import Config
@@ -46,7 +46,7 @@ def benchmark(config: Config, data: Dataset, rounds: int, per_turn: int = 2) -> 
         cells[key] = f"{1e3 * timings.median(key) / per_turn:.1f}"
     rows = [(label, *(cells[f"{label}, {setting}"] for setting in SETTINGS))
             for label, _, _ in estimators]
-    body = (__doc__.split("\n\n", 1)[1] + f"\n\nMilliseconds per step, {rounds} timed turns "
+    body = (paragraphs(__doc__) + f"\n\nMilliseconds per step, {rounds} timed turns "
             "each:\n\n" + table(["estimator", *SETTINGS], rows))
     measured = sum(1 for label, _, _ in estimators for s in SETTINGS
                    if not cells[f"{label}, {s}"].startswith("fails"))

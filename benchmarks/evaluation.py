@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.reference import ReferenceVAE
-from benchmarks.report import Section, Target, table
+from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import Timings, alternate, format_ratio
 from experiments.build import build_model
 from experiments.config import Config
@@ -83,7 +83,7 @@ def iwae(config: Config, x: torch.Tensor, rounds: int) -> Section:
     rows = [(name, f"{1e3 * per_image.median(name):.1f}",
              format_ratio(per_image.ratio(name, "reference")), f"{memory[name]:.0f}")
             for name in evaluations]
-    body = (__doc__.split("\n\n", 1)[1].split("\n\n")[0] + "\n\n" +
+    body = (paragraphs(__doc__, 1) + "\n\n" +
             f"{SAMPLES} samples per image, {rounds} blocks of {block} images "
             f"({rounds * block} images per candidate), chunks of {CHUNK_ELEMENTS} (sample, point) "
             f"pairs; peak memory measured on {len(probe)} images:\n\n" +

@@ -28,6 +28,13 @@ class Section:
     targets: Sequence[Target] = ()
 
 
+def paragraphs(doc: str, count: int = 0) -> str:
+    """A benchmark module's docstring without its title line: how it measures, in its own words
+    (the first ``count`` paragraphs of it, or all)."""
+    body = doc.strip().split("\n\n")[1:]
+    return "\n\n".join(body[:count] if count else body)
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]

@@ -25,7 +25,7 @@ import torch
 from pyro.infer import SVI
 
 from benchmarks import reference
-from benchmarks.report import Section, Target, table
+from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import alternate, format_ratio
 from experiments.config import Config
 from experiments.data import Dataset
@@ -125,7 +125,7 @@ def benchmark(config: Config, data: Dataset, rounds: int, batch_sizes=(128, 32))
                                   ratio[0] <= goal if goal else None))
         targets.append(_same_elbo_target(batch_size, elbos))
     return Section("1. Training time per epoch (784-400-20)",
-                   "\n\n".join([__doc__.split("\n\n", 1)[1].strip(), *bodies]), targets)
+                   "\n\n".join([paragraphs(__doc__), *bodies]), targets)
 
 
 def _same_elbo_target(batch_size: int, elbos: Dict[str, float]) -> Target:
