@@ -13,6 +13,9 @@ demo: $(STAMP)  ## set up, train the default VAE on the bundled digits, print wh
 test: $(STAMP)  ## set up and run the test suite
 	$(BIN)/python -m pytest
 
+bench: $(STAMP)  ## time ELBO Lab against plain PyTorch (a few minutes), write benchmarks/RESULTS.md
+	$(BIN)/python -m benchmarks.run
+
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --editable '.[test]'

@@ -8,6 +8,7 @@ from pyro.infer import ELBO
 from experiments.compatibility import check_combination
 from experiments.errors import UserError
 from experiments.estimators import ELBOS
+from experiments.jit import JIT_ELBOS
 from guides import GUIDES
 from guides.base import Guide
 from models import MODELS, LatentVariableModel
@@ -23,9 +24,10 @@ class Parts:
 
 
 def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, data_dim: int,
-          num_data: Optional[int] = None, **options: Any) -> Parts:
+          num_data: Optional[int] = None, jit: bool = False, **options: Any) -> Parts:
     """The parts named ``model``, ``guide`` and ``elbo`` for data of dimension ``data_dim``
-    (``num_data`` training points, which a non-amortized guide needs).
+    (``num_data`` training points, which a non-amortized guide needs); with ``jit``, the
+    estimator compiled (``experiments.jit``).
 
     Each part's constructor receives exactly the ``options`` it names (``latent_dim``,
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
@@ -33,23 +35,31 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
     that refuses its options (a ``ValueError``), is refused with a ``UserError`` in one line
     saying why and what would work.
     """
-    check_names(model, guide, elbo)
-    try:
-        model_part = construct(MODELS[model], data_dim=data_dim, **options)
-    except ValueError as exc:
-        raise UserError(f"--model {model}: {exc}") from None
+    check_names(model, guide, elbo, jit)
+    model_part = build_model(model, data_dim=data_dim, **options)
     check_combination(model, guide, elbo, model=model_part, **options)
     guide_part = construct(GUIDES[guide], model=model_part, num_data=num_data, **options)
-    elbo_part = construct(ELBOS[elbo].factory, max_plate_nesting=model_part.max_plate_nesting,
-                          **options)
+    factory = JIT_ELBOS[elbo] if jit else ELBOS[elbo].factory
+    elbo_part = construct(factory, max_plate_nesting=model_part.max_plate_nesting, **options)
     return Parts(model_part, guide_part, elbo_part)
 
 
-def check_names(model: str, guide: str, elbo: str) -> None:
+def build_model(name: str, *, data_dim: int, **options: Any) -> LatentVariableModel:
+    """The model called ``name`` alone (e.g. to time its exact log-likelihood), from the
+    ``options`` its constructor names; a model that refuses its options (a ``ValueError``) is
+    refused in one line."""
+    try:
+        return construct(_lookup(MODELS, name, "model"), data_dim=data_dim, **options)
+    except ValueError as exc:
+        raise UserError(f"--model {name}: {exc}") from None
+
+
+def check_names(model: str, guide: str, elbo: str, jit: bool = False) -> None:
     """Refuse an unregistered name with one line listing the valid ones."""
-    for registry, name, kind in ((MODELS, model, "model"), (GUIDES, guide, "guide"),
-                                 (ELBOS, elbo, "ELBO estimator")):
-        _lookup(registry, name, kind)
+    elbos, kind = (JIT_ELBOS, "compiled (--jit) ELBO estimator") if jit else (ELBOS, "ELBO estimator")
+    for registry, name, what in ((MODELS, model, "model"), (GUIDES, guide, "guide"),
+                                 (elbos, elbo, kind)):
+        _lookup(registry, name, what)
 
 
 def _lookup(registry: Dict[str, Any], name: str, kind: str) -> Any:

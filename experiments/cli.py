@@ -93,6 +93,9 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
            help="draw the particles in one vectorized pass")
     option(train, "--alpha", type=float, default=default(d.alpha),
            help="order α of the renyi estimator, α ≠ 1 (default: %(default)s)")
+    option(train, "--jit", action="store_true", default=default(d.jit),
+           help="compile the estimator with torch.jit.trace (trace, meanfield): less Python "
+           "per step, for models of static structure")
     option(train, "--seed", type=int, default=default(d.seed),
            help="random seed: same seed, same machine, same numbers (default: %(default)s)")
     option(train, "--restarts", type=int, default=default(d.restarts),

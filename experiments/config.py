@@ -38,6 +38,7 @@ class Config:
     num_particles: int = 1
     vectorize_particles: bool = False
     alpha: float = 0.5
+    jit: bool = False
     seed: int = 0
     restarts: int = 1
     device: str = "cpu"

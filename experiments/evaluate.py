@@ -17,7 +17,11 @@ from pyro.distributions import TorchDistribution
 from pyro.infer import TraceEnum_ELBO
 
 EVAL_SEED = 2024
-CHUNK_ELEMENTS = 1 << 16   # samples × data points held at once: bounds the memory of IWAE
+# samples × data points held at once: bounds the memory of IWAE (about 140 MiB for a 784-400-20
+# VAE, 4× less than chunks of 2^16). Smaller chunks fit a processor's cache but take more (and
+# smaller) operations, which a machine shared with other processes makes slow; 2^14 was never
+# slower than 2^16 in benchmarks/ (section 3 of RESULTS.md)
+CHUNK_ELEMENTS = 1 << 14
 
 
 @contextlib.contextmanager

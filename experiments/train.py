@@ -32,6 +32,7 @@ from experiments.estimators import ELBOS
 from experiments.evaluate import iwae_log_likelihood
 from experiments.figures import plot_run_figures
 from experiments.initialize import initialize
+from experiments.optim import adam
 from experiments.refine import fit_local_posterior
 from models import MODELS
 from models.likelihoods import LIKELIHOODS
@@ -67,7 +68,7 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     ``config.epochs`` epochs in total; write its folder and return its summary and parts.
     ``on_start`` sees the parts and data before the first step (measurements at the initial
     parameters), ``on_epoch`` each epoch's row of metrics (progress reports)."""
-    check_names(config.model, config.guide, config.elbo)
+    check_names(config.model, config.guide, config.elbo, config.jit)
     config = resolve(config.validate())
     with pyro.validation_enabled(config.pyro_validation):
         device = _device(config.device)
@@ -147,7 +148,7 @@ def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attemp
     pyro.set_rng_seed(config.seed)
     parts = build_parts(config, data.data_dim, len(data.x_train), device)
     initialize(parts.model, data.x_train, config.init, config.seed)
-    return Attempt(config, parts, pyro.optim.Adam({"lr": config.lr}), [])
+    return Attempt(config, parts, adam(config.lr), [])
 
 
 def fit(attempt: Attempt, data: Dataset, folder: Path,
@@ -248,7 +249,7 @@ def build_parts(config: Config, data_dim: int, num_data: int, device: torch.devi
 
 
 def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
-    """One pass over the training set in minibatches, in an order fixed by (seed, epoch).
+    """One pass over the training set: the steps of ``training_steps``, with a progress bar.
 
     Each step's loss estimates −ELBO of the whole training set (the data plate scales the
     minibatch by N / B), so the epoch's train ELBO is −mean(loss) / N nats per example; an
@@ -256,29 +257,38 @@ def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
     """
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
+    num_steps = math.ceil(n / config.batch_size)
+    bar = tqdm(training_steps(svi, data, config, epoch), total=num_steps, leave=False,
+               desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, file=sys.stderr)
+    total, start = 0.0, time.perf_counter()
+    for step, loss in enumerate(bar, 1):
+        total += loss
+        if has_loss and step % 10 == 0:
+            bar.set_postfix_str(f"ELBO {-total / (step * n):.3f}", refresh=False)
+    seconds = time.perf_counter() - start
+    train_elbo = -total / (num_steps * n) if has_loss else None
+    return {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None, "seconds": seconds}
+
+
+def training_steps(svi: SVI, data: Dataset, config: Config, epoch: int) -> Iterator[float]:
+    """The SVI steps of one epoch, taken one per ``next()``, each yielding its loss: minibatches
+    in an order fixed by (seed, epoch), binarized afresh with ``--binarize dynamic``. A loss
+    that is NaN or infinite stops training (tail-adaptive, which reports none, is not checked)."""
+    has_loss = ELBOS[config.elbo].has_loss
+    n = len(data.x_train)
     order_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     batches = torch.randperm(n, generator=order_rng).to(data.x_train.device).split(config.batch_size)
-    bar = tqdm(batches, desc=f"epoch {epoch}/{config.epochs}", leave=False,
-               disable=not config.progress, file=sys.stderr)
-    total, start = 0.0, time.perf_counter()
-    for step, index in enumerate(bar, 1):
+    for step, index in enumerate(batches, 1):
         x = data.x_train[index]
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
-        loss = svi.step(x, index, n)
-        if not has_loss:
-            continue
-        if not math.isfinite(loss):
+        loss = svi.step(x, index, num_data=n)          # keywords: --jit traces tensors only
+        if has_loss and not math.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "
                 f"good checkpoint (epoch {epoch - 1}) is kept; try a smaller --lr, a larger "
                 "--batch-size, or --likelihood bernoulli for [0, 1] data")
-        total += loss
-        if step % 10 == 0:
-            bar.set_postfix_str(f"ELBO {-total / (step * n):.3f}", refresh=False)
-    seconds = time.perf_counter() - start
-    train_elbo = -total / (len(batches) * n) if has_loss else None
-    return {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None, "seconds": seconds}
+        yield loss if has_loss else 0.0
 
 
 def test_guide(parts: Parts, data: Dataset):

@@ -24,6 +24,8 @@ def error_line(capsys) -> str:
     (["--model", "vea"], "unknown model 'vea': choose one of vae"),
     (["--guide", "gaussian"], "unknown guide 'gaussian': choose one of normal, mvn"),
     (["--elbo", "iwea"], "unknown ELBO estimator 'iwea': choose one of trace, meanfield"),
+    (["--elbo", "iwae", "--jit"],
+     "unknown compiled (--jit) ELBO estimator 'iwae': choose one of trace, meanfield"),
     (["--data", "cifar10"], "unknown data set 'cifar10'"),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--hidden-dims", ","], "--hidden-dims must be positive widths"),

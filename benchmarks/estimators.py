@@ -1,0 +1,56 @@
+"""Target 5: what a training step costs with every registered estimator, ``vae`` + ``normal``.
+
+Every entry of ``experiments.estimators.ELBOS``, and of ``experiments.jit.JIT_ELBOS`` compiled
+(``--jit``), is trained with one particle and with K = 10 vectorized particles, on minibatches
+of 128, the estimators taking turns of two steps. A new estimator gets its row by being
+registered; one that cannot run with this pair gets a row saying why.
+"""
+import functools
+import warnings
+
+from benchmarks.report import Section, Target, paragraphs, table
+from benchmarks.timing import alternate
+from benchmarks.training import lab_trainer
+from experiments.config import Config
+from experiments.data import Dataset
+from experiments.estimators import ELBOS
+from experiments.jit import JIT_ELBOS
+from experiments.optim import adam
+
+WARMUP_STEPS = 3      # a compiled graph is profiled and optimized over its first runs
+SETTINGS = {
+    "K = 1": {"num_particles": 1, "vectorize_particles": False},
+    "K = 10, vectorized": {"num_particles": 10, "vectorize_particles": True},
+}
+
+
+def benchmark(config: Config, data: Dataset, rounds: int, per_turn: int = 2) -> Section:
+    config = config.replace(batch_size=128)
+    estimators = [(name, name, False) for name in ELBOS]
+    estimators += [(f"{name} --jit", name, True) for name in JIT_ELBOS]
+    steps, cells = {}, {}
+    with warnings.catch_warnings():          # e.g. enum's note that it enumerates nothing
+        warnings.simplefilter("ignore")
+        for label, name, jit in estimators:
+            for setting, options in SETTINGS.items():
+                run = config.replace(elbo=name, jit=jit, **options)
+                try:
+                    take_steps, _ = lab_trainer(run, data, adam(run.lr))
+                    take_steps(WARMUP_STEPS)  # an estimator that cannot run fails here
+                    steps[f"{label}, {setting}"] = functools.partial(take_steps, per_turn)
+                except Exception as exc:      # noqa: BLE001 -- the row says why, the run goes on
+                    reason = str(exc).strip().splitlines()[0].split("; ")[0]
+                    cells[f"{label}, {setting}"] = f"fails: {type(exc).__name__}: {reason}"
+        timings = alternate(steps, rounds, warmup=0)
+    for key in steps:
+        cells[key] = f"{1e3 * timings.median(key) / per_turn:.1f}"
+    rows = [(label, *(cells[f"{label}, {setting}"] for setting in SETTINGS))
+            for label, _, _ in estimators]
+    body = (paragraphs(__doc__) + f"\n\nMilliseconds per step, {rounds} timed turns "
+            "each:\n\n" + table(["estimator", *SETTINGS], rows))
+    measured = sum(1 for label, _, _ in estimators for s in SETTINGS
+                   if not cells[f"{label}, {s}"].startswith("fails"))
+    return Section("5. Time per step of every estimator", body, [
+        Target("5. every registered estimator timed",
+               f"{len(estimators)} estimators, {measured} of {len(estimators) * len(SETTINGS)} "
+               "settings run", "a row each", True)])

@@ -1,0 +1,87 @@
+"""The benchmark's yardstick and its coverage (no timing is asserted anywhere): the plain-PyTorch
+reference computes ELBO Lab's numbers, and every registered estimator and every model with an
+exact log-likelihood gets its row, a failing one a row saying why."""
+import pytest
+import torch
+
+from benchmarks import estimators, evaluation, reference
+from experiments.build import build
+from experiments.config import Config
+from experiments.data import Dataset
+from experiments.estimators import ELBOS, Estimator
+from experiments.evaluate import log_importance_weights
+from models import MODELS
+from models.vae import VAE
+
+X = torch.rand(6, 12).bernoulli()
+
+
+@pytest.fixture
+def twins():
+    """ELBO Lab's vae/normal and the reference with the same weights."""
+    parts = build("vae", "normal", "trace", data_dim=12, latent_dim=3, hidden_dims=(8,))
+    vae = reference.ReferenceVAE(12, 3, (8,))
+    vae.encoder.load_state_dict(parts.guide.encoder.state_dict())
+    vae.decoder.load_state_dict(parts.model.decoder.state_dict())
+    return parts, vae
+
+
+def test_reference_log_weights_equal_elbo_labs(twins):
+    """Same weights, same random numbers: the same log w = log p(x|z) + log p(z) − log q(z|x)."""
+    parts, vae = twins
+    torch.manual_seed(1)
+    lab = log_importance_weights(parts.model, parts.guide, X, num_samples=4)
+    torch.manual_seed(1)
+    assert torch.allclose(vae.log_weights(X, 4), lab, atol=1e-4)
+
+
+@pytest.mark.parametrize("elbo, objective", [("trace", reference.elbo_loss),
+                                             ("iwae", reference.iwae_loss)])
+def test_reference_objectives_equal_elbo_labs_estimators(twins, elbo, objective):
+    """The K-sample losses of ``trace`` and ``iwae`` with K = 3 vectorized particles, on a
+    minibatch that is the whole data set (scale N / B = 1)."""
+    parts, vae = twins
+    estimator = build("vae", "normal", elbo, data_dim=12, latent_dim=3, hidden_dims=(8,),
+                      num_particles=3, vectorize_particles=True).elbo
+    torch.manual_seed(2)
+    lab = estimator.loss(parts.model, parts.guide, X, torch.arange(len(X)), num_data=len(X))
+    torch.manual_seed(2)
+    assert objective(3)(vae, X, len(X)).item() == pytest.approx(lab, rel=1e-5)
+
+
+@pytest.fixture
+def tiny():
+    config = Config(latent_dim=2, hidden_dims=(8,), progress=False)
+    data = Dataset("tiny", torch.rand(256, 12), torch.rand(32, 12).bernoulli())
+    return config, data
+
+
+def test_every_estimator_gets_a_row_and_a_failing_one_says_why(tiny, monkeypatch):
+    def broken(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
+        raise RuntimeError("cannot estimate anything; really")
+
+    monkeypatch.setitem(ELBOS, "broken", Estimator(broken))
+    section = estimators.benchmark(*tiny, rounds=1)
+    rows = {line.split(" | ")[0].strip("| "): line for line in section.body.splitlines()}
+    assert set(ELBOS) <= set(rows)
+    assert "fails: RuntimeError: cannot estimate anything |" in rows["broken"]
+    assert "fails" not in rows["trace"]
+
+
+class ExactVAE(VAE):
+    def exact_log_likelihood(self, x):
+        return x.new_zeros(len(x))
+
+
+class BrokenExactVAE(VAE):
+    def exact_log_likelihood(self, x):
+        raise ValueError("no quadrature here")
+
+
+def test_every_model_with_an_exact_log_likelihood_gets_a_row(tiny, monkeypatch):
+    config, _ = tiny
+    monkeypatch.setitem(MODELS, "exact", ExactVAE)
+    monkeypatch.setitem(MODELS, "broken", BrokenExactVAE)
+    body = evaluation.exact(config, num_points=10, loop_points=2, rounds=1).body
+    assert "| exact | " in body
+    assert "| broken | fails: ValueError: no quadrature here |" in body
