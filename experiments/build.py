@@ -46,7 +46,8 @@ def build_model(name: str, *, data_dim: int, **options: Any) -> LatentVariableMo
 
 def check_names(model: str, guide: str, elbo: str, jit: bool = False) -> tuple:
     """The registered model, guide and estimator called so, or one line naming the valid ones."""
-    elbos, kind = (JIT_ELBOS, "compiled (--jit) ELBO estimator") if jit else (ELBOS, "ELBO estimator")
+    elbos, kind = ((JIT_ELBOS, "compiled (--jit) ELBO estimator") if jit else
+                   (ELBOS, "ELBO estimator"))
     return (_lookup(MODELS, model, "model"), _lookup(GUIDES, guide, "guide"),
             _lookup(elbos, elbo, kind))
 
