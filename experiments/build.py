@@ -56,7 +56,8 @@ def build_model(name: str, *, data_dim: int, **options: Any) -> LatentVariableMo
 
 def check_names(model: str, guide: str, elbo: str, jit: bool = False) -> None:
     """Refuse an unregistered name with one line listing the valid ones."""
-    elbos, kind = (JIT_ELBOS, "compiled (--jit) ELBO estimator") if jit else (ELBOS, "ELBO estimator")
+    elbos, kind = ((JIT_ELBOS, "compiled (--jit) ELBO estimator") if jit else
+                   (ELBOS, "ELBO estimator"))
     for registry, name, what in ((MODELS, model, "model"), (GUIDES, guide, "guide"),
                                  (elbos, elbo, kind)):
         _lookup(registry, name, what)

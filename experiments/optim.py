@@ -2,11 +2,12 @@
 
 ``pyro.optim.Adam`` keeps one ``torch.optim.Adam`` per parameter tensor and steps them one by
 one, and PyTorch's default Adam makes six passes over every tensor (one per line of the update
-below); on the 784-400-20 VAE that costs as much as a third of a training step. ``JointOptim``
-keeps the ``pyro.optim.PyroOptim`` interface that ``pyro.infer.SVI`` needs (parameters join as
-they first appear; the state is saved and restored per parameter name, in the format
-``pyro.optim`` uses, so checkpoints of either kind resume), but steps one optimizer over all of
-them, by default ``torch.optim.Adam(fused=True)``: one kernel per tensor computing
+below); on the 784-400-20 VAE, changing that saves a fifth to a quarter of a training step
+(``benchmarks/RESULTS.md``). ``JointOptim`` keeps the ``pyro.optim.PyroOptim`` interface that
+``pyro.infer.SVI`` needs (parameters join as they first appear; the state is saved and restored
+per parameter name, in the format ``pyro.optim`` uses, so checkpoints of either kind resume),
+but steps one optimizer over all of them; ``adam(lr)``, what runs train with, makes it
+``torch.optim.Adam(fused=True)``: one kernel per tensor computing
 
     m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,
     θ ← θ − lr · (m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε).
