@@ -1,6 +1,5 @@
 """The one flat configuration of a run, saved as ``config.json`` beside its results."""
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
@@ -83,8 +82,6 @@ class Config:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if not f.metadata.get("runtime")}
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":

@@ -172,13 +172,3 @@ def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-
-
-def read_config(run_dir: Path) -> Optional[Config]:
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        return None
-    try:
-        return Config.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise UserError(f"{path} is not a readable run config ({exc})") from None
