@@ -140,22 +140,23 @@ def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, opt
     write_atomically(path, lambda f: torch.save(state, f), binary=True)
 
 
-def load_checkpoint(run_dir: Path) -> dict:
-    """The checkpoint of ``run_dir``, refused with one line if missing, corrupt or foreign."""
+def load_checkpoint(run_dir: Path, option: str = "--resume") -> dict:
+    """The checkpoint of ``run_dir``, refused with one line (naming the ``option`` that gave the
+    folder) if missing, corrupt or foreign."""
     path = Path(run_dir) / "checkpoint.pt"
     if not Path(run_dir).is_dir():
-        raise UserError(f"--resume {run_dir}: no such run folder")
+        raise UserError(f"{option} {run_dir}: no such run folder")
     if not path.exists():
-        raise UserError(f"--resume {run_dir}: it holds no checkpoint.pt to resume from")
+        raise UserError(f"{option} {run_dir}: it holds no checkpoint.pt")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")     # torch's own notes on foreign pickles
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"--resume {run_dir}: checkpoint.pt is corrupt or not an ELBO Lab "
+        raise UserError(f"{option} {run_dir}: checkpoint.pt is corrupt or not an ELBO Lab "
                         f"checkpoint ({type(exc).__name__}); start a new run instead") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"--resume {run_dir}: checkpoint.pt is not an ELBO Lab checkpoint "
+        raise UserError(f"{option} {run_dir}: checkpoint.pt is not an ELBO Lab checkpoint "
                         f"(expected format {CHECKPOINT_FORMAT})")
     return state
 

@@ -118,9 +118,9 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
                "no epoch finished, so there is no checkpoint: start the run again")) from None
 
 
-def load_trained(run_dir: Path) -> Tuple[Config, Dataset, Parts]:
+def load_trained(run_dir: Path, option: str = "--run") -> Tuple[Config, Dataset, Parts]:
     """A finished run's config, data (as it trained on) and parts with the trained parameters."""
-    state = runs.load_checkpoint(run_dir)
+    state = runs.load_checkpoint(run_dir, option)
     config = Config.from_dict(state["config"])
     device = _device(config.device)
     data = prepare_data(config.replace(progress=False), device)

@@ -84,3 +84,8 @@ def test_gaps_split_log_likelihood_minus_amortized_elbo(tmp_path, capsys):
     assert result["approximation_gap"] > -0.05
     assert (trained.run_dir / "gaps.png").read_bytes()[:4] == b"\x89PNG"
     assert math.isfinite(result["log_likelihood"])
+
+
+def test_gaps_refuses_a_missing_run_naming_its_option(capsys, tmp_path):
+    assert gaps.main(["--run", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.strip() == f"error: --run {tmp_path / 'nowhere'}: no such run folder"
