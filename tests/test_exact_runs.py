@@ -19,7 +19,9 @@ QUICK = dict(epochs=2, num_train=300, num_test=60, hidden_dims=(16,), iwae_sampl
      ["elbo.png", "bounds.png", "density.png", "posterior.png"]),
     (dict(model="lvm", guide="normal", elbo="trace", data="ring"),
      ["elbo.png", "bounds.png", "curve.png", "posterior.png"]),
-], ids=["gmm-enum", "gmm-categorical-tracegraph", "lvm-ring"])
+    (dict(model="lvm", guide="flow", elbo="trace", data="ring"),    # q without a closed-form
+     ["elbo.png", "bounds.png", "curve.png", "posterior.png"]),     # mean: moments by sampling
+], ids=["gmm-enum", "gmm-categorical-tracegraph", "lvm-ring", "lvm-flow-ring"])
 def test_the_done_when_commands_run_end_to_end_with_their_figures(settings, figures, tmp_path):
     result = run(Config(**settings, **QUICK, out=str(tmp_path / "run")))
     s = result.summary

@@ -14,6 +14,7 @@ from experiments.figures.common import save_figure
 from models.vae import VAE
 
 Z_SPAN = 3.0   # f(z) is drawn over [−3, 3]^d, where p(z) puts 99.7% of each coordinate's mass
+MOMENT_SAMPLES = 4000   # draws of q(z|x) behind the mean and spread that frame each panel
 
 
 def plot_lvm_figures(model: VAE, guide, data: Dataset, run_dir: Path) -> List[Path]:
@@ -78,13 +79,14 @@ def plot_posteriors(model: VAE, guide, x: torch.Tensor, path: Path, points: int 
     """For each row x_i of x, the exact p(z | x_i) = p(x_i, z) / p(x_i) and the guide's
     q(z | x_i), on a grid spanning both (mean ± 4 standard deviations of each)."""
     site = next(iter(model.latent_sites))
-    with torch.no_grad():
+    with torch.no_grad(), isolated_rng(EVAL_SEED, x.device):
         exact, q = model.exact_posterior(x), guide_distribution(guide, x, site)
         log_px = model.exact_log_likelihood(x)
+        q_draws = q.sample((MOMENT_SAMPLES,))    # q's moments, also where it has no closed form
     fig, axes = plt.subplots(1, len(x), figsize=(4.2 * len(x), 4.2), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        centres = torch.stack([exact.mean[i], q.mean[i]])                        # (2, d)
-        spreads = 4 * torch.stack([exact.variance[i], q.variance[i]]).sqrt()
+        centres = torch.stack([exact.mean[i], q_draws[:, i].mean(0)])            # (2, d)
+        spreads = 4 * torch.stack([exact.variance[i].sqrt(), q_draws[:, i].std(0)])
         low, high = (centres - spreads).min(0).values, (centres + spreads).max(0).values
         axes_z = [torch.linspace(lo, hi, points, dtype=x.dtype, device=x.device)
                   for lo, hi in zip(low.tolist(), high.tolist())]
@@ -104,8 +106,9 @@ def plot_posteriors(model: VAE, guide, x: torch.Tensor, path: Path, points: int 
             density = p_density.reshape(points, points)
             levels = density.max().item() * np.linspace(0.02, 1.0, 12)     # white below 2%
             ax.contourf(a, b, density, levels=levels, cmap="Blues")
-            ax.contour(a, b, q_density.reshape(points, points), levels=6, colors="tab:orange",
-                       linewidths=1.2)
+            q_grid = q_density.reshape(points, points)
+            ax.contour(a, b, q_grid, levels=q_grid.max().item() * np.linspace(0.1, 0.9, 5),
+                       colors="tab:orange", linewidths=1.2)      # 10% … 90% of q's peak
             ax.set_xlabel("z₁")
             ax.set_ylabel("z₂")
             ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="tab:blue", alpha=0.6,
