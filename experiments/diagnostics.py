@@ -51,14 +51,29 @@ def metrics_on_test_set(model, guide, x: torch.Tensor,
 
 
 def posterior_kl(model: GaussianMixture, guide, x: torch.Tensor, site: str) -> float:
-    """(1/N) Σ_i KL(q(z|x_i) ‖ p(z|x_i)) = (1/N) Σ_i Σ_n q_in (log q_in − log r_in) with the
-    exact responsibilities r_in = p(z = n | x_i); zero where the guide leaves z to enumeration."""
+    """(1/N) Σ_i KL(q(z|x_i) ‖ p(z|x_i)) over the rows of x, by ``posterior_kl_per_point``."""
+    return posterior_kl_per_point(model, guide, x, site).mean().item()
+
+
+def posterior_kl_per_point(model, guide, x: torch.Tensor, site: str) -> torch.Tensor:
+    """KL(q(z|x_i) ‖ p(z|x_i)) for every row x_i, shape (N,), without sampling:
+
+    - discrete z (``gmm``): Σ_n q_in (log q_in − log r_in) with the exact responsibilities
+      r_in = p(z = n | x_i); zero where the guide leaves z to enumeration;
+    - continuous z on a quadrature grid (``lvm``): Σ_g q(z_g|x_i) h^d (log q(z_g|x_i) −
+      log p(z_g|x_i)), the rectangle rule on the grid of ``exact_posterior``, accurate while
+      the grid spacing h is below q's and p(z|x)'s widths.
+    """
     q = guide_distribution(guide, x, site)
-    if q is None:
-        return 0.0
-    with torch.no_grad():   # in logs: a responsibility may underflow to 0 where q's does not
-        log_r = model.log_joint(x).log_softmax(-1)                            # (N, K)
-        return (q.probs * (q.logits - log_r)).sum(-1).mean().item()
+    with torch.no_grad():
+        if model.latent_sites[site].discrete:
+            if q is None:
+                return x.new_zeros(x.shape[0])
+            log_r = model.log_joint(x).log_softmax(-1)         # in logs: r may underflow to 0
+            return (q.probs * (q.logits - log_r)).sum(-1)
+        posterior = model.exact_posterior(x)
+        log_q = q.log_prob(posterior.z.unsqueeze(-2)).T                          # (N, G)
+        return (log_q.exp() * posterior.cell_volume * (log_q - posterior.log_density)).sum(-1)
 
 
 def ground_truth_metrics(model, truth: Optional[Distribution], x: torch.Tensor) -> dict:

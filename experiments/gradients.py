@@ -10,7 +10,7 @@ gradient does not depend on random draws (``enum`` summing a mixture out) has ze
 """
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -70,3 +70,26 @@ def gradient_stats(draws: torch.Tensor) -> GradientStats:
     mean, std = mean[active], std[active]
     snr = torch.where(std > 0, mean.abs() / std, torch.full_like(std, math.inf))
     return GradientStats(std.pow(2).sum().item(), snr.mean().item())
+
+
+def gaussian_mean_gradients(f: Callable[[torch.Tensor], torch.Tensor], mu: float, sigma: float,
+                            draws: int, baseline: float, seed: int = EVAL_SEED
+                            ) -> Dict[str, torch.Tensor]:
+    """M one-sample estimates of ∂/∂μ E_{z ~ N(μ, σ²)}[f(z)], each from the same ε ~ N(0, 1),
+    z = μ + σ ε, shape (M,) each:
+
+        score function            f(z) ∂/∂μ log N(z | μ, σ²) = f(z) (z − μ) / σ²
+        score function, baseline  (f(z) − b) (z − μ) / σ²   (unbiased: E[(z − μ) / σ²] = 0)
+        reparameterization        ∂/∂μ f(μ + σ ε) = f′(z)
+
+    All three have the same mean; they differ in variance only.
+    """
+    with isolated_rng(seed, torch.device("cpu")):
+        eps = torch.randn(draws, dtype=torch.float64)
+    z = (mu + sigma * eps).requires_grad_()
+    values = f(z)                                          # f acts on each z_m on its own
+    (derivative,) = torch.autograd.grad(values.sum(), z)
+    score = (z.detach() - mu) / sigma ** 2
+    return {"score function": values.detach() * score,
+            "score function, baseline": (values.detach() - baseline) * score,
+            "reparameterization": derivative}

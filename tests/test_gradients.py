@@ -4,9 +4,10 @@ import math
 import pyro
 import pytest
 import torch
+from torch.distributions import Normal
 
 from experiments.build import build
-from experiments.gradients import gradient_draws, gradient_stats
+from experiments.gradients import gaussian_mean_gradients, gradient_draws, gradient_stats
 
 
 @pytest.fixture
@@ -83,3 +84,18 @@ def test_tracegraph_baseline_lowers_the_variance_of_the_categorical_guide():
     var_graph = gradient_stats(gradient_draws(graph, x, draws=60)["guide"]).total_variance
     var_plain = gradient_stats(gradient_draws(plain, x, draws=60)["guide"]).total_variance
     assert var_graph < 0.5 * var_plain
+
+
+def test_score_function_baseline_and_reparameterized_gradients_share_their_mean():
+    """∂/∂μ E_{N(μ, σ²)}[log N(x0 | z, s²)] = (x0 − μ)/s²; the reparameterized draws are
+    f′(z) = (x0 − z)/s², whose standard deviation is σ/s² exactly."""
+    x0, s, mu, sigma, m = 2.0, 0.5, 0.0, 1.0, 20000
+    mean_f = -((x0 - mu) ** 2 + sigma ** 2) / (2 * s ** 2) - math.log(s * math.sqrt(2 * math.pi))
+    draws = gaussian_mean_gradients(lambda z: Normal(z, s).log_prob(torch.tensor(x0)), mu,
+                                    sigma, m, baseline=mean_f)
+    true = (x0 - mu) / s ** 2
+    for name, d in draws.items():
+        assert abs(d.mean().item() - true) < 4 * d.std().item() / math.sqrt(m), name
+    assert draws["reparameterization"].std().item() == pytest.approx(sigma / s ** 2, rel=0.03)
+    sd = {name: d.std().item() for name, d in draws.items()}
+    assert sd["reparameterization"] < sd["score function, baseline"] < sd["score function"]

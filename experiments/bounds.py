@@ -1,0 +1,66 @@
+"""The ELBO and the bounds above it, per data point, from one set of importance weights.
+
+With z_k ~ q(z|x) and weights w_k = p(x, z_k) / q(z_k|x), k = 1 … S:
+
+    ELBO(x)  = E_q[log w]
+             = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z))        (reconstruction − regularizer)
+             = log p(x) − KL(q(z|x) ‖ p(z|x))             (evidence − inference gap)
+    L_K(x)   = E[log (1/K) Σ_{k≤K} w_k]                   (IWAE, Burda et al. 2016)
+             ELBO = L_1 ≤ L_K ≤ L_{K+1} ≤ log p(x),  L_K → log p(x) as K → ∞
+    L_α(x)   = 1/(1 − α) log E_q[w^{1−α}]                 (Rényi, Li & Turner 2016)
+             L_1 = ELBO (the limit α → 1), L_0 = log p(x), nonincreasing in α
+
+The estimates below reuse the same S weights for every K and α: L_K averages the S / K disjoint
+groups of K weights, and L_α replaces E_q by the mean over all S.
+"""
+import math
+from typing import Dict, Sequence
+
+import torch
+from torch.distributions import kl_divergence
+
+from experiments.evaluate import EVAL_SEED, guide_distribution, isolated_rng, \
+    log_importance_weights
+
+
+def importance_weights(model, guide, x: torch.Tensor, num_samples: int,
+                       seed: int = EVAL_SEED) -> torch.Tensor:
+    """log w_ki for S = ``num_samples`` draws z_ki ~ q(z|x_i), shape (S, N), from a seeded
+    stream and without gradients."""
+    with torch.no_grad(), isolated_rng(seed, x.device):
+        return log_importance_weights(model, guide, x, num_samples, model.max_plate_nesting)
+
+
+def elbo_terms(model, guide, x: torch.Tensor, log_w: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Per point, shape (N,) each: ``elbo`` = mean_k log w_ki, ``kl_prior`` = KL(q(z|x_i) ‖ p(z))
+    in closed form, and ``expected_log_likelihood`` = E_q[log p(x_i|z)] = ELBO + KL(q ‖ p(z)),
+    for the models with a Gaussian prior p(z) = N(0, I) (``vae``, ``lvm``) and a guide whose
+    KL to it has a closed form (``normal``, ``mvn``)."""
+    (site,) = model.latent_sites
+    with torch.no_grad():
+        kl_prior = kl_divergence(guide_distribution(guide, x, site), model.prior(x))
+    elbo = log_w.mean(0)
+    return {"elbo": elbo, "kl_prior": kl_prior, "expected_log_likelihood": elbo + kl_prior}
+
+
+def iwae_bounds(log_w: torch.Tensor, ks: Sequence[int]) -> Dict[int, torch.Tensor]:
+    """L_K(x_i) for each K in ``ks`` (each at most S), shape (N,) each: the mean over the
+    ⌊S / K⌋ disjoint groups of log (1/K) Σ_{k in group} w_k."""
+    bounds = {}
+    for k in ks:
+        groups = log_w[: (log_w.shape[0] // k) * k].reshape(-1, k, log_w.shape[1])
+        bounds[k] = (groups.logsumexp(1) - math.log(k)).mean(0)
+    return bounds
+
+
+def renyi_bounds(log_w: torch.Tensor, alphas: Sequence[float]) -> Dict[float, torch.Tensor]:
+    """L_α(x_i) = 1/(1 − α) log (1/S) Σ_k w_ki^{1−α} for each α in ``alphas``, shape (N,) each;
+    α = 1 is its limit, the mean of log w (the ELBO)."""
+    bounds = {}
+    for alpha in alphas:
+        if alpha == 1:
+            bounds[alpha] = log_w.mean(0)
+        else:
+            scaled = (1 - alpha) * log_w
+            bounds[alpha] = (scaled.logsumexp(0) - math.log(log_w.shape[0])) / (1 - alpha)
+    return bounds
