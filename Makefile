@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench lessons clean
 
 demo: $(STAMP)  ## set up, train the default VAE on the bundled digits, print where the results are
 	$(BIN)/python -m experiments.train --model vae --guide normal --elbo trace --data digits
@@ -15,6 +15,9 @@ test: $(STAMP)  ## set up and run the test suite
 
 bench: $(STAMP)  ## time ELBO Lab against plain PyTorch (a few minutes), write benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run
+
+lessons: $(STAMP)  ## regenerate the lessons' figures and quoted numbers in docs/ (about 10 minutes)
+	$(BIN)/python -m experiments.lessons
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -19,16 +19,19 @@ from typing import Dict, Sequence
 import torch
 from torch.distributions import kl_divergence
 
-from experiments.evaluate import EVAL_SEED, guide_distribution, isolated_rng, \
-    log_importance_weights
+from experiments.evaluate import CHUNK_ELEMENTS, EVAL_SEED, chunks, guide_distribution, \
+    isolated_rng, log_importance_weights
 
 
 def importance_weights(model, guide, x: torch.Tensor, num_samples: int,
                        seed: int = EVAL_SEED) -> torch.Tensor:
     """log w_ki for S = ``num_samples`` draws z_ki ~ q(z|x_i), shape (S, N), from a seeded
-    stream and without gradients."""
+    stream and without gradients, in chunks of data points of about ``CHUNK_ELEMENTS`` pairs."""
+    points = max(1, CHUNK_ELEMENTS // num_samples)
     with torch.no_grad(), isolated_rng(seed, x.device):
-        return log_importance_weights(model, guide, x, num_samples, model.max_plate_nesting)
+        return torch.cat([log_importance_weights(model, guide, chunk, num_samples,
+                                                 model.max_plate_nesting, index, len(x))
+                          for chunk, index in chunks(x, points)], dim=1)
 
 
 def elbo_terms(model, guide, x: torch.Tensor, log_w: torch.Tensor) -> Dict[str, torch.Tensor]:

@@ -69,7 +69,8 @@ def tracegraph(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
     """Pyro's TraceGraph_ELBO: Rao-Blackwellized score functions with baselines.
 
     Each non-reparameterized site's score term keeps only the downstream costs it influences
-    and subtracts a decaying-average baseline (Schulman et al. 2015)."""
+    and subtracts the baseline the guide supplies at that site (the categorical guide's learned
+    network), or a decaying average where the guide asks for one (Schulman et al. 2015)."""
     return TraceGraph_ELBO(num_particles=num_particles, vectorize_particles=vectorize_particles,
                            max_plate_nesting=max_plate_nesting)
 

@@ -47,7 +47,7 @@ def plot_bounds_against_k_and_alpha(iwae: Dict[int, float], renyi: Dict[float, f
     alphas = sorted(renyi)
     right.plot(alphas, [renyi[a] for a in alphas], marker="o", color="tab:purple",
                label="Rényi bound L_α")
-    right.set_xlabel("α (L₁ is the ELBO, L₀ is log p(x))")
+    right.set_xlabel("α (at 1 the ELBO; at 0 the IWAE estimate with all the samples)")
     for ax, corner in ((left, "lower right"), (right, "lower left")):  # away from each curve
         ax.axhline(exact, color="black", ls="--", lw=1, label=f"exact log p(x) = {exact:.3f}")
         ax.grid(alpha=0.3)

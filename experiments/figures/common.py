@@ -1,4 +1,5 @@
 """What every run's figures share: saving atomically, and the curves per epoch."""
+import itertools
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -12,6 +13,7 @@ LABELS = {"train_elbo": "train ELBO", "test_elbo": "test ELBO",
           "test_gap": "log p(x) − ELBO (Monte Carlo)",
           "iwae_gap": "log p(x) − IWAE",
           "test_posterior_kl": "KL(q(z|x) ‖ p(z|x)), exact"}
+LINE_STYLES = ("-", "--", ":", "-.")
 
 
 def save_figure(fig: plt.Figure, path: Path) -> Path:
@@ -23,13 +25,15 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
 
 
 def plot_columns(ax: plt.Axes, metrics: List[Dict[str, float]], columns: Sequence[str]) -> None:
-    """One line per metric column against the epoch; columns without values are left out."""
+    """One line per metric column against the epoch, each in its own dash pattern so that lines
+    lying on top of each other (an exact bound) stay visible; columns without values are left
+    out."""
     epochs = [row["epoch"] for row in metrics]
-    for column in columns:
+    for column, style in zip(columns, itertools.cycle(LINE_STYLES)):
         values = [row[column] for row in metrics if row.get(column) not in (None, "")]
         if values:
             ax.plot(epochs[-len(values):], values, marker="o" if len(values) < 30 else None,
-                    markersize=3, label=LABELS.get(column, column))
+                    markersize=3, linestyle=style, label=LABELS.get(column, column))
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
     ax.legend()

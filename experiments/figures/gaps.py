@@ -21,6 +21,10 @@ def plot_gaps(gaps: dict, title: str, path: Path) -> Path:
     ax.set_title(f"inference gaps\n{title}", fontsize=10)
     ax.axhline(amort + approx, color="black", lw=0.8, ls="--",
                label=f"log p(x) − amortized ELBO = {amort + approx:.3f}")
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12))
+    handles, labels = ax.get_legend_handles_labels()          # top of the stack first
+    order = [labels.index(name) for name in sorted(labels, key=lambda n: (
+        not n.startswith("log p"), not n.startswith("approx")))]
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=8,
+              loc="upper center", bbox_to_anchor=(0.5, -0.12))
     ax.grid(alpha=0.3, axis="y")
     return save_figure(fig, path)

@@ -1,0 +1,76 @@
+"""The lessons in docs/: every number they quote is the one ``make lessons`` wrote to
+docs/lessons.json, every figure they show exists, and the pipeline that regenerates both still
+produces every quoted number and figure (on a sliver of the budget)."""
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from experiments.errors import UserError
+from experiments.lessons import Budget, fill, quoted_keys, regenerate
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+LESSONS = sorted(DOCS.glob("lesson*.md"))
+NUMBERS = json.loads((DOCS / "lessons.json").read_text())
+IMAGE = re.compile(r"!\[[^\]]*\]\((?P<path>[^)]+\.png)\)")
+
+
+def test_fill_rewrites_the_value_before_each_marker_in_its_format():
+    numbers = {"lesson1": {"elbo": -2.07951, "ratio": 3340.2, "share": 0.289}}
+    text = ("ELBO -9.9<!--lesson1.elbo:.3f--> nats, (0<!--lesson1.ratio:.3g-->×), "
+            "| 1%<!--lesson1.share:.0%--> |")
+    filled = fill(text, numbers)
+    assert filled == ("ELBO -2.080<!--lesson1.elbo:.3f--> nats, (3.34e+03<!--lesson1.ratio:.3g-->"
+                      "×), | 29%<!--lesson1.share:.0%--> |")
+    assert fill(filled, numbers) == filled
+    assert quoted_keys(text) == ["lesson1.elbo", "lesson1.ratio", "lesson1.share"]
+
+
+def test_fill_refuses_a_marker_the_numbers_do_not_hold():
+    with pytest.raises(UserError, match="lesson1.missing"):
+        fill("1.0<!--lesson1.missing:.2f-->", {"lesson1": {}})
+
+
+def test_there_are_six_lessons_and_the_readme_links_each():
+    readme = (ROOT / "README.md").read_text()
+    assert len(LESSONS) == 6
+    for path in LESSONS:
+        assert f"docs/{path.name}" in readme
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_every_number_quoted_in_a_lesson_is_the_one_in_lessons_json(path):
+    text = path.read_text()
+    assert len(quoted_keys(text)) >= 5
+    assert fill(text, NUMBERS) == text
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_every_figure_a_lesson_shows_is_committed(path):
+    shown = [m["path"] for m in IMAGE.finditer(path.read_text())]
+    assert shown
+    for figure in shown:
+        assert (path.parent / figure).read_bytes()[:4] == b"\x89PNG", figure
+
+
+def test_every_committed_figure_is_shown_somewhere():
+    shown = {(DOCS / m["path"]).resolve() for p in LESSONS for m in IMAGE.finditer(p.read_text())}
+    assert set((DOCS / "figures").glob("*.png")) <= shown
+
+
+def test_the_pipeline_produces_every_quoted_number_and_every_figure(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for path in LESSONS:
+        shutil.copy(path, docs / path.name)
+    numbers = regenerate(tmp_path / "runs", docs, Budget(quick=True), jobs=2)
+    assert {lesson: set(values) for lesson, values in numbers.items()} == \
+        {lesson: set(values) for lesson, values in NUMBERS.items()}
+    assert json.loads((docs / "lessons.json").read_text()) == numbers
+    for path in LESSONS:          # filled from the quick run's numbers: markers all resolved
+        assert quoted_keys((docs / path.name).read_text()) == quoted_keys(path.read_text())
+    assert {p.name for p in (docs / "figures").glob("*.png")} == \
+        {p.name for p in (DOCS / "figures").glob("*.png")}
