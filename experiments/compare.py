@@ -224,6 +224,22 @@ def snr_sweep(results: List[dict], ks: List[int], draws: int) -> List[dict]:
     return rows
 
 
+def report(results: List[dict], out: Path, target: Optional[float], sweep_ks: List[int],
+           draws: int) -> List[dict]:
+    """The comparison's rows, written to ``out`` as comparison.csv and comparison.md, with the
+    SNR-against-K sweep (snr_sweep.csv, where there is one) and the figures."""
+    from experiments.figures.comparison import plot_comparison
+
+    rows = aggregate(results, target)
+    write_csv(rows, out / "comparison.csv")
+    runs.write_atomically(out / "comparison.md", lambda f: f.write(markdown(rows)))
+    sweep = snr_sweep(results, sweep_ks, draws)
+    if sweep:
+        write_csv(sweep, out / "snr_sweep.csv")
+    plot_comparison(results, rows, sweep, out)
+    return rows
+
+
 def write_csv(rows: List[dict], path: Path) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
@@ -327,15 +343,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows = aggregate(results, args.target_elbo)
-    write_csv(rows, out / "comparison.csv")
-    runs.write_atomically(out / "comparison.md", lambda f: f.write(markdown(rows)))
-    sweep = snr_sweep(results, args.snr_sweep or args.particle_sweep, args.grad_draws)
-    if sweep:
-        write_csv(sweep, out / "snr_sweep.csv")
-    from experiments.figures.comparison import plot_comparison
-
-    plot_comparison(results, rows, sweep, out)
+    rows = report(results, out, args.target_elbo, args.snr_sweep or args.particle_sweep,
+                  args.grad_draws)
     print(markdown(rows))
     print(f"results in {out}/: comparison.csv, comparison.md, the figures and runs/")
     return 0

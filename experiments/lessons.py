@@ -133,17 +133,11 @@ def train_all(configs: Dict[str, Config], jobs: int) -> Dict[str, dict]:
 
 def run_comparison(settings: dict, elbos: str, out: Path, budget: Budget, jobs: int
                    ) -> List[dict]:
-    """``python -m experiments.compare`` in-process: its rows, and its figures in ``out``."""
-    from experiments.figures.comparison import plot_comparison
-
+    """``python -m experiments.compare`` in-process, K = 1: its rows, and its files in ``out``."""
     config = budget.config(settings, out)
     planned = compare.plan(config, compare.parse_elbos(elbos, config.guide), [1], budget.seeds,
                            out, budget.grad_draws, jobs)
-    results = compare.execute(planned, jobs)
-    rows = compare.aggregate(results, None)
-    runs.write_atomically(out / "comparison.md", lambda f: f.write(compare.markdown(rows)))
-    plot_comparison(results, rows, [], out)
-    return rows
+    return compare.report(compare.execute(planned, jobs), out, None, [1], budget.grad_draws)
 
 
 # --- the lessons -------------------------------------------------------------------------------
@@ -225,8 +219,7 @@ class Lessons:
                              ("nonlinear LVM (ring), the trained Gaussian q(z|x)", lvm_gap,
                               lvm_kl)],
                             self.figures / "lesson3-gap-is-kl.png")
-        with torch.no_grad():
-            log_px = parts.model.exact_log_likelihood(x).mean().item()
+        log_px = (lvm_gap + log_w.mean(0)).mean().item()       # gap = log p(x) − ELBO
         return {**_pick(gmm, "test_elbo", "test_exact_log_likelihood", "test_gap",
                         "test_posterior_kl", prefix="gmm_"),
                 "gmm_first_epoch_gap": first["test_gap"],
