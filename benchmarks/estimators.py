@@ -1,6 +1,6 @@
 """Target 5: what a training step costs with every registered estimator, ``vae`` + ``normal``.
 
-Every entry of ``experiments.estimators.ELBOS``, and of ``experiments.jit.JIT_ELBOS`` compiled
+Every entry of ``experiments.estimators.ELBOS``, and of ``experiments.estimators.compiled.JIT_ELBOS`` compiled
 (``--jit``), is trained with one particle and with K = 10 vectorized particles, on minibatches
 of 128, the estimators taking turns of two steps. A new estimator gets its row by being
 registered; one that cannot run with this pair gets a row saying why.
@@ -14,7 +14,7 @@ from benchmarks.training import lab_trainer
 from experiments.config import Config
 from experiments.data import Dataset
 from experiments.estimators import ELBOS
-from experiments.jit import JIT_ELBOS
+from experiments.estimators.compiled import JIT_ELBOS
 from experiments.optim import adam
 
 WARMUP_STEPS = 3      # a compiled graph is profiled and optimized over its first runs

@@ -8,7 +8,7 @@ from pyro.infer import ELBO
 from experiments.compatibility import check_combination
 from experiments.errors import UserError
 from experiments.estimators import ELBOS
-from experiments.jit import JIT_ELBOS
+from experiments.estimators.compiled import JIT_ELBOS
 from guides import GUIDES
 from guides.base import Guide
 from models import MODELS, LatentVariableModel
@@ -27,7 +27,7 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
           num_data: Optional[int] = None, jit: bool = False, **options: Any) -> Parts:
     """The parts named ``model``, ``guide`` and ``elbo`` for data of dimension ``data_dim``
     (``num_data`` training points, which a non-amortized guide needs); with ``jit``, the
-    estimator compiled (``experiments.jit``).
+    estimator compiled (``experiments.estimators.compiled``).
 
     Each part's constructor receives exactly the ``options`` it names (``latent_dim``,
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
@@ -39,8 +39,8 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
     model_part = build_model(model, data_dim=data_dim, **options)
     check_combination(model, guide, elbo, model=model_part, **options)
     guide_part = construct(GUIDES[guide], model=model_part, num_data=num_data, **options)
-    factory = JIT_ELBOS[elbo] if jit else ELBOS[elbo].factory
-    elbo_part = construct(factory, max_plate_nesting=model_part.max_plate_nesting, **options)
+    estimator = JIT_ELBOS[elbo] if jit else ELBOS[elbo]
+    elbo_part = construct(estimator, max_plate_nesting=model_part.max_plate_nesting, **options)
     return Parts(model_part, guide_part, elbo_part)
 
 

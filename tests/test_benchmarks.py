@@ -8,7 +8,7 @@ from benchmarks import estimators, evaluation, reference
 from experiments.build import build
 from experiments.config import Config
 from experiments.data import Dataset
-from experiments.estimators import ELBOS, Estimator
+from experiments.estimators import ELBOS, Trace
 from experiments.evaluate import log_importance_weights
 from models import MODELS
 from models.vae import VAE
@@ -57,10 +57,11 @@ def tiny():
 
 
 def test_every_estimator_gets_a_row_and_a_failing_one_says_why(tiny, monkeypatch):
-    def broken(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
-        raise RuntimeError("cannot estimate anything; really")
+    class Broken(Trace):
+        def __init__(self, num_particles=1, vectorize_particles=False, max_plate_nesting=1):
+            raise RuntimeError("cannot estimate anything; really")
 
-    monkeypatch.setitem(ELBOS, "broken", Estimator(broken))
+    monkeypatch.setitem(ELBOS, "broken", Broken)
     section = estimators.benchmark(*tiny, rounds=1)
     rows = {line.split(" | ")[0].strip("| "): line for line in section.body.splitlines()}
     assert set(ELBOS) <= set(rows)
