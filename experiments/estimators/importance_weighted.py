@@ -59,7 +59,6 @@ class Renyi_ELBO(DifferentiableLossMixin, EstimatorTraits, RenyiELBO):
 class IWAE_ELBO(Renyi_ELBO):
     """The importance-weighted bound (Burda et al. 2016): ``Renyi_ELBO`` at α = 0.
 
-
         L_K(x_i) = log (1/K) Σ_k w_ik,   ELBO = L_1 ≤ L_K ≤ L_{K+1} ≤ log p(x_i),
 
     per data point, the minibatch's sum scaled by N/B outside the log-mean-exp.
