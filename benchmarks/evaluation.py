@@ -18,10 +18,10 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.reference import ReferenceVAE
 from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import Timings, alternate, format_ratio
-from experiments.build import build_model
-from experiments.config import Config
-from experiments.evaluate import CHUNK_ELEMENTS, iwae_log_likelihood
-from experiments.train import build_parts
+from experiments.evaluation.likelihood import CHUNK_ELEMENTS, iwae_log_likelihood
+from experiments.parts.build import build_model
+from experiments.training.config import Config
+from experiments.training.loop import build_parts
 from models import MODELS
 
 SAMPLES = 5000

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from benchmarks import estimators, evaluation, reference
-from experiments.build import build
-from experiments.config import Config
-from experiments.data import Dataset
+from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS, Estimator
-from experiments.evaluate import log_importance_weights
+from experiments.evaluation.likelihood import log_importance_weights
+from experiments.parts.build import build
+from experiments.training.config import Config
 from models import MODELS
 from models.vae import VAE
 

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from pyro.infer import SVI
 
 from experiments import train
 
@@ -94,14 +95,14 @@ def test_resume_from_the_command_line_continues_to_the_total_epochs(tmp_path, ca
 def test_a_diverging_run_stops_naming_epoch_and_step_and_keeps_the_last_checkpoint(
         tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    real_step = train.SVI.step
+    real_step = SVI.step
     calls = {"n": 0}
 
     def step_that_diverges(self, *args, **kwargs):
         calls["n"] += 1
         return float("nan") if calls["n"] == 4 + 2 else real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(train.SVI, "step", step_that_diverges)
+    monkeypatch.setattr(SVI, "step", step_that_diverges)
     argv = QUICK + ["--out", str(out), "--epochs", "3", "--batch-size", "50"]   # 4 steps/epoch
     assert train.main(argv) == 2
     line = error_line(capsys)

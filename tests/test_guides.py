@@ -5,9 +5,9 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 
-from experiments.build import build
-from experiments.evaluate import mean_elbo
-from experiments.refine import fit_local_posterior
+from experiments.evaluation.likelihood import mean_elbo
+from experiments.evaluation.refine import fit_local_posterior
+from experiments.parts.build import build
 
 
 def test_mvn_guide_is_a_valid_full_covariance_gaussian():

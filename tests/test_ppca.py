@@ -10,8 +10,8 @@ import torch
 from pyro.infer import Trace_ELBO
 from scipy.stats import multivariate_normal
 
-from experiments.build import build
-from experiments.evaluate import log_importance_weights
+from experiments.evaluation.likelihood import log_importance_weights
+from experiments.parts.build import build
 from models.plates import data_plate
 
 D, d = 4, 2

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Sequence
 
 import matplotlib.pyplot as plt
 
-from experiments.runs import write_atomically
+from experiments.common.files import write_atomically
 
 LABELS = {"train_elbo": "train ELBO", "test_elbo": "test ELBO",
           "test_iwae": "test IWAE estimate of log p(x)",

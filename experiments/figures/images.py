@@ -11,7 +11,7 @@ from pyro import poutine
 from scipy.stats import norm
 from sklearn.decomposition import PCA
 
-from experiments.data import Dataset
+from experiments.data.datasets import Dataset
 from experiments.figures.common import save_figure
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from experiments.data import Dataset
-from experiments.evaluate import EVAL_SEED, guide_distribution, isolated_rng
+from experiments.common.rng import isolated_rng
+from experiments.data.datasets import Dataset
+from experiments.evaluation.likelihood import EVAL_SEED, guide_distribution
 from experiments.figures.common import save_figure
 from models.vae import VAE
 

@@ -9,9 +9,9 @@ import torch
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 
-from experiments.data import Dataset
-from experiments.diagnostics import posterior_kl
-from experiments.evaluate import guide_distribution
+from experiments.data.datasets import Dataset
+from experiments.evaluation.diagnostics import posterior_kl
+from experiments.evaluation.likelihood import guide_distribution
 from experiments.figures.common import save_figure
 from models.gmm import GaussianMixture
 

@@ -3,10 +3,10 @@ import argparse
 import dataclasses
 from typing import Iterable, List, Optional
 
-from experiments.config import BINARIZE_CHOICES, INIT_CHOICES, Config
-from experiments.data import DATASETS
+from experiments.data.datasets import DATASETS
+from experiments.data.synthetic import NUM_TEST, NUM_TRAIN
 from experiments.estimators import ELBOS
-from experiments.synthetic import NUM_TEST, NUM_TRAIN
+from experiments.training.config import BINARIZE_CHOICES, INIT_CHOICES, Config
 from guides import GUIDES
 from models import MODELS
 from models.likelihoods import LIKELIHOODS

@@ -3,7 +3,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
-from experiments.errors import UserError
+from experiments.common.errors import UserError
+from models import MODELS
 
 BINARIZE_CHOICES = ("dynamic", "static", "none")
 INIT_CHOICES = ("random", "kmeans")
@@ -78,10 +79,13 @@ class Config:
             raise UserError(f"--device must be cpu or cuda (got {self.device!r})")
         return self
 
+    def part_options(self) -> dict:
+        """The options handed to the parts' constructors: every setting but the parts' names."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("model", "guide", "elbo")}
+
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if not f.metadata.get("runtime")}
-
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
@@ -97,6 +101,18 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+def resolve(config: Config) -> Config:
+    """Settings that do not apply are recorded as what happens: a model whose p(x|z) is fixed
+    (``fixed_likelihood``) overrides ``--likelihood``, and ``--binarize`` only acts on a
+    Bernoulli likelihood."""
+    fixed = MODELS[config.model].fixed_likelihood
+    if fixed is not None and config.likelihood != fixed:
+        config = config.replace(likelihood=fixed)
+    if config.likelihood != "bernoulli" and config.binarize != "none":
+        return config.replace(binarize="none")
+    return config
 
 
 def _flag(name: str) -> str:

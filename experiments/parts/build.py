@@ -1,14 +1,14 @@
 """Assemble a model, a guide and an ELBO estimator from their registered names."""
-import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Optional
 
 from pyro.infer import ELBO
 
-from experiments.compatibility import check_combination
-from experiments.errors import UserError
+from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
 from experiments.jit import JIT_ELBOS
+from experiments.parts.compatibility import check_combination
+from experiments.parts.registries import check_names, construct, lookup
 from guides import GUIDES
 from guides.base import Guide
 from models import MODELS, LatentVariableModel
@@ -49,27 +49,6 @@ def build_model(name: str, *, data_dim: int, **options: Any) -> LatentVariableMo
     ``options`` its constructor names; a model that refuses its options (a ``ValueError``) is
     refused in one line."""
     try:
-        return construct(_lookup(MODELS, name, "model"), data_dim=data_dim, **options)
+        return construct(lookup(MODELS, name, "model"), data_dim=data_dim, **options)
     except ValueError as exc:
         raise UserError(f"--model {name}: {exc}") from None
-
-
-def check_names(model: str, guide: str, elbo: str, jit: bool = False) -> None:
-    """Refuse an unregistered name with one line listing the valid ones."""
-    elbos, kind = ((JIT_ELBOS, "compiled (--jit) ELBO estimator") if jit else
-                   (ELBOS, "ELBO estimator"))
-    for registry, name, what in ((MODELS, model, "model"), (GUIDES, guide, "guide"),
-                                 (elbos, elbo, kind)):
-        _lookup(registry, name, what)
-
-
-def _lookup(registry: Dict[str, Any], name: str, kind: str) -> Any:
-    if name not in registry:
-        raise UserError(f"unknown {kind} {name!r}: choose one of {', '.join(registry)}")
-    return registry[name]
-
-
-def construct(factory: Callable, **available: Any) -> Any:
-    """``factory(**kwargs)`` with the subset of ``available`` that its signature names."""
-    names = inspect.signature(factory).parameters
-    return factory(**{k: v for k, v in available.items() if k in names})

@@ -10,7 +10,7 @@ from typing import Callable, Dict
 import torch
 from sklearn.cluster import KMeans
 
-from experiments.errors import UserError
+from experiments.common.errors import UserError
 
 
 def random_partition(x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
