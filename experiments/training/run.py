@@ -2,6 +2,7 @@
 evaluates them, and leaves a run folder behind (config.json, metrics.csv, summary.json,
 checkpoint.pt and the figures); ``load_trained`` gives a finished run's parts back."""
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -19,7 +20,7 @@ from experiments.figures.run import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
 from experiments.training import folder as run_folder
-from experiments.training.config import Config, resolve
+from experiments.training.config import RESUMABLE, Config, flag_of, resolve
 from experiments.training.loop import build_parts, fit, log, start_attempt
 from experiments.training.restarts import fit_restarts
 from models.likelihoods import LIKELIHOODS
@@ -151,18 +152,14 @@ def resume_config(run_dir: Path, explicit: dict, force: bool = False) -> Config:
     given explicitly must match what the run was trained with, unless ``force`` (then the
     checkpoint must still fit the parts those options build)."""
     saved = Config.from_dict(run_folder.load_checkpoint(run_dir)["config"])
-    changed = {k: v for k, v in explicit.items()
-               if k in saved.to_dict() | {"progress": 0} and k != "out"}
+    names = {f.name for f in dataclasses.fields(Config)}
+    changed = {k: v for k, v in explicit.items() if k in names and k != "out"}
     for name, value in changed.items():
         if name not in RESUMABLE and value != getattr(saved, name) and not force:
-            raise UserError(f"--resume {run_dir}: --{name.replace('_', '-')} {value} differs from "
+            raise UserError(f"--resume {run_dir}: {flag_of(name)} {value} differs from "
                             f"the run's {getattr(saved, name)}; a resumed run keeps its settings "
                             "(start a new run, or pass --force to continue with the change)")
     return saved.replace(**changed)
-
-
-#: options that may differ when a run is resumed (the rest must match the saved config)
-RESUMABLE = {"epochs", "progress", "device", "out"}
 
 
 def _load_parts(run_dir: Path, state: dict, parts: Parts) -> None:
