@@ -97,14 +97,14 @@ def iwae(config: Config, x: torch.Tensor, rounds: int) -> Section:
 
 def exact(config: Config, num_points: int = 1000, loop_points: int = 20,
           rounds: int = 3) -> Section:
-    """Every model in ``MODELS`` with an ``exact_log_likelihood(x)``, at its default settings:
+    """Every model in ``MODELS`` that has an exact log-likelihood, at its default settings:
     its time on ``num_points`` 2-D points in one call, against calling it point by point. A
     vectorized computation is many times faster per point than the loop; one that loops over
     the points itself is not."""
     x = torch.randn(num_points, 2, generator=torch.Generator().manual_seed(config.seed))
     rows, speed_ups = [], []
     for name, cls in MODELS.items():
-        if hasattr(cls, "exact_log_likelihood"):
+        if cls.has_exact_log_likelihood:
             try:
                 per_point, loop_per_point = _exact_times(name, x, loop_points, rounds)
                 speed_ups.append(loop_per_point / per_point)

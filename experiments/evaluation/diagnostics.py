@@ -55,7 +55,7 @@ def ground_truth_metrics(model, truth: Optional[Distribution], x: torch.Tensor) 
         return {}
     with torch.no_grad():
         metrics = {"true_log_likelihood": truth.log_prob(x.cpu()).mean().item()}
-    if isinstance(truth, MixtureSameFamily) and isinstance(model, GaussianMixture):
+    if isinstance(truth, MixtureSameFamily) and model.mixture_of_gaussians:
         if model.components == truth.mixture_distribution.probs.shape[-1]:
             metrics.update(mixture_recovery(model, truth))
     return metrics

@@ -32,7 +32,7 @@ def inference_gaps(model, guide, x, iwae_samples: int = 5000, max_blocks: int = 
         gained, best = value - best, max(best, value)
         if gained < CONVERGED:
             break
-    if hasattr(model, "exact_log_likelihood"):
+    if model.has_exact_log_likelihood:
         log_px, source = model.exact_log_likelihood(x).mean().item(), "exact"
     else:
         log_px, _ = iwae_log_likelihood(model, refined, x, iwae_samples,

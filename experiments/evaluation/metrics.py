@@ -41,12 +41,12 @@ class Metric:
 
 
 def _exact(model: LatentVariableModel) -> bool:
-    return hasattr(model, "exact_log_likelihood")
+    return model.has_exact_log_likelihood
 
 
-def _discrete_exact(model: LatentVariableModel) -> bool:
+def _discrete_exact_posterior(model: LatentVariableModel) -> bool:
     (site,) = model.latent_sites.values()
-    return _exact(model) and site.discrete
+    return model.has_exact_posterior and site.discrete
 
 
 def _exact_log_likelihood(model, guide, x, row, iwae_samples) -> float:
@@ -76,7 +76,7 @@ TEST_METRICS: Dict[str, Metric] = {
         lambda model, guide, x, row, k: row["test_exact_log_likelihood"] - row["test_elbo"]),
     "test_posterior_kl": Metric(
         "KL(q ‖ p(z|x))", "exact, from the responsibilities", "KL(q(z|x) ‖ p(z|x)), exact",
-        _discrete_exact,
+        _discrete_exact_posterior,
         lambda model, guide, x, row, k: posterior_kl(model, guide, x,
                                                      next(iter(model.latent_sites)))),
 }

@@ -20,7 +20,9 @@ COLORS = plt.get_cmap("tab10")
 
 def plot_mixture_figures(model: GaussianMixture, guide, data: Dataset,
                          run_dir: Path) -> List[Path]:
-    """density.png (data of dimension 1 or 2) and posterior.png."""
+    """density.png (data of dimension 1 or 2) and posterior.png, for a mixture of Gaussians."""
+    if not model.mixture_of_gaussians:
+        return []
     written = []
     if data.data_dim in (1, 2):
         plot = plot_density_1d if data.data_dim == 1 else plot_density_2d

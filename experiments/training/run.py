@@ -69,7 +69,7 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
             summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir),
                        **restarts}
             write_json(run_dir / "summary.json", summary)
-            plot_run_figures(config.model, parts.model, scorer, data, metrics, summary, run_dir)
+            plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
     return RunResult(run_dir, summary, metrics, parts)
 
 
