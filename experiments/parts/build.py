@@ -8,6 +8,7 @@ from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
 from experiments.jit import JIT_ELBOS
 from experiments.parts.compatibility import check_combination
+from experiments.parts.namespaces import new_namespace, place
 from experiments.parts.registries import check_names, construct, lookup
 from guides import GUIDES
 from guides.base import Guide
@@ -27,7 +28,8 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
           num_data: Optional[int] = None, jit: bool = False, **options: Any) -> Parts:
     """The parts named ``model``, ``guide`` and ``elbo`` for data of dimension ``data_dim``
     (``num_data`` training points, which a non-amortized guide needs); with ``jit``, the
-    estimator compiled (``experiments.jit``).
+    estimator compiled (``experiments.jit``). Model and guide share a parameter namespace of
+    their own (``experiments.parts.namespaces``): parts built apart never share a parameter.
 
     Each part's constructor receives exactly the ``options`` it names (``latent_dim``,
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
@@ -36,19 +38,23 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
     saying why and what would work.
     """
     check_names(model, guide, elbo, jit)
-    model_part = build_model(model, data_dim=data_dim, **options)
+    namespace = new_namespace()
+    model_part = build_model(model, data_dim=data_dim, namespace=namespace, **options)
     check_combination(model, guide, elbo, model=model_part, **options)
-    guide_part = construct(GUIDES[guide], model=model_part, num_data=num_data, **options)
+    guide_part = place(construct(GUIDES[guide], model=model_part, num_data=num_data, **options),
+                       namespace, "guide")
     factory = JIT_ELBOS[elbo] if jit else ELBOS[elbo].factory
     elbo_part = construct(factory, max_plate_nesting=model_part.max_plate_nesting, **options)
     return Parts(model_part, guide_part, elbo_part)
 
 
-def build_model(name: str, *, data_dim: int, **options: Any) -> LatentVariableModel:
+def build_model(name: str, *, data_dim: int, namespace: Optional[str] = None,
+                **options: Any) -> LatentVariableModel:
     """The model called ``name`` alone (e.g. to time its exact log-likelihood), from the
-    ``options`` its constructor names; a model that refuses its options (a ``ValueError``) is
-    refused in one line."""
+    ``options`` its constructor names, in ``namespace`` (default: a new one); a model that
+    refuses its options (a ``ValueError``) is refused in one line."""
     try:
-        return construct(lookup(MODELS, name, "model"), data_dim=data_dim, **options)
+        model = construct(lookup(MODELS, name, "model"), data_dim=data_dim, **options)
     except ValueError as exc:
         raise UserError(f"--model {name}: {exc}") from None
+    return place(model, namespace or new_namespace(), "model")

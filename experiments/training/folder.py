@@ -15,6 +15,7 @@ import torch
 
 from experiments.common.errors import UserError
 from experiments.common.files import write_atomically
+from experiments.parts.namespaces import local_names
 from experiments.training.config import Config
 
 CHECKPOINT_FORMAT = "elbo-lab-checkpoint/1"
@@ -94,7 +95,7 @@ def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, opt
         "epoch": epoch,
         "model": model.state_dict(),
         "guide": guide.state_dict(),
-        "optim": optim.get_state(),
+        "optim": local_names(optim.get_state()),     # names as before namespaces
         # training draws its randomness (z ~ q, dynamic binarization) from torch's stream only
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},

@@ -52,7 +52,6 @@ def build_parts(config: Config, data_dim: int, num_data: int, device: torch.devi
 def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attempt:
     """Fresh parts for ``config.seed``, started from the training data as ``--init`` says;
     refuses what the parts refuse before any file is written."""
-    pyro.clear_param_store()
     pyro.set_rng_seed(config.seed)
     parts = build_parts(config, data.data_dim, len(data.x_train), device)
     initialize(parts.model, data.x_train, config.init, config.seed)

@@ -3,7 +3,6 @@ the objective itself, is best."""
 from pathlib import Path
 from typing import Callable, Optional, Tuple
 
-import pyro
 import torch
 
 from experiments.common.files import copy_file
@@ -32,7 +31,6 @@ def fit_restarts(first: Attempt, data: Dataset, device: torch.device, run_dir: P
             best, best_folder = attempt, folder
     for name in ("metrics.csv", "checkpoint.pt"):
         copy_file(best_folder / name, run_dir / name)
-    pyro.clear_param_store()   # from here on the best attempt's parameters, not the last one's
     log(best.config, f"kept seed {best.config.seed}: final train ELBO "
                      f"{best.metrics[-1]['train_elbo']:.3f}, the best of {restarts} restarts")
     return best, {"restarts": restarts, "restart_train_elbos": finals,

@@ -96,7 +96,6 @@ def load_trained(run_dir: Path, option: str = "--run") -> Tuple[Config, Dataset,
     config = Config.from_dict(state["config"])
     device = device_named(config.device)
     data = prepare_data(config.replace(progress=False), device)
-    pyro.clear_param_store()
     parts = build_parts(config, data.data_dim, len(data.x_train), device)
     _load_parts(run_dir, state, parts)
     return config, data, parts
