@@ -33,7 +33,8 @@ class LatentVariableModel(PyroModule):
     is the Pyro model, with one ``pyro.plate("data")`` (see ``models.plates.data_plate``).
 
     Subclasses set ``latent_sites`` and ``data_dim``. Parameters are named ``model.*``, so they
-    never collide with a guide's (``guide.*``) in Pyro's parameter store. A model whose p(x|z)
+    never collide with a guide's (``guide.*``) in Pyro's parameter store (``experiments``
+    numbers each set it builds, ``model#3``, so that sets never share one). A model whose p(x|z)
     is always of one kind, not chosen by a ``likelihood`` argument, names it (a key of
     ``models.likelihoods.LIKELIHOODS``) in ``fixed_likelihood``, so data can be checked against
     its support.
