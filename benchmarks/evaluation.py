@@ -1,12 +1,12 @@
 """Targets 3 and 4: test-set evaluation — the IWAE estimate of log p(x) with 5,000 samples per
 example, and the exact log-likelihoods of the models that have one.
 
-IWAE: ELBO Lab's ``experiments.evaluate.iwae_log_likelihood`` (Pyro's traces, vectorized over
-samples in a ``pyro.plate``, in chunks of about ``CHUNK_ELEMENTS`` (sample, point) pairs) against
-``ReferenceVAE.iwae_log_likelihood`` (the same arithmetic in plain PyTorch, same chunks), on
-blocks of images taken in turns. Peak memory is the largest total of tensors alive at once, read
-from PyTorch's profiler's allocation records; it depends on the chunk, not on the number of
-images. The networks are untrained (seeded): the cost does not depend on the weights.
+IWAE: ELBO Lab's ``experiments.evaluation.likelihood.iwae_log_likelihood`` (Pyro's traces,
+vectorized over samples in a ``pyro.plate``, in chunks of about ``CHUNK_ELEMENTS`` (sample,
+point) pairs) against ``ReferenceVAE.iwae_log_likelihood`` (the same arithmetic in plain
+PyTorch, same chunks), on blocks of images taken in turns. Peak memory is the largest total of
+tensors alive at once, read from PyTorch's profiler's allocation records; it depends on the
+chunk, not on the number of images. The networks are untrained (seeded): the cost does not depend on the weights.
 """
 import math
 from typing import Callable, Dict, Iterator, Tuple

@@ -1,6 +1,6 @@
 """Target 1: training time of ``vae``/``normal``/``trace`` against the reference, per epoch.
 
-ELBO Lab trains through its own ``experiments.train.training_steps`` (the loop of
+ELBO Lab trains through its own ``experiments.training.loop.training_steps`` (the loop of
 ``train_epoch``) and ``pyro.infer.SVI``; the reference through
 ``benchmarks.reference.training_steps``. Both see the same data tensors, minibatches drawn and
 binarized inside the timed steps. The candidates take turns of a few steps each, epoch after
