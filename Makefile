@@ -1,5 +1,6 @@
 # The two commands of the README, and the ones beside them. Everything runs in the project's
-# own virtual environment, .venv, made here and reinstalled when setup.cfg or pyproject.toml change.
+# own virtual environment, .venv, made here (again, if the one there cannot run pip) and reinstalled
+# when setup.cfg, pyproject.toml or constraints.txt change, with the versions constraints.txt pins.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -19,9 +20,9 @@ bench: $(STAMP)  ## time ELBO Lab against plain PyTorch (a few minutes), write b
 lessons: $(STAMP)  ## regenerate the lessons' figures and quoted numbers in docs/ (about 10 minutes)
 	$(BIN)/python -m experiments.lessons
 
-$(STAMP): setup.cfg pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --editable '.[test]'
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
 	touch $(STAMP)
 
 clean:

@@ -1,6 +1,6 @@
 """Target 5: what a training step costs with every registered estimator, ``vae`` + ``normal``.
 
-Every entry of ``experiments.estimators.ELBOS``, and of ``experiments.jit.JIT_ELBOS`` compiled
+Every entry of ``experiments.estimators.ELBOS``, and of ``experiments.estimators.compiled.JIT_ELBOS`` compiled
 (``--jit``), is trained with one particle and with K = 10 vectorized particles, on minibatches
 of 128, the estimators taking turns of two steps. A new estimator gets its row by being
 registered; one that cannot run with this pair gets a row saying why.
@@ -13,7 +13,7 @@ from benchmarks.timing import alternate
 from benchmarks.training import lab_trainer
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS
-from experiments.jit import JIT_ELBOS
+from experiments.estimators.compiled import JIT_ELBOS
 from experiments.training.config import Config
 from experiments.training.optim import adam
 

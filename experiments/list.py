@@ -17,10 +17,12 @@ from guides import GUIDES
 from models import MODELS
 
 
-def _summary(obj, width: int = 96) -> str:
-    """The first line of the docstring of ``obj``'s module (each holds one part), else of ``obj``,
-    cut to ``width`` characters."""
-    module_doc = sys.modules[obj.__module__].__doc__ if isinstance(obj, type) else None
+def _summary(obj, registry: dict, width: int = 96) -> str:
+    """The first line of the docstring of ``obj``'s module where it holds no other part of
+    ``registry``, else of ``obj``, cut to ``width`` characters."""
+    alone = isinstance(obj, type) and sum(
+        getattr(part, "__module__", None) == obj.__module__ for part in registry.values()) == 1
+    module_doc = sys.modules[obj.__module__].__doc__ if alone else None
     doc = (module_doc or obj.__doc__ or "").strip().split("\n")[0].rstrip(".:")
     return doc if len(doc) <= width else doc[:width - 1] + "…"
 
@@ -28,11 +30,11 @@ def _summary(obj, width: int = 96) -> str:
 def registries() -> str:
     lines = []
     for title, registry in (("models", MODELS), ("guides", GUIDES),
-                            ("ELBO estimators", {k: v.factory for k, v in ELBOS.items()}),
+                            ("ELBO estimators", ELBOS),
                             ("data sets", DATASETS)):
         lines.append(f"{title}:")
         width = max(map(len, registry))
-        lines += [f"  {name:<{width}}  {_summary(part)}" for name, part in registry.items()]
+        lines += [f"  {name:<{width}}  {_summary(part, registry)}" for name, part in registry.items()]
         lines.append("")
     return "\n".join(lines)
 

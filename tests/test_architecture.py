@@ -8,9 +8,6 @@ from typing import Dict, List, Set
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {"experiments.train", "experiments.compare", "experiments.gaps", "experiments.list",
             "experiments.lessons"}
-#: the estimators, still top-level here: they move into experiments/estimators/ on their own
-ESTIMATORS_TO_MOVE = {"experiments.estimators", "experiments.jit",
-                      "experiments.path_derivative", "experiments.score_function"}
 
 
 def modules(package: str) -> Dict[str, Path]:
@@ -74,7 +71,7 @@ def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
 def test_the_top_level_modules_are_the_commands():
     top = {name for name, path in modules("experiments").items()
            if path.parent == ROOT / "experiments" and path.name != "__init__.py"}
-    assert top == COMMANDS | ESTIMATORS_TO_MOVE
+    assert top == COMMANDS
     for name in COMMANDS:
         tree = ast.parse(modules("experiments")[name].read_text())
         assert "main" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}, name

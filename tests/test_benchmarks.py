@@ -6,7 +6,7 @@ import torch
 
 from benchmarks import estimators, evaluation, reference
 from experiments.data.datasets import Dataset
-from experiments.estimators import ELBOS, Estimator
+from experiments.estimators import ELBOS, Trace
 from experiments.evaluation.likelihood import log_importance_weights
 from experiments.parts.build import build
 from experiments.training.config import Config
@@ -57,10 +57,11 @@ def tiny():
 
 
 def test_every_estimator_gets_a_row_and_a_failing_one_says_why(tiny, monkeypatch):
-    def broken(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
-        raise RuntimeError("cannot estimate anything; really")
+    class Broken(Trace):
+        def __init__(self, num_particles=1, vectorize_particles=False, max_plate_nesting=1):
+            raise RuntimeError("cannot estimate anything; really")
 
-    monkeypatch.setitem(ELBOS, "broken", Estimator(broken))
+    monkeypatch.setitem(ELBOS, "broken", Broken)
     section = estimators.benchmark(*tiny, rounds=1)
     rows = {line.split(" | ")[0].strip("| "): line for line in section.body.splitlines()}
     assert set(ELBOS) <= set(rows)

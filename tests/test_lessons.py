@@ -76,3 +76,55 @@ def test_the_pipeline_produces_every_quoted_number_and_every_figure(tmp_path):
         assert quoted_keys((docs / path.name).read_text()) == quoted_keys(path.read_text())
     assert {p.name for p in (docs / "figures").glob("*.png")} == \
         {p.name for p in (DOCS / "figures").glob("*.png")}
+
+
+# --- the math the quoted numbers claim ----------------------------------------------------------
+
+#: Monte Carlo slack of a quoted mean: the largest standard error among them (a one-sample ELBO
+#: averaged over 500 test points of the mixture) is about 0.003 nats; three of those
+MC_SLACK = 0.01
+
+
+def _bounds_and_exact():
+    """(lesson, prefix, bound name, bound, exact log p(x)) for every quoted test ELBO or IWAE
+    beside the exact test log-likelihood of the same run."""
+    for lesson, numbers in NUMBERS.items():
+        for key, exact in numbers.items():
+            if key.endswith("test_exact_log_likelihood"):
+                prefix = key[: -len("test_exact_log_likelihood")]
+                for bound in ("test_elbo", "test_iwae"):
+                    if prefix + bound in numbers:
+                        yield lesson, prefix, bound, numbers[prefix + bound], exact
+
+
+def test_every_quoted_bound_lies_under_the_exact_log_likelihood_of_its_run():
+    pairs = list(_bounds_and_exact())
+    assert len(pairs) >= 8
+    for lesson, prefix, name, bound, exact in pairs:
+        assert bound <= exact + MC_SLACK, f"{lesson}.{prefix}{name} {bound} > exact {exact}"
+        if name == "test_elbo" and prefix + "test_iwae" in NUMBERS[lesson]:
+            assert bound <= NUMBERS[lesson][prefix + "test_iwae"] + MC_SLACK
+
+
+def test_lesson6_bounds_rise_with_k_fall_with_alpha_and_stay_under_log_p():
+    numbers = NUMBERS["lesson6"]
+    iwae = sorted((int(k.split("_")[1]), v) for k, v in numbers.items()
+                  if re.fullmatch(r"iwae_\d+", k))
+    renyi = sorted((float(k[len("renyi_"):].replace("_", ".")), v) for k, v in numbers.items()
+                   if k.startswith("renyi_"))
+    assert len(iwae) >= 5 and len(renyi) >= 5
+    assert all(a[1] <= b[1] for a, b in zip(iwae, iwae[1:])), iwae           # L_K ≤ L_K'
+    assert all(a[1] >= b[1] for a, b in zip(renyi, renyi[1:])), renyi        # L_α ≥ L_α'
+    assert iwae[-1][1] <= numbers["exact"] + MC_SLACK
+    assert renyi[-1][1] == pytest.approx(iwae[0][1])                       # L_{α=1} = L_1
+    for gap in ("approximation_gap", "amortization_gap", "normal_test_gap", "iwae_test_gap"):
+        assert numbers[gap] >= -MC_SLACK, gap
+
+
+def test_quoted_gaps_are_nonnegative_up_to_their_error():
+    numbers = NUMBERS["lesson3"]
+    assert numbers["lvm_gap"] >= -3 * numbers["lvm_gap_stderr"]
+    assert abs(numbers["lvm_gap"] - numbers["lvm_kl"]) < 4 * numbers["lvm_gap_stderr"]
+    for key in ("gmm_test_gap", "gmm_first_epoch_gap", "gmm_fresh_gap"):
+        assert numbers[key] >= -MC_SLACK, key
+    assert NUMBERS["lesson2"]["test_gap"] >= -MC_SLACK

@@ -71,7 +71,7 @@ def snr_sweep(results: List[dict], ks: List[int], draws: int) -> List[dict]:
     rows = []
     for elbo in estimators:
         for k in ks:
-            estimator = construct(ELBOS[elbo].factory, num_particles=k, vectorize_particles=True,
+            estimator = construct(ELBOS[elbo], num_particles=k, vectorize_particles=True,
                                   alpha=config.alpha,
                                   max_plate_nesting=parts.model.max_plate_nesting)
             stats = measure(Parts(parts.model, parts.guide, estimator), config, data, draws)

@@ -17,6 +17,7 @@ from experiments.evaluation.refine import fit_local_posterior
 
 REFINE_BLOCK = 200          # Adam steps between convergence checks
 CONVERGED = 0.01            # nats per point gained by one block below which refinement stops
+REFINE_LR = 0.02            # Adam's step size in the first block, halved in each next one
 
 
 def inference_gaps(model, guide, x, iwae_samples: int = 5000, max_blocks: int = 20,
@@ -26,8 +27,9 @@ def inference_gaps(model, guide, x, iwae_samples: int = 5000, max_blocks: int = 
                          max_plate_nesting=model.max_plate_nesting)
     amortized = mean_elbo(model, guide, x, elbo=precise)
     refined, best, blocks = guide, amortized, 0
-    for blocks in range(1, max_blocks + 1):
-        refined = fit_local_posterior(model, x, steps=REFINE_BLOCK, init=refined)
+    for blocks in range(1, max_blocks + 1):     # Adam's jitter shrinks with its step size
+        refined = fit_local_posterior(model, x, steps=REFINE_BLOCK, init=refined,
+                                      lr=REFINE_LR * 0.5 ** (blocks - 1))
         value = mean_elbo(model, refined, x, elbo=precise)
         gained, best = value - best, max(best, value)
         if gained < CONVERGED:

@@ -6,7 +6,7 @@ from pyro.infer import ELBO
 
 from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
-from experiments.jit import JIT_ELBOS
+from experiments.estimators.compiled import JIT_ELBOS
 from experiments.parts.compatibility import check_combination
 from experiments.parts.namespaces import new_namespace, place
 from experiments.parts.registries import check_names, construct, lookup
@@ -28,8 +28,9 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
           num_data: Optional[int] = None, jit: bool = False, **options: Any) -> Parts:
     """The parts named ``model``, ``guide`` and ``elbo`` for data of dimension ``data_dim``
     (``num_data`` training points, which a non-amortized guide needs); with ``jit``, the
-    estimator compiled (``experiments.jit``). Model and guide share a parameter namespace of
-    their own (``experiments.parts.namespaces``): parts built apart never share a parameter.
+    estimator compiled (``experiments.estimators.compiled``). Model and guide share a
+    parameter namespace of their own (``experiments.parts.namespaces``): parts built apart never
+    share a parameter.
 
     Each part's constructor receives exactly the ``options`` it names (``latent_dim``,
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
@@ -43,8 +44,8 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
     check_combination(model, guide, elbo, model=model_part, **options)
     guide_part = place(construct(GUIDES[guide], model=model_part, num_data=num_data, **options),
                        namespace, "guide")
-    factory = JIT_ELBOS[elbo] if jit else ELBOS[elbo].factory
-    elbo_part = construct(factory, max_plate_nesting=model_part.max_plate_nesting, **options)
+    estimator = JIT_ELBOS[elbo] if jit else ELBOS[elbo]
+    elbo_part = construct(estimator, max_plate_nesting=model_part.max_plate_nesting, **options)
     return Parts(model_part, guide_part, elbo_part)
 
 

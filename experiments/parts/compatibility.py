@@ -2,7 +2,7 @@
 
 Each part states what it is: a model its latent sites (``LatentSite``), a guide what it covers
 and how it samples (``guides.base.Guide``), an estimator what it needs
-(``experiments.estimators.Estimator``). The rules below read only those statements, so a new
+(``experiments.estimators.traits``). The rules below read only those statements, so a new
 part is checked without touching this module; ``tests/test_compatibility.py`` runs the whole
 matrix to keep the statements honest.
 """

@@ -5,7 +5,7 @@ from typing import Any, Callable, Dict
 
 from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
-from experiments.jit import JIT_ELBOS
+from experiments.estimators.compiled import JIT_ELBOS
 from guides import GUIDES
 from models import MODELS
 

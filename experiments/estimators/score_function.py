@@ -2,6 +2,8 @@
 from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
+from experiments.estimators.traits import EstimatorTraits
+
 
 class _DetachedSamples(Messenger):
     """Marks every latent sample site non-reparameterized: z is drawn with ``sample()``, so
@@ -22,7 +24,7 @@ def _detach_sampling(fn) -> None:
         fn.has_rsample = False
 
 
-class ScoreFunction_ELBO(Trace_ELBO):
+class ScoreFunction_ELBO(EstimatorTraits, Trace_ELBO):
     """Trace_ELBO with the guide's continuous sites forced to score-function gradients:
 
         ∇_φ ELBO = E_q[∇_φ log q_φ(z|x) · (log p_θ(x, z) − log q_φ(z|x))]
@@ -37,6 +39,8 @@ class ScoreFunction_ELBO(Trace_ELBO):
         reinforcement learning.
     [2] Ranganath, Gerrish & Blei (2014), Black Box Variational Inference.
     """
+
+    detaches_samples = True
 
     def _get_trace(self, model, guide, args, kwargs):
         return super()._get_trace(model, _DetachedSamples()(guide), args, kwargs)

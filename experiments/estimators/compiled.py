@@ -38,6 +38,11 @@ class IsolatedCompile:
     stream or gradients. Pyro compiles once per number of positional arguments and set of
     keyword arguments (non-tensor inputs, e.g. ``num_data``, must be keywords)."""
 
+    def __init__(self, num_particles=1, max_plate_nesting=float("inf"),
+                 vectorize_particles=False):
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting,
+                         vectorize_particles=vectorize_particles, ignore_jit_warnings=True)
+
     def loss_and_grads(self, model, guide, *args, **kwargs):
         key = (id(model), id(guide), len(args), tuple(sorted(kwargs.items())))
         compiled = self.__dict__.setdefault("_compiled_keys", set())
@@ -66,17 +71,8 @@ class CompiledMeanField(IsolatedCompile, JitTraceMeanField_ELBO):
         return loss
 
 
-def _compiled(cls):
-    def factory(num_particles=1, vectorize_particles=False, max_plate_nesting=1):
-        return cls(num_particles=num_particles, vectorize_particles=vectorize_particles,
-                   max_plate_nesting=max_plate_nesting, ignore_jit_warnings=True)
-
-    factory.__doc__ = cls.__doc__
-    return factory
-
-
 #: the estimators of ``experiments.estimators.ELBOS`` that ``--jit`` can compile
 JIT_ELBOS = {
-    "trace": _compiled(CompiledTrace),
-    "meanfield": _compiled(CompiledMeanField),
+    "trace": CompiledTrace,
+    "meanfield": CompiledMeanField,
 }

@@ -1,0 +1,33 @@
+"""What an ELBO estimator needs of a guide, declared on its class.
+
+``experiments.compatibility`` reads these attributes to refuse impossible combinations before
+anything trains; the training loop reads ``has_loss``. An estimator registered in
+``experiments.estimators.ELBOS`` lists ``EstimatorTraits`` first among its bases and sets the
+attributes that differ from the defaults.
+"""
+
+
+class EstimatorTraits:
+    """Class attributes, all False by default but ``has_loss``:
+
+    - ``reparameterized``: every guide sample must be reparameterized.
+    - ``closed_form_kl``: KL(q(z|x) ‖ p(z)) must have a closed form.
+    - ``enumerates``: discrete sites must be left to enumeration (the ``enum`` guide); an
+      estimator without it cannot sum anything out and refuses that guide.
+    - ``vectorized``: needs ``--vectorize-particles`` and ``--num-particles`` ≥ 2.
+    - ``has_loss``: reports a loss value.
+    - ``detaches_samples``: draws the guide's samples without their path gradient, which leaves
+      a straight-through guide's hard samples scored by the density of relaxed ones.
+    - ``k_sample``: its bound depends on K (IWAE-like); others only average K estimates.
+    - ``path_derivative``: rescores q at its own (detached) samples, which for a
+      straight-through guide are hard one-hot values where the relaxed density degenerates.
+    """
+
+    reparameterized = False
+    closed_form_kl = False
+    enumerates = False
+    vectorized = False
+    has_loss = True
+    detaches_samples = False
+    k_sample = False
+    path_derivative = False
