@@ -11,11 +11,11 @@ import warnings
 from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import alternate
 from benchmarks.training import lab_trainer
-from experiments.config import Config
-from experiments.data import Dataset
+from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS
 from experiments.estimators.compiled import JIT_ELBOS
-from experiments.optim import adam
+from experiments.training.config import Config
+from experiments.training.optim import adam
 
 WARMUP_STEPS = 3      # a compiled graph is profiled and optimized over its first runs
 SETTINGS = {

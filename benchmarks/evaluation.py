@@ -1,12 +1,12 @@
 """Targets 3 and 4: test-set evaluation — the IWAE estimate of log p(x) with 5,000 samples per
 example, and the exact log-likelihoods of the models that have one.
 
-IWAE: ELBO Lab's ``experiments.evaluate.iwae_log_likelihood`` (Pyro's traces, vectorized over
-samples in a ``pyro.plate``, in chunks of about ``CHUNK_ELEMENTS`` (sample, point) pairs) against
-``ReferenceVAE.iwae_log_likelihood`` (the same arithmetic in plain PyTorch, same chunks), on
-blocks of images taken in turns. Peak memory is the largest total of tensors alive at once, read
-from PyTorch's profiler's allocation records; it depends on the chunk, not on the number of
-images. The networks are untrained (seeded): the cost does not depend on the weights.
+IWAE: ELBO Lab's ``experiments.evaluation.likelihood.iwae_log_likelihood`` (Pyro's traces,
+vectorized over samples in a ``pyro.plate``, in chunks of about ``CHUNK_ELEMENTS`` (sample,
+point) pairs) against ``ReferenceVAE.iwae_log_likelihood`` (the same arithmetic in plain
+PyTorch, same chunks), on blocks of images taken in turns. Peak memory is the largest total of
+tensors alive at once, read from PyTorch's profiler's allocation records; it depends on the
+chunk, not on the number of images. The networks are untrained (seeded): the cost does not depend on the weights.
 """
 import math
 from typing import Callable, Dict, Iterator, Tuple
@@ -18,10 +18,10 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.reference import ReferenceVAE
 from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import Timings, alternate, format_ratio
-from experiments.build import build_model
-from experiments.config import Config
-from experiments.evaluate import CHUNK_ELEMENTS, iwae_log_likelihood
-from experiments.train import build_parts
+from experiments.evaluation.likelihood import CHUNK_ELEMENTS, iwae_log_likelihood
+from experiments.parts.build import build_model
+from experiments.training.config import Config
+from experiments.training.loop import build_parts
 from models import MODELS
 
 SAMPLES = 5000
@@ -97,14 +97,14 @@ def iwae(config: Config, x: torch.Tensor, rounds: int) -> Section:
 
 def exact(config: Config, num_points: int = 1000, loop_points: int = 20,
           rounds: int = 3) -> Section:
-    """Every model in ``MODELS`` with an ``exact_log_likelihood(x)``, at its default settings:
+    """Every model in ``MODELS`` that has an exact log-likelihood, at its default settings:
     its time on ``num_points`` 2-D points in one call, against calling it point by point. A
     vectorized computation is many times faster per point than the loop; one that loops over
     the points itself is not."""
     x = torch.randn(num_points, 2, generator=torch.Generator().manual_seed(config.seed))
     rows, speed_ups = [], []
     for name, cls in MODELS.items():
-        if hasattr(cls, "exact_log_likelihood"):
+        if cls.has_exact_log_likelihood:
             try:
                 per_point, loop_per_point = _exact_times(name, x, loop_points, rounds)
                 speed_ups.append(loop_per_point / per_point)

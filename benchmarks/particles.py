@@ -18,9 +18,9 @@ from benchmarks import reference
 from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import alternate, format_ratio
 from benchmarks.training import lab_trainer, reference_trainer
-from experiments.config import Config
-from experiments.data import Dataset
-from experiments.optim import adam
+from experiments.data.datasets import Dataset
+from experiments.training.config import Config
+from experiments.training.optim import adam
 
 GOAL = 1.2
 #: (label, estimator, --jit, the reference's objective)

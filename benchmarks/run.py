@@ -18,10 +18,10 @@ import torch
 from torch.nn import functional as F
 
 from benchmarks import estimators, evaluation, particles, report, training
-from experiments.config import Config
-from experiments.data import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
-from experiments.errors import UserError
-from experiments.train import prepare_data
+from experiments.common.command import command
+from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
+from experiments.training.config import Config
+from experiments.training.run import prepare_data
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
@@ -83,17 +83,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@command
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
     scale = QUICK if args.quick else FULL
     config = Config(data=args.data or default_data(args.data_dir), data_dir=args.data_dir,
                     latent_dim=20, hidden_dims=(400,), lr=1e-3, seed=args.seed, progress=False)
-    try:
-        data = prepare_data(config.validate(), torch.device("cpu"))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    data = prepare_data(config.validate(), torch.device("cpu"))
     x_iwae = iwae_images(data, scale.iwae_images)
     summary = (f"`{config.data}`: {len(data.x_train)} training and {len(data.x_test)} test "
                f"images of {data.data_dim} pixels, dynamically binarized; the IWAE benchmark "

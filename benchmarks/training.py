@@ -1,6 +1,6 @@
 """Target 1: training time of ``vae``/``normal``/``trace`` against the reference, per epoch.
 
-ELBO Lab trains through its own ``experiments.train.training_steps`` (the loop of
+ELBO Lab trains through its own ``experiments.training.loop.training_steps`` (the loop of
 ``train_epoch``) and ``pyro.infer.SVI``; the reference through
 ``benchmarks.reference.training_steps``. Both see the same data tensors, minibatches drawn and
 binarized inside the timed steps. The candidates take turns of a few steps each, epoch after
@@ -27,11 +27,12 @@ from pyro.infer import SVI
 from benchmarks import reference
 from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import alternate, format_ratio
-from experiments.config import Config
-from experiments.data import Dataset
-from experiments.evaluate import EVAL_SEED, isolated_rng, mean_elbo
-from experiments.optim import JointOptim, adam
-from experiments.train import build_parts, training_steps
+from experiments.common.rng import isolated_rng
+from experiments.data.datasets import Dataset
+from experiments.evaluation.likelihood import EVAL_SEED, mean_elbo
+from experiments.training.config import Config
+from experiments.training.loop import build_parts, training_steps
+from experiments.training.optim import JointOptim, adam
 
 REFERENCE = "reference (fused Adam, as ELBO Lab)"
 LAB = "ELBO Lab (fused Adam, the default)"

@@ -8,10 +8,11 @@ import json
 import sys
 from typing import Dict, List, Optional
 
-from experiments.compatibility import matrix
-from experiments.config import Config
-from experiments.data import DATASETS
+from experiments.common.command import command
+from experiments.data.datasets import DATASETS
 from experiments.estimators import ELBOS
+from experiments.parts.compatibility import matrix
+from experiments.training.config import Config
 from guides import GUIDES
 from models import MODELS
 
@@ -71,6 +72,7 @@ def matrix_markdown(rows: List[Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.list", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,8 +81,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--markdown", action="store_true",
                         help="print the matrix as a Markdown table (as the README shows it)")
     args = parser.parse_args(argv)
-    options = {k: v for k, v in Config().to_dict().items() if k not in ("model", "guide", "elbo")}
-    rows = matrix(**options)
+    rows = matrix(**Config().part_options())
     if args.json:
         json.dump(rows, sys.stdout, indent=1, ensure_ascii=False)
         print()

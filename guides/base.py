@@ -1,5 +1,5 @@
 """What every guide declares, so that impossible model × guide × estimator combinations are
-refused before anything trains (see ``experiments.compatibility``)."""
+refused before anything trains (see ``experiments.parts.compatibility``)."""
 from typing import Optional, Sequence
 
 import pyro

@@ -34,7 +34,7 @@ class FlowGuide(NormalGuide):
                                    for _ in range(flow_layers))
 
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
-        pyro.module("guide.flows", self.flows)
+        pyro.module(f"{self._pyro_name}.flows", self.flows)     # named after this guide
         return dist.TransformedDistribution(super().posterior(x), list(self.flows))
 
     @classmethod

@@ -33,15 +33,33 @@ class LatentVariableModel(PyroModule):
     is the Pyro model, with one ``pyro.plate("data")`` (see ``models.plates.data_plate``).
 
     Subclasses set ``latent_sites`` and ``data_dim``. Parameters are named ``model.*``, so they
-    never collide with a guide's (``guide.*``) in Pyro's parameter store. A model whose p(x|z)
+    never collide with a guide's (``guide.*``) in Pyro's parameter store (``experiments``
+    numbers each set it builds, ``model#3``, so that sets never share one). A model whose p(x|z)
     is always of one kind, not chosen by a ``likelihood`` argument, names it (a key of
     ``models.likelihoods.LIKELIHOODS``) in ``fixed_likelihood``, so data can be checked against
     its support.
+
+    Class attributes state what else the model can do, for the diagnostics, the figures and
+    the compatibility checks (never its name):
+
+    - ``has_exact_log_likelihood``: ``exact_log_likelihood(x)`` is log p(x_i), shape (N,);
+    - ``has_exact_posterior``: ``exact_posterior(x)`` is p(z|x_i) for every row;
+    - ``has_decoder``: ``prior(like)`` is p(z) and ``decode(z)`` is E[x|z], so reconstructions,
+      ancestral samples and the latent codes can be drawn;
+    - ``starts_from_clusters``: ``set_from_clusters(x, labels)`` starts its ``components``
+      from a partition of the training data (``--init``);
+    - ``mixture_of_gaussians``: p(x) = Σ_n λ_n N(x | μ_n, diag σ_n²) with ``weights``, ``locs``,
+      ``scales`` and ``log_joint(x)`` = log p(x_i, z = n), shape (N, K).
     """
 
     max_plate_nesting = 1
     latent_sites: Dict[str, LatentSite] = {}
     fixed_likelihood: Optional[str] = None
+    has_exact_log_likelihood = False
+    has_exact_posterior = False
+    has_decoder = False
+    starts_from_clusters = False
+    mixture_of_gaussians = False
 
     def __init__(self, data_dim: int):
         super().__init__(name="model")

@@ -27,6 +27,8 @@ class DiscreteVAE(LatentVariableModel):
     :param hidden_dims: widths of the decoder's hidden layers.
     """
 
+    has_decoder = True
+
     def __init__(self, data_dim: int, latent_dim: int = 2, categories: int = 10,
                  hidden_dims: Sequence[int] = (400,)):
         super().__init__(data_dim)

@@ -25,6 +25,10 @@ class GaussianMixture(LatentVariableModel):
     """
 
     fixed_likelihood = "gaussian"
+    has_exact_log_likelihood = True
+    has_exact_posterior = True
+    starts_from_clusters = True
+    mixture_of_gaussians = True
 
     def __init__(self, data_dim: int, components: int = 3):
         super().__init__(data_dim)

@@ -12,26 +12,37 @@ from torch.distributions import constraints
 
 
 class Likelihood(PyroModule):
-    """p(x|z) = ``self(out)`` for the decoder output ``out`` = decoder(z)."""
+    """p(x|z) = ``self(out)`` for the decoder output ``out`` = decoder(z).
+
+    :param data_dim: D, for a likelihood with parameters per dimension (the others ignore it).
+    """
+
+    def __init__(self, data_dim: int):
+        super().__init__()
 
     def log_prob_pairs(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x_i | out_g) for every row x_i of x (N, D) and out_g of out (G, D): (N, G)."""
         return self(out).log_prob(x.unsqueeze(-2))
 
 
-class BernoulliLikelihood(Likelihood):
+class LogitLikelihood(Likelihood):
+    """p(x|z) = Π_j ``family``(x_j | logits = out_j) on [0, 1]^D, the logits unchecked (the
+    data are checked against ``support`` before training)."""
+
+    support = (0.0, 1.0)
+    family: type
+
+    def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
+        return self.family(logits=out, validate_args=False).to_event(1)
+
+
+class BernoulliLikelihood(LogitLikelihood):
     """p(x|z) = Π_j Bernoulli(x_j | sigmoid(out_j)), out = decoder(z) the logits; x ∈ {0, 1}^D.
 
     Scored on grey levels in [0, 1] it is no longer a normalized density (see ``--binarize``).
     """
 
-    support = (0.0, 1.0)
-
-    def __init__(self, data_dim: int):
-        super().__init__()
-
-    def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
-        return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
+    family = dist.Bernoulli
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(out)
@@ -43,7 +54,7 @@ class GaussianLikelihood(Likelihood):
     support = (-float("inf"), float("inf"))
 
     def __init__(self, data_dim: int, init_scale: float = 0.5):
-        super().__init__()
+        super().__init__(data_dim)
         self.scale = PyroParam(torch.tensor(init_scale), constraint=constraints.positive)
 
     def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
@@ -60,17 +71,11 @@ class GaussianLikelihood(Likelihood):
         return out
 
 
-class ContinuousBernoulliLikelihood(Likelihood):
+class ContinuousBernoulliLikelihood(LogitLikelihood):
     """p(x|z) = Π_j CB(x_j | sigmoid(out_j)), the normalized continuous Bernoulli on [0, 1]^D
     (Loaiza-Ganem & Cunningham 2019): a proper density for grey-level images."""
 
-    support = (0.0, 1.0)
-
-    def __init__(self, data_dim: int):
-        super().__init__()
-
-    def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
-        return dist.ContinuousBernoulli(logits=out, validate_args=False).to_event(1)
+    family = dist.ContinuousBernoulli
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return dist.ContinuousBernoulli(logits=out).mean

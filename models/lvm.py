@@ -57,6 +57,8 @@ class NonlinearLVM(VAE):
     """
 
     fixed_likelihood = "gaussian"
+    has_exact_log_likelihood = True
+    has_exact_posterior = True
 
     def __init__(self, data_dim: int, latent_dim: int = 2, hidden_dims: Sequence[int] = (400,)):
         if latent_dim not in (1, 2):

@@ -23,6 +23,8 @@ class PPCA(VAE):
     """
 
     fixed_likelihood = "gaussian"
+    has_exact_log_likelihood = True
+    has_exact_posterior = True
 
     def __init__(self, data_dim: int, latent_dim: int = 2):
         super().__init__(data_dim, latent_dim, hidden_dims=(), likelihood="gaussian")

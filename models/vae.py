@@ -23,6 +23,8 @@ class VAE(LatentVariableModel):
     :param likelihood: a key of ``models.likelihoods.LIKELIHOODS``.
     """
 
+    has_decoder = True
+
     def __init__(self, data_dim: int, latent_dim: int = 20, hidden_dims: Sequence[int] = (400,),
                  likelihood: str = "bernoulli"):
         super().__init__(data_dim)

@@ -3,7 +3,7 @@ import pyro
 import pytest
 import torch
 
-from experiments.config import Config
+from experiments.training.config import Config
 
 
 @pytest.fixture(autouse=True, scope="session")

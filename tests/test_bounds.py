@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from experiments.bounds import elbo_terms, importance_weights, iwae_bounds, renyi_bounds
-from experiments.build import build
-from experiments.diagnostics import posterior_kl_per_point
-from experiments.evaluate import guide_distribution, isolated_rng
+from experiments.common.rng import isolated_rng
+from experiments.evaluation.bounds import elbo_terms, importance_weights, iwae_bounds, renyi_bounds
+from experiments.evaluation.diagnostics import posterior_kl_per_point
+from experiments.evaluation.likelihood import guide_distribution
+from experiments.parts.build import build
 
 S = 2000
 

@@ -1,4 +1,5 @@
 """The command line: bad input gets one clear line and exit status 2, and nothing is lost."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -6,8 +7,11 @@ import sys
 import numpy as np
 import pytest
 import torch
+from pyro.infer import SVI
 
 from experiments import train
+from experiments.common.errors import UserError
+from experiments.training.config import Config, flag_of
 
 QUICK = ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--hidden-dims", "32",
          "--iwae-samples", "20", "--no-progress"]
@@ -94,14 +98,14 @@ def test_resume_from_the_command_line_continues_to_the_total_epochs(tmp_path, ca
 def test_a_diverging_run_stops_naming_epoch_and_step_and_keeps_the_last_checkpoint(
         tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    real_step = train.SVI.step
+    real_step = SVI.step
     calls = {"n": 0}
 
     def step_that_diverges(self, *args, **kwargs):
         calls["n"] += 1
         return float("nan") if calls["n"] == 4 + 2 else real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(train.SVI, "step", step_that_diverges)
+    monkeypatch.setattr(SVI, "step", step_that_diverges)
     argv = QUICK + ["--out", str(out), "--epochs", "3", "--batch-size", "50"]   # 4 steps/epoch
     assert train.main(argv) == 2
     line = error_line(capsys)
@@ -116,3 +120,28 @@ def test_the_module_runs_as_a_command_without_a_traceback():
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown model 'nope': choose one of vae, ")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_every_config_field_is_one_option_with_its_default_and_its_declared_range():
+    """The parser is generated from ``Config``: each field is one flag with the field's
+    default, and each range or choice a field declares is refused by ``validate`` naming it."""
+    actions = {a.dest: a for a in train.parser()._actions}
+    for field in dataclasses.fields(Config):
+        action = actions[field.name]
+        flag = "--no-progress" if field.name == "progress" else flag_of(field.name)
+        assert action.option_strings == [flag] and action.default == field.default
+        assert action.help
+        rule = field.metadata
+        wrong = {}
+        if rule["at_least"] is not None:
+            wrong[rule["at_least"] - 1] = f"{flag} must be at least {rule['at_least']}"
+        if rule["positive"]:
+            wrong[0.0] = f"{flag} must be positive"
+        if rule["between"] is not None:
+            wrong[rule["between"][1]] = f"{flag} must lie strictly between"
+        if rule["choices"] is not None:
+            wrong["nope"] = f"{flag} must be one of {', '.join(rule['choices'])}"
+            assert action.choices == list(rule["choices"])
+        for value, message in wrong.items():
+            with pytest.raises(UserError, match=message):
+                Config(**{field.name: value}).validate()

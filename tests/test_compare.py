@@ -6,8 +6,8 @@ import math
 import pytest
 
 from experiments import compare, gaps
-from experiments.config import Config
-from experiments.train import run
+from experiments.training.config import Config
+from experiments.training.run import run
 
 
 @pytest.fixture(scope="module")

@@ -5,10 +5,10 @@ import pyro
 import pytest
 import torch
 
-from experiments.build import build
-from experiments.compatibility import check_combination, matrix, option_error
-from experiments.errors import UserError
+from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
+from experiments.parts.build import build
+from experiments.parts.compatibility import check_combination, matrix, option_error
 
 MODEL_OPTIONS = dict(latent_dim=2, hidden_dims=(8,))
 ROWS = matrix(**MODEL_OPTIONS)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from experiments.data import DATASETS, binarize, load_array_file, load_dataset
-from experiments.errors import UserError
+from experiments.common.errors import UserError
+from experiments.data.datasets import DATASETS, binarize, load_array_file, load_dataset
 
 
 def test_digits_are_8x8_grey_levels_with_labels_and_a_fixed_split():

@@ -7,9 +7,9 @@ import torch
 from pyro.infer import Trace_ELBO
 
 from experiments import list as listing
-from experiments.build import build
-from experiments.compatibility import matrix
-from experiments.config import Config
+from experiments.parts.build import build
+from experiments.parts.compatibility import matrix
+from experiments.training.config import Config
 
 
 def guide_gradients(parts, x, draws: int) -> torch.Tensor:

@@ -5,8 +5,8 @@ import pyro
 import pytest
 import torch
 
-from experiments.build import build
-from experiments.evaluate import iwae_log_likelihood, log_importance_weights, mean_elbo
+from experiments.evaluation.likelihood import iwae_log_likelihood, log_importance_weights, mean_elbo
+from experiments.parts.build import build
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from experiments.config import Config
-from experiments.train import run
+from experiments.training.config import Config
+from experiments.training.run import run
 
 QUICK = dict(epochs=2, num_train=300, num_test=60, hidden_dims=(16,), iwae_samples=20,
              progress=False, pyro_validation=True)

@@ -10,12 +10,15 @@ import time
 import pyro
 import pytest
 import torch
+from pyro.infer import SVI
 
-from experiments import runs, train
-from experiments.build import build
-from experiments.config import Config
-from experiments.errors import UserError
-from experiments.evaluate import iwae_log_likelihood
+from experiments import train
+from experiments.common.errors import UserError
+from experiments.evaluation.likelihood import iwae_log_likelihood
+from experiments.parts.build import build
+from experiments.training import folder as runs
+from experiments.training.config import Config
+from experiments.training.run import run
 
 QUICK = ["--num-train", "200", "--num-test", "50", "--hidden-dims", "32", "--iwae-samples",
          "20", "--no-progress", "--batch-size", "50"]
@@ -24,7 +27,7 @@ QUICK = ["--num-train", "200", "--num-test", "50", "--hidden-dims", "32", "--iwa
 def test_ctrl_c_keeps_the_last_checkpoint_marks_the_summary_and_resumes(tmp_path, capsys,
                                                                         monkeypatch):
     out = tmp_path / "run"
-    real_step, calls = train.SVI.step, {"n": 0}
+    real_step, calls = SVI.step, {"n": 0}
 
     def interrupted(self, *args, **kwargs):
         calls["n"] += 1
@@ -32,7 +35,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_marks_the_summary_and_resumes(tmp_path
             raise KeyboardInterrupt
         return real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(train.SVI, "step", interrupted)
+    monkeypatch.setattr(SVI, "step", interrupted)
     assert train.main(QUICK + ["--epochs", "3", "--out", str(out)]) == 130
     err = capsys.readouterr().err.strip()
     assert err == (f"stopped: interrupted after 1 finished epoch(s); continue with --resume "
@@ -41,7 +44,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_marks_the_summary_and_resumes(tmp_path
     assert summary["status"] == "interrupted" and summary["completed_epochs"] == 1
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (out / ".lock").exists()
-    monkeypatch.setattr(train.SVI, "step", real_step)
+    monkeypatch.setattr(SVI, "step", real_step)
     assert train.main(["--resume", str(out), "--epochs", "3", "--no-progress"]) == 0
     assert json.loads((out / "summary.json").read_text())["status"] == "completed"
 
@@ -132,9 +135,9 @@ def test_two_runs_in_different_folders_at_once_do_not_interfere(tmp_path):
 
     first, second = start("a"), start("b")
     assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
-    alone = train.run(train.Config(num_train=200, num_test=50, hidden_dims=(32,), iwae_samples=20,
-                                   progress=False, batch_size=50, epochs=2,
-                                   out=str(tmp_path / "alone")))
+    alone = run(Config(num_train=200, num_test=50, hidden_dims=(32,), iwae_samples=20,
+                       progress=False, batch_size=50, epochs=2,
+                       out=str(tmp_path / "alone")))
     for name in ("a", "b"):
         summary = json.loads((tmp_path / name / "summary.json").read_text())
         assert summary["test_elbo"] == pytest.approx(alone.summary["test_elbo"], abs=1e-5)

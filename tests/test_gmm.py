@@ -12,12 +12,12 @@ from scipy.special import logsumexp, softmax
 from scipy.stats import norm
 from sklearn.mixture import GaussianMixture
 
-from experiments.build import build
-from experiments.config import INIT_CHOICES
-from experiments.diagnostics import mixture_recovery, posterior_kl
-from experiments.evaluate import iwae_log_likelihood, log_importance_weights, mean_elbo
-from experiments.initialize import PARTITIONS, initialize
-from experiments.synthetic import TRUTHS, draw
+from experiments.data.synthetic import TRUTHS, draw
+from experiments.evaluation.diagnostics import mixture_recovery, posterior_kl
+from experiments.evaluation.likelihood import iwae_log_likelihood, log_importance_weights, mean_elbo
+from experiments.parts.build import build
+from experiments.training.config import INIT_CHOICES
+from experiments.training.initialize import PARTITIONS, initialize
 
 K, D = 3, 2
 

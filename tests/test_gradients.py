@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.distributions import Normal
 
-from experiments.build import build
-from experiments.gradients import gaussian_mean_gradients, gradient_draws, gradient_stats
+from experiments.evaluation.gradients import gaussian_mean_gradients, gradient_draws, gradient_stats
+from experiments.parts.build import build
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_iwae_guide_snr_falls_with_k_while_the_model_snr_rises(x):
 
 
 def _gmm_batch():
-    from experiments.synthetic import draw
+    from experiments.data.synthetic import draw
 
     return draw("gmm-1d", num_train=128, num_test=10)[0]
 

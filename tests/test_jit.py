@@ -3,8 +3,8 @@ import pyro
 import pytest
 import torch
 
-from experiments.build import build
-from experiments.train import run
+from experiments.parts.build import build
+from experiments.training.run import run
 
 X = torch.rand(40, 10).bernoulli()
 

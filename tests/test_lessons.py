@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from experiments.errors import UserError
-from experiments.lessons import Budget, fill, quoted_keys, regenerate
+from experiments.common.errors import UserError
+from experiments.docs.lessons import regenerate
+from experiments.docs.markers import fill, quoted_keys
+from experiments.docs.runs import Budget
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

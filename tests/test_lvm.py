@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from experiments.build import build
-from experiments.errors import UserError
-from experiments.evaluate import isolated_rng, log_importance_weights
+from experiments.common.errors import UserError
+from experiments.common.rng import isolated_rng
+from experiments.evaluation.likelihood import log_importance_weights
+from experiments.parts.build import build
 from models import MODELS
 
 

@@ -20,8 +20,8 @@ import torch
 from pyro import poutine
 from torch.nn.functional import softplus
 
-from experiments.build import build
 from experiments.estimators import ELBOS
+from experiments.parts.build import build
 
 N, B, K, D = 40, 6, 4, 3
 ALPHA = 0.5

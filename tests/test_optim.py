@@ -4,8 +4,8 @@ import pytest
 import torch
 from pyro.infer import SVI
 
-from experiments.build import build
-from experiments.optim import JointOptim, adam
+from experiments.parts.build import build
+from experiments.training.optim import JointOptim, adam
 
 X = torch.rand(32, 10).bernoulli()
 

@@ -20,8 +20,8 @@ from pyro.infer import SVI
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints, transform_to
 
-from experiments.build import build
 from experiments.estimators import ELBOS
+from experiments.parts.build import build
 from guides.normal import NormalGuide
 
 REFERENCE = {"stl": "trace", "dreg": "iwae"}

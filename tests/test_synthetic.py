@@ -6,8 +6,8 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import norm
 
-from experiments.data import DATASETS, load_dataset
-from experiments.synthetic import NUM_TEST, NUM_TRAIN, TRUTHS
+from experiments.data.datasets import DATASETS, load_dataset
+from experiments.data.synthetic import NUM_TEST, NUM_TRAIN, TRUTHS
 
 CURVES = ["ring", "spiral", "moons"]
 

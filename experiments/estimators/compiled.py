@@ -28,7 +28,7 @@ import torch
 from pyro import poutine
 from pyro.infer import JitTrace_ELBO, JitTraceMeanField_ELBO
 
-from experiments.evaluate import isolated_rng
+from experiments.common.rng import isolated_rng
 
 COMPILE_SEED = 0
 

@@ -1,36 +1,4 @@
-"""Figures of a finished run, each written atomically into the run folder as a PNG."""
-from pathlib import Path
-from typing import List
-
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display is needed or assumed
-
-from experiments.data import Dataset  # noqa: E402
-from experiments.figures.common import plot_bounds, plot_training_curves, save_figure  # noqa: E402
-from experiments.figures.images import plot_autoencoder_figures  # noqa: E402
-from experiments.figures.lvm import plot_lvm_figures  # noqa: E402
-from experiments.figures.mixture import plot_mixture_figures  # noqa: E402
-
-#: each model's own figures, by the name users type: f(model, guide, data, run_dir) → paths
-MODEL_FIGURES = {
-    "vae": plot_autoencoder_figures,
-    "gmm": plot_mixture_figures,
-    "lvm": plot_lvm_figures,
-    "ppca": plot_lvm_figures,
-}
-
-
-def plot_run_figures(model_name: str, model, guide, data: Dataset, metrics: List[dict],
-                     summary: dict, run_dir: Path) -> List[Path]:
-    """elbo.png for every run, bounds.png where log p(x) is exact, and the model's own."""
-    written = [plot_training_curves(metrics, run_dir / "elbo.png")]
-    if "test_exact_log_likelihood" in metrics[-1]:
-        written.append(plot_bounds(metrics, run_dir / "bounds.png",
-                                   ceiling=summary.get("true_log_likelihood")))
-    if model_name in MODEL_FIGURES:
-        written += MODEL_FIGURES[model_name](model, guide, data, run_dir)
-    return written
-
-
-__all__ = ["MODEL_FIGURES", "plot_run_figures", "plot_training_curves", "save_figure"]
+"""Figures, each written atomically as a PNG: those of a finished run (``run``, choosing from
+what the model declares), of a comparison (``comparison``), of the lessons (``bounds``,
+``gaps``, ``gradients``), and what they share (``common``). Drawing never chooses matplotlib's
+backend: the commands do (``experiments.common.command``)."""

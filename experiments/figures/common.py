@@ -5,14 +5,12 @@ from typing import Dict, List, Optional, Sequence
 
 import matplotlib.pyplot as plt
 
-from experiments.runs import write_atomically
+from experiments.common.files import write_atomically
+from experiments.evaluation.metrics import TEST_METRICS
 
-LABELS = {"train_elbo": "train ELBO", "test_elbo": "test ELBO",
-          "test_iwae": "test IWAE estimate of log p(x)",
-          "test_exact_log_likelihood": "test exact log p(x)",
-          "test_gap": "log p(x) − ELBO (Monte Carlo)",
-          "iwae_gap": "log p(x) − IWAE",
-          "test_posterior_kl": "KL(q(z|x) ‖ p(z|x)), exact"}
+#: the legend of each column that figures draw: the test metrics' own, and two more
+LABELS = {"train_elbo": "train ELBO", **{name: m.legend for name, m in TEST_METRICS.items()},
+          "iwae_gap": "log p(x) − IWAE"}
 LINE_STYLES = ("-", "--", ":", "-.")
 
 

@@ -1,5 +1,6 @@
-"""Figures of a model with a continuous z and a decoder: reconstructions, ancestral samples,
-the latent space and, for d = 2, the decoded manifold."""
+"""Figures of a model with a decoder (``has_decoder``): on image data, reconstructions,
+ancestral samples and, for a continuous z ∈ R², the decoded manifold; on any data, its codes
+z on the test set."""
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -11,7 +12,7 @@ from pyro import poutine
 from scipy.stats import norm
 from sklearn.decomposition import PCA
 
-from experiments.data import Dataset
+from experiments.data.datasets import Dataset
 from experiments.figures.common import save_figure
 
 
@@ -24,22 +25,30 @@ def posterior_samples(guide: Callable, x: torch.Tensor, site: str,
     return value.expand(num_samples, *value.shape[-(1 + len(trace.nodes[site]["fn"].event_shape)):])
 
 
-def plot_autoencoder_figures(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
-    """reconstructions.png and samples.png (images only), latent.png, and manifold.png if d = 2."""
-    x_test, y_test, image_shape = data.x_test, data.y_test, data.image_shape
+def plot_image_figures(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
+    """reconstructions.png and samples.png for a model with a decoder on image data, and
+    manifold.png where z is continuous in two dimensions."""
+    if not model.has_decoder or data.image_shape is None:
+        return []
+    x_test, image_shape = data.x_test, data.image_shape
     (site,) = model.latent_sites.values()
-    written = []
-    if image_shape is not None:
-        written.append(plot_reconstructions(model, guide, x_test[:10], site.name, image_shape,
-                                            run_dir / "reconstructions.png"))
-        written.append(plot_samples(model, image_shape, run_dir / "samples.png", x_test))
-        if site.size == 2 and not site.discrete:
-            written.append(plot_manifold(model, image_shape, run_dir / "manifold.png", x_test))
-    z_mean = posterior_samples(guide, x_test[:2000], site.name, num_samples=16).mean(0)
-    z_mean = z_mean.flatten(1)                  # one-hot codes (N, L, C) are read as L·C numbers
-    written.append(plot_latent(z_mean, None if y_test is None else y_test[:2000],
-                               run_dir / "latent.png"))
+    written = [plot_reconstructions(model, guide, x_test[:10], site.name, image_shape,
+                                    run_dir / "reconstructions.png"),
+               plot_samples(model, image_shape, run_dir / "samples.png", x_test)]
+    if site.size == 2 and not site.discrete:
+        written.append(plot_manifold(model, image_shape, run_dir / "manifold.png", x_test))
     return written
+
+
+def plot_latent_codes(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
+    """latent.png for a model with a decoder: the means of q(z|x) on the test set."""
+    if not model.has_decoder:
+        return []
+    (site,) = model.latent_sites.values()
+    z_mean = posterior_samples(guide, data.x_test[:2000], site.name, num_samples=16).mean(0)
+    z_mean = z_mean.flatten(1)                  # one-hot codes (N, L, C) are read as L·C numbers
+    labels = None if data.y_test is None else data.y_test[:2000]
+    return [plot_latent(z_mean, labels, run_dir / "latent.png")]
 
 
 def _image_grid(images: np.ndarray, rows: int, cols: int, shape, gap: int = 1) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""Figures of a latent variable model with a low-dimensional z and an exact posterior (``lvm``,
-``ppca``): the learned curve f(z) and samples against the data, and q(z|x) against p(z|x)."""
+"""Figures of a model with a decoder and a continuous z of one or two dimensions (``lvm``,
+``ppca``): the learned curve f(z) and samples against two-dimensional data, where p(x|z) is
+always Gaussian, and q(z|x) against p(z|x), where the posterior is exact."""
 from pathlib import Path
 from typing import List
 
@@ -8,8 +9,9 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from experiments.data import Dataset
-from experiments.evaluate import EVAL_SEED, guide_distribution, isolated_rng
+from experiments.common.rng import isolated_rng
+from experiments.data.datasets import Dataset
+from experiments.evaluation.likelihood import EVAL_SEED, guide_distribution
 from experiments.figures.common import save_figure
 from models.vae import VAE
 
@@ -18,11 +20,15 @@ MOMENT_SAMPLES = 4000   # draws of q(z|x) behind the mean and spread that frame 
 
 
 def plot_lvm_figures(model: VAE, guide, data: Dataset, run_dir: Path) -> List[Path]:
-    """curve.png (two-dimensional data) and posterior.png (latent dimension 1 or 2)."""
+    """curve.png (two-dimensional data, p(x|z) = N(f(z), σ² I)) and posterior.png (an exact
+    posterior), for a model with a decoder and a continuous z of dimension 1 or 2."""
+    (site,) = model.latent_sites.values()
+    if not model.has_decoder or site.discrete or site.size > 2:
+        return []
     written = []
-    if data.data_dim == 2:
+    if data.data_dim == 2 and model.fixed_likelihood == "gaussian":
         written.append(plot_curve(model, data, run_dir / "curve.png"))
-    if model.latent_dim <= 2:
+    if model.has_exact_posterior and model.has_exact_log_likelihood:
         written.append(plot_posteriors(model, guide, data.x_test[:4], run_dir / "posterior.png"))
     return written
 

@@ -9,9 +9,9 @@ import torch
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 
-from experiments.data import Dataset
-from experiments.diagnostics import posterior_kl
-from experiments.evaluate import guide_distribution
+from experiments.data.datasets import Dataset
+from experiments.evaluation.diagnostics import posterior_kl
+from experiments.evaluation.likelihood import guide_distribution
 from experiments.figures.common import save_figure
 from models.gmm import GaussianMixture
 
@@ -20,7 +20,9 @@ COLORS = plt.get_cmap("tab10")
 
 def plot_mixture_figures(model: GaussianMixture, guide, data: Dataset,
                          run_dir: Path) -> List[Path]:
-    """density.png (data of dimension 1 or 2) and posterior.png."""
+    """density.png (data of dimension 1 or 2) and posterior.png, for a mixture of Gaussians."""
+    if not model.mixture_of_gaussians:
+        return []
     written = []
     if data.data_dim in (1, 2):
         plot = plot_density_1d if data.data_dim == 1 else plot_density_2d

@@ -14,8 +14,9 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-from experiments.build import Parts
-from experiments.evaluate import EVAL_SEED, isolated_rng
+from experiments.common.rng import isolated_rng
+from experiments.evaluation.likelihood import EVAL_SEED
+from experiments.parts.build import Parts
 
 
 @dataclass

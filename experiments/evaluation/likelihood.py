@@ -6,7 +6,6 @@ Evaluation has no side effects: it runs under ``torch.no_grad`` with its own see
 stream (``torch.random.fork_rng``), so it changes neither a parameter, the optimizer, nor the
 random numbers that training draws next.
 """
-import contextlib
 import math
 from typing import Callable, Iterator, Optional, Tuple
 
@@ -16,21 +15,14 @@ from pyro import poutine
 from pyro.distributions import TorchDistribution
 from pyro.infer import TraceEnum_ELBO
 
+from experiments.common.rng import isolated_rng
+
 EVAL_SEED = 2024
 # samples × data points held at once: bounds the memory of IWAE (about 140 MiB for a 784-400-20
 # VAE, 4× less than chunks of 2^16). Smaller chunks fit a processor's cache but take more (and
 # smaller) operations, which a machine shared with other processes makes slow; 2^14 was never
 # slower than 2^16 in benchmarks/ (section 3 of RESULTS.md)
 CHUNK_ELEMENTS = 1 << 14
-
-
-@contextlib.contextmanager
-def isolated_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Draw from a fresh stream seeded with ``seed``, restoring the caller's stream after."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 def chunks(x: torch.Tensor, size: int) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:

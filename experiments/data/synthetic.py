@@ -12,7 +12,7 @@ import torch
 from torch.distributions import (Categorical, Distribution, Independent, MixtureSameFamily,
                                  Normal, constraints)
 
-from experiments.evaluate import isolated_rng
+from experiments.common.rng import isolated_rng
 
 TRAIN_SEED, TEST_SEED = 31_415, 27_182
 NUM_TRAIN, NUM_TEST = 5_000, 500      # defaults of --num-train and --num-test

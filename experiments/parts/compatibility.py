@@ -8,8 +8,9 @@ matrix to keep the statements honest.
 """
 from typing import Dict, List, Optional
 
-from experiments.errors import UserError
+from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
+from experiments.parts.registries import construct
 from guides import GUIDES
 from models import MODELS, LatentVariableModel
 
@@ -58,8 +59,6 @@ def option_error(elbo_name: str, num_particles: int, vectorize_particles: bool,
 
 def probe_model(model_name: str, **options) -> LatentVariableModel:
     """A small instance of the model, to read its latent sites before any data is loaded."""
-    from experiments.build import construct
-
     return construct(MODELS[model_name], data_dim=4, **options)
 
 

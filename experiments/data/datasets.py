@@ -1,5 +1,5 @@
 """Data sets as in-memory tensors: the bundled digits, MNIST-style image sets, synthetic sets
-with ground truth (``experiments.synthetic``), and user files.
+with ground truth (``experiments.data.synthetic``), and user files.
 
 Every loader returns a ``Dataset`` of float32 rows (N, D) in a fixed train/test split; images
 keep their (H, W) shape for figures. Nothing here trains or downloads at import time.
@@ -12,8 +12,8 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 import torch
 
-from experiments.errors import UserError
-from experiments.synthetic import TRUTHS, draw
+from experiments.common.errors import UserError
+from experiments.data.synthetic import TRUTHS, draw
 
 SPLIT_SEED = 0          # one test split for every run, so test numbers compare across seeds
 BINARIZE_SEED = 12345   # the test set is binarized once, identically for every run

@@ -4,9 +4,10 @@
 one, and PyTorch's default Adam makes six passes over every tensor (one per line of the update
 below); on the 784-400-20 VAE, changing that saves a fifth to a quarter of a training step
 (``benchmarks/RESULTS.md``). ``JointOptim`` keeps the ``pyro.optim.PyroOptim`` interface that
-``pyro.infer.SVI`` needs (parameters join as they first appear; the state is saved and restored
-per parameter name, in the format ``pyro.optim`` uses, so checkpoints of either kind resume),
-but steps one optimizer over all of them; ``adam(lr)``, what runs train with, makes it
+``pyro.infer.SVI`` needs (parameters join as they first appear; the state is saved per
+parameter name, in the format ``pyro.optim`` uses, and restored by the name without its
+namespace, ``experiments.parts.namespaces``, so checkpoints of either kind resume), but steps
+one optimizer over all of them; ``adam(lr)``, what runs train with, makes it
 ``torch.optim.Adam(fused=True)``: one kernel per tensor computing
 
     m ← β₁ m + (1 − β₁) g,   v ← β₂ v + (1 − β₂) g²,
@@ -22,6 +23,8 @@ import pyro
 import torch
 from pyro.optim import PyroOptim
 from torch import nn
+
+from experiments.parts.namespaces import local_name, local_names
 
 
 class JointOptim(PyroOptim):
@@ -51,7 +54,8 @@ class JointOptim(PyroOptim):
             self.optimizer = self.pt_optim_constructor(new, **self.pt_optim_args)
         else:
             self.optimizer.add_param_group({"params": new})
-        saved = {p: self._state_waiting_to_be_consumed.pop(self._names[p], None) for p in new}
+        saved = {p: self._state_waiting_to_be_consumed.pop(local_name(self._names[p]), None)
+                 for p in new}
         saved = {p: s["state"][0] for p, s in saved.items() if s and s["state"]}
         if saved:
             self._restore(saved)
@@ -67,6 +71,11 @@ class JointOptim(PyroOptim):
 
     def _ordered(self) -> List[torch.Tensor]:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    def set_state(self, state_dict: Dict[str, dict]) -> None:
+        """Restore a state of ``get_state`` (or of ``pyro.optim``) as each parameter joins,
+        matched by its name without a namespace: parts built apart have different ones."""
+        super().set_state(local_names(state_dict))
 
     def get_state(self) -> Dict[str, dict]:
         """{parameter name: a one-parameter optimizer state dict}, as ``pyro.optim`` saves it."""

@@ -6,8 +6,9 @@ The gap of the ELBO is the KL divergence of the guide from the exact posterior,
 
     log p(x) − ELBO(x) = KL(q(z|x) ‖ p(z|x)) ≥ 0,
 
-so ``test_gap`` (exact minus the one-sample test ELBO) estimates its mean over the test set;
-for a discrete z the KL is also computed exactly from the responsibilities (``test_posterior_kl``).
+so ``test_gap`` (exact minus the one-sample test ELBO, ``experiments.evaluation.metrics``)
+estimates its mean over the test set; for a discrete z the KL is also computed exactly from the
+responsibilities (``posterior_kl``).
 """
 from typing import Dict, Optional
 
@@ -15,39 +16,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch.distributions import Distribution, MixtureSameFamily
 
-from experiments.evaluate import guide_distribution, iwae_log_likelihood, mean_elbo
+from experiments.evaluation.likelihood import guide_distribution
 from models.gmm import GaussianMixture
-
-#: the per-epoch test metrics of a model with an exact log-likelihood, besides ``test_elbo``
-EXACT_COLUMNS = ("test_iwae", "test_exact_log_likelihood", "test_gap", "test_posterior_kl")
-#: samples of the per-epoch IWAE estimate at most (the summary's uses all of ``--iwae-samples``)
-EPOCH_IWAE_SAMPLES = 100
-
-
-def has_exact_likelihood(model) -> bool:
-    return hasattr(model, "exact_log_likelihood")
-
-
-def metrics_on_test_set(model, guide, x: torch.Tensor,
-                        iwae_samples: int) -> Dict[str, float]:
-    """The test ELBO, and for a model with an exact log-likelihood the IWAE estimate with
-    min(``iwae_samples``, ``EPOCH_IWAE_SAMPLES``) samples, the exact log-likelihood, the gap,
-    and for a discrete z the exact mean KL(q(z|x) ‖ p(z|x)); nats per example."""
-    nesting = model.max_plate_nesting
-    row = {"test_elbo": mean_elbo(model, guide, x, max_plate_nesting=nesting)}
-    if not has_exact_likelihood(model):
-        return row
-    with torch.no_grad():
-        exact = model.exact_log_likelihood(x).mean().item()
-    row["test_iwae"], _ = iwae_log_likelihood(model, guide, x,
-                                              min(iwae_samples, EPOCH_IWAE_SAMPLES),
-                                              max_plate_nesting=nesting)
-    row["test_exact_log_likelihood"] = exact
-    row["test_gap"] = exact - row["test_elbo"]
-    (site,) = model.latent_sites.values()
-    if site.discrete:
-        row["test_posterior_kl"] = posterior_kl(model, guide, x, site.name)
-    return row
 
 
 def posterior_kl(model: GaussianMixture, guide, x: torch.Tensor, site: str) -> float:
@@ -85,7 +55,7 @@ def ground_truth_metrics(model, truth: Optional[Distribution], x: torch.Tensor) 
         return {}
     with torch.no_grad():
         metrics = {"true_log_likelihood": truth.log_prob(x.cpu()).mean().item()}
-    if isinstance(truth, MixtureSameFamily) and isinstance(model, GaussianMixture):
+    if isinstance(truth, MixtureSameFamily) and model.mixture_of_gaussians:
         if model.components == truth.mixture_distribution.probs.shape[-1]:
             metrics.update(mixture_recovery(model, truth))
     return metrics

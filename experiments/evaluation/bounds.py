@@ -19,8 +19,9 @@ from typing import Dict, Sequence
 import torch
 from torch.distributions import kl_divergence
 
-from experiments.evaluate import CHUNK_ELEMENTS, EVAL_SEED, chunks, guide_distribution, \
-    isolated_rng, log_importance_weights
+from experiments.common.rng import isolated_rng
+from experiments.evaluation.likelihood import (CHUNK_ELEMENTS, EVAL_SEED, chunks,
+                                               guide_distribution, log_importance_weights)
 
 
 def importance_weights(model, guide, x: torch.Tensor, num_samples: int,

@@ -4,5 +4,6 @@
 class UserError(Exception):
     """Something the user can fix (a name, a file, an option): the message says what and how.
 
-    The command-line entry points print ``error: <message>`` and exit with status 2.
+    Every command prints ``error: <message>`` and exits with status 2
+    (``experiments.common.command``).
     """

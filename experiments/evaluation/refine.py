@@ -13,7 +13,8 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 
-from experiments.evaluate import EVAL_SEED, isolated_rng
+from experiments.common.rng import isolated_rng
+from experiments.evaluation.likelihood import EVAL_SEED
 from guides.base import AmortizedGuide
 from models.base import LatentVariableModel
 from models.plates import data_plate

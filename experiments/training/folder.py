@@ -1,61 +1,25 @@
-"""A run's folder: atomic writes of its files, and checkpoints that can be resumed.
+"""A run's folder: where it goes, one writer at a time, and checkpoints that can be resumed.
 
-Every file is written to a temporary name in the same folder and renamed over the old one
-(``os.replace`` is atomic on POSIX), so a crash mid-write leaves the previous version intact.
-Checkpoints hold state dicts, the optimizer's state, the random state and the config, never a
-pickled module; they load with ``torch.load(weights_only=True)``.
+Every file is written atomically (``experiments.common.files``). Checkpoints hold state dicts,
+the optimizer's state, the random state and the config, never a pickled module; they load with
+``torch.load(weights_only=True)``.
 """
 import contextlib
-import csv
-import io
-import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 import torch
 
-from experiments.config import Config
-from experiments.errors import UserError
+from experiments.common.errors import UserError
+from experiments.common.files import write_atomically
+from experiments.parts.namespaces import local_names
+from experiments.training.config import Config
 
 CHECKPOINT_FORMAT = "elbo-lab-checkpoint/1"
 RUN_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pt")
-
-
-def write_atomically(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
-    """Write ``path`` through ``write(file)`` into a temporary sibling, then rename it over."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def copy_file(source: Path, path: Path) -> None:
-    """Copy ``source`` to ``path`` byte for byte, atomically."""
-    write_atomically(path, lambda f: f.write(Path(source).read_bytes()), binary=True)
-
-
-def write_json(path: Path, obj: dict) -> None:
-    write_atomically(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"))
-
-
-def write_csv(path: Path, rows: List[Dict[str, float]]) -> None:
-    def write(f):
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-    write_atomically(path, write)
 
 
 def default_run_dir(config: Config) -> Path:
@@ -131,7 +95,7 @@ def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, opt
         "epoch": epoch,
         "model": model.state_dict(),
         "guide": guide.state_dict(),
-        "optim": optim.get_state(),
+        "optim": local_names(optim.get_state()),     # names as before namespaces
         # training draws its randomness (z ~ q, dynamic binarization) from torch's stream only
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},

@@ -10,7 +10,7 @@ from typing import Callable, Dict
 import torch
 from sklearn.cluster import KMeans
 
-from experiments.errors import UserError
+from experiments.common.errors import UserError
 
 
 def random_partition(x: torch.Tensor, k: int, seed: int) -> torch.Tensor:
@@ -35,11 +35,11 @@ PARTITIONS: Dict[str, Callable[[torch.Tensor, int, int], torch.Tensor]] = {
 def initialize(model, x: torch.Tensor, method: str, seed: int) -> None:
     """Start ``model`` from its training data ``x`` by ``method`` (a key of ``PARTITIONS``).
 
-    A model with ``set_from_clusters`` (the ``gmm``) takes the weights, means and scales of a
-    partition of x into its K components; every other model keeps its constructor's random
+    A model that ``starts_from_clusters`` (the ``gmm``) takes the weights, means and scales of
+    a partition of x into its K components; every other model keeps its constructor's random
     initialization, which ``random`` names and ``kmeans`` does not apply to.
     """
-    if not hasattr(model, "set_from_clusters"):
+    if not model.starts_from_clusters:
         if method != "random":
             raise UserError(f"--init {method} applies to the gmm model only; leave it out")
         return

@@ -1,0 +1,49 @@
+"""Files written atomically: each goes to a temporary name in the same folder and is renamed
+over the old one (``os.replace`` is atomic on POSIX), so a crash mid-write leaves the previous
+version intact."""
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Dict, List
+
+
+def write_atomically(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
+    """Write ``path`` through ``write(file)`` into a temporary sibling, then rename it over."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def copy_file(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` byte for byte."""
+    write_atomically(path, lambda f: f.write(Path(source).read_bytes()), binary=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomically(path, lambda f: f.write(text))
+
+
+def write_json(path: Path, obj: dict) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: Path, rows: List[Dict[str, object]]) -> None:
+    """One row per dict; the columns are every key of any row, in the order they first appear
+    (a row without a column leaves its cell empty)."""
+    def write(f):
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    write_atomically(path, write)

@@ -1,0 +1,41 @@
+"""The figures of a finished run, each written atomically into the run folder as a PNG, chosen
+from what the model declares (its traits, ``models.base.LatentVariableModel``), never from its
+name:
+
+    elbo.png                      every run
+    bounds.png                    an exact log-likelihood
+    reconstructions.png, samples.png (manifold.png for z ∈ R²)
+                                  a decoder, on image data
+    latent.png                    a decoder: its codes on the test set
+    density.png, posterior.png    a mixture of Gaussians
+    curve.png, posterior.png      a decoder with z of dimension 1 or 2 (curve: Gaussian p(x|z)
+                                  on 2-d data; posterior: an exact posterior)
+"""
+from pathlib import Path
+from typing import Callable, List, Tuple
+
+from experiments.data.datasets import Dataset
+from experiments.figures.common import plot_bounds, plot_training_curves
+from experiments.figures.images import plot_image_figures, plot_latent_codes
+from experiments.figures.lvm import plot_lvm_figures
+from experiments.figures.mixture import plot_mixture_figures
+
+#: the model's own figures: each draws what the model's traits and the data allow (maybe none)
+MODEL_FIGURES: Tuple[Callable[..., List[Path]], ...] = (
+    plot_image_figures,
+    plot_latent_codes,
+    plot_mixture_figures,
+    plot_lvm_figures,
+)
+
+
+def plot_run_figures(model, guide, data: Dataset, metrics: List[dict], summary: dict,
+                     run_dir: Path) -> List[Path]:
+    """elbo.png for every run, bounds.png where log p(x) is exact, and the model's own."""
+    written = [plot_training_curves(metrics, run_dir / "elbo.png")]
+    if model.has_exact_log_likelihood:
+        written.append(plot_bounds(metrics, run_dir / "bounds.png",
+                                   ceiling=summary.get("true_log_likelihood")))
+    for draw in MODEL_FIGURES:
+        written += draw(model, guide, data, run_dir)
+    return written

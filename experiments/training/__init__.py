@@ -1,0 +1,4 @@
+"""Training runs: the ``config`` and the command-line ``options`` generated from it, one ``run``
+end to end, its epoch ``loop``, ``restarts``, the run ``folder`` and its checkpoints, the
+optimizer (``optim``), where training starts (``initialize``), and ``workers`` for runs in
+other processes."""

@@ -1,0 +1,195 @@
+"""The one flat configuration of a run, saved as ``config.json`` beside its results.
+
+Every option is declared once, as a field of ``Config``: its default, and through ``option``
+its help text, its group on the command line and its range or choices. The command-line parser
+is generated from the fields (``experiments.training.options``) and ``Config.validate`` checks
+the ranges they declare, so a new option is a field here and the code that reads it.
+"""
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+from experiments.common.errors import UserError
+from experiments.data.datasets import DATASETS
+from experiments.data.synthetic import NUM_TEST, NUM_TRAIN
+from experiments.estimators import ELBOS
+from guides import GUIDES
+from models import MODELS
+from models.likelihoods import LIKELIHOODS
+
+BINARIZE_CHOICES = ("dynamic", "static", "none")
+INIT_CHOICES = ("random", "kmeans")
+
+
+def option(default, help: str, group: Optional[str] = None, *,
+           choices: Optional[Sequence[str]] = None, at_least: Optional[int] = None,
+           positive: bool = False, between: Optional[Tuple[float, float]] = None,
+           shown_default: str = "%(default)s", parse=None, resumable: bool = False,
+           runtime: bool = False):
+    """A ``Config`` field and everything said about it once.
+
+    :param help: what the option does, as ``--help`` shows it.
+    :param group: its section of ``--help`` (None: the general options).
+    :param choices: its only valid values.
+    :param at_least: its smallest valid value (an integer; None stays valid for an optional).
+    :param positive: it must be > 0.
+    :param between: (low, high): it must lie strictly between them.
+    :param shown_default: the default as ``--help`` states it (a flag states none).
+    :param parse: reads the option's text on the command line (default: the field's type).
+    :param resumable: a resumed run may change it (the others must match the saved config).
+    :param runtime: how a run is watched, not what it computes: not saved in config.json.
+    """
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, group=group, choices=choices, at_least=at_least, positive=positive,
+        between=between, shown_default=shown_default, parse=parse, resumable=resumable,
+        runtime=runtime))
+
+
+def widths(text: str) -> Tuple[int, ...]:
+    """``512,256`` → (512, 256): hidden widths as the command line gives them."""
+    try:
+        return tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated widths such as 400 or "
+                                         f"512,256, got {text!r}") from None
+
+
+PARTS, DATA, MODEL, TRAINING, EVALUATION = ("parts (swap them by name)", "data", "model and guide",
+                                            "training", "evaluation")
+
+
+@dataclass
+class Config:
+    """Every setting of a training run. Models and guides never see it:
+    ``experiments.parts.build`` hands each part the keyword arguments its constructor names."""
+
+    model: str = option("vae", f"generative model p(z)p(x|z): {', '.join(MODELS)}", PARTS)
+    guide: str = option("normal", f"approximate posterior q(z|x): {', '.join(GUIDES)}", PARTS)
+    elbo: str = option("trace", f"ELBO estimator: {', '.join(ELBOS)}", PARTS)
+    data: str = option("digits", f"{', '.join(DATASETS)}, or a .npz/.npy file", DATA)
+    data_dir: str = option("data", "folder for downloaded or local MNIST-style files", DATA)
+    num_train: Optional[int] = option(
+        None, "keep the first N training examples", DATA, at_least=1,
+        shown_default=f"all; the synthetic sets draw {NUM_TRAIN}")
+    num_test: Optional[int] = option(
+        None, "keep the first N test examples", DATA, at_least=1,
+        shown_default=f"all; the synthetic sets draw {NUM_TEST}")
+    test_fraction: float = option(0.2, "held-out share when the data has no test split", DATA,
+                                  between=(0, 1))
+    binarize: str = option(
+        "dynamic", "Bernoulli likelihood only: a fresh draw per batch (dynamic), one draw "
+        "(static), or grey levels as they are (none)", DATA, choices=BINARIZE_CHOICES)
+    likelihood: str = option(
+        "bernoulli", "observation model p(x|z) of the vae; the gmm, lvm and ppca are always "
+        "gaussian", MODEL, choices=tuple(LIKELIHOODS))
+    latent_dim: int = option(
+        2, "dimension d of z (1 or 2 for the lvm), or the number L of categorical variables "
+        "of the discrete-vae", MODEL, at_least=1)
+    hidden_dims: Tuple[int, ...] = option(
+        (400,), "hidden widths of the decoder, comma-separated; the encoder mirrors them, the "
+        "categorical guide's network uses them", MODEL, shown_default="400", parse=widths)
+    components: int = option(3, "number K of mixture components of the gmm", MODEL, at_least=1)
+    init: str = option(
+        "random", "gmm only: start each component from a cluster of the training data, around "
+        "K random training points (random) or found by scikit-learn's k-means (kmeans)", MODEL,
+        choices=INIT_CHOICES)
+    categories: int = option(
+        10, "discrete-vae: values C of each of the --latent-dim categorical variables", MODEL,
+        at_least=2)
+    flow_layers: int = option(2, "flow guide: number of inverse autoregressive transforms",
+                              MODEL, at_least=1)
+    temperature: float = option(0.5, "relaxed guide: Gumbel-softmax temperature τ", MODEL,
+                                positive=True)
+    lr: float = option(1e-3, "Adam learning rate", TRAINING, positive=True)
+    epochs: int = option(50, "total number of epochs, also when resuming", TRAINING,
+                         at_least=1, resumable=True)
+    batch_size: int = option(128, "minibatch size", TRAINING, at_least=1)
+    num_particles: int = option(1, "samples of z per data point in the ELBO estimate", TRAINING,
+                                at_least=1)
+    vectorize_particles: bool = option(False, "draw the particles in one vectorized pass",
+                                       TRAINING)
+    alpha: float = option(0.5, "order α of the renyi estimator, α ≠ 1", TRAINING)
+    jit: bool = option(False, "compile the estimator with torch.jit.trace (trace, meanfield): "
+                       "less Python per step, for models of static structure", TRAINING)
+    seed: int = option(0, "random seed: same seed, same machine, same numbers", TRAINING)
+    restarts: int = option(
+        1, "train from N initializations (seeds seed, seed+1, …) and keep the one with the best "
+        "final train ELBO", TRAINING, at_least=1)
+    device: str = option("cpu", "cpu or cuda", TRAINING, resumable=True)
+    pyro_validation: bool = option(
+        False, "check distributions and model/guide sites at every step (slower)", TRAINING)
+    iwae_samples: int = option(1000, "samples per test point of the IWAE estimate of log p(x)",
+                               EVALUATION, at_least=1)
+    out: Optional[str] = option(None, "run folder", shown_default="runs/<time>-<model>-<guide>-"
+                                "<elbo>", resumable=True)
+    progress: bool = option(True, "no progress bars", resumable=True, runtime=True)
+
+    def validate(self) -> "Config":
+        """Refuse settings no run can use, before any work is done."""
+        for f in dataclasses.fields(self):
+            _check(f, getattr(self, f.name))
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise UserError(f"--hidden-dims must be positive widths, e.g. 400 or 512,256 "
+                            f"(got {','.join(map(str, self.hidden_dims)) or 'nothing'})")
+        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UserError(f"--device must be cpu or cuda (got {self.device!r})")
+        return self
+
+    def part_options(self) -> dict:
+        """The options handed to the parts' constructors: every setting but the parts' names."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("model", "guide", "elbo")}
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if not f.metadata["runtime"]}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"config has unknown settings {', '.join(unknown)}: "
+                            "was it written by another version of ELBO Lab?")
+        values = dict(values)
+        if "hidden_dims" in values:
+            values["hidden_dims"] = tuple(values["hidden_dims"])
+        return cls(**values)
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+#: options that may differ when a run is resumed (the rest must match the saved config)
+RESUMABLE = frozenset(f.name for f in dataclasses.fields(Config) if f.metadata["resumable"])
+
+
+def _check(f: dataclasses.Field, value) -> None:
+    """Refuse ``value`` outside the range or choices that field ``f`` declares."""
+    rule, flag = f.metadata, flag_of(f.name)
+    if rule["at_least"] is not None and value is not None and value < rule["at_least"]:
+        raise UserError(f"{flag} must be at least {rule['at_least']} (got {value})")
+    if rule["positive"] and not value > 0:
+        raise UserError(f"{flag} must be positive (got {value})")
+    if rule["between"] is not None and not rule["between"][0] < value < rule["between"][1]:
+        low, high = rule["between"]
+        raise UserError(f"{flag} must lie strictly between {low} and {high} (got {value})")
+    if rule["choices"] is not None and value not in rule["choices"]:
+        raise UserError(f"{flag} must be one of {', '.join(rule['choices'])} (got {value!r})")
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of field ``name``: ``--num-train`` for ``num_train``."""
+    return "--" + name.replace("_", "-")
+
+
+def resolve(config: Config) -> Config:
+    """Settings that do not apply are recorded as what happens: a model whose p(x|z) is fixed
+    (``fixed_likelihood``) overrides ``--likelihood``, and ``--binarize`` only acts on a
+    Bernoulli likelihood."""
+    fixed = MODELS[config.model].fixed_likelihood
+    if fixed is not None and config.likelihood != fixed:
+        config = config.replace(likelihood=fixed)
+    if config.likelihood != "bernoulli" and config.binarize != "none":
+        return config.replace(binarize="none")
+    return config
