@@ -78,6 +78,8 @@ class AmortizedGuide(Guide):
 
     def __init__(self, model: LatentVariableModel, hidden_dims: Sequence[int] = (400,)):
         super().__init__()
+        if len(model.latent_sites) > 1 and not self.covers_chain:
+            raise ValueError(self.fit_error(model))      # it would leave the other sites out
         self.site = next(iter(model.latent_sites.values()))
         self.encoder = self.read_x(model, hidden_dims, self.encoder_outputs())
 

@@ -131,6 +131,8 @@ def test_hvae_takes_the_chain_guide_with_the_estimators_the_issue_names():
     assert GUIDES["normal"].fit_error(make_pair()[0]) == (
         "it covers one continuous latent site, and the model has 2: continuous z1 ∈ R^3; "
         "continuous z2 ∈ R^2")
+    with pytest.raises(ValueError, match="it covers one continuous latent site"):
+        GUIDES["normal"](make_pair()[0])
     with pytest.raises(UserError, match="meanfield needs KL.*with --guide chain: --elbo trace"):
         check_combination("hvae", "chain", "meanfield")
     assert GUIDES["chain"].fit_error(MODELS["vae"](data_dim=4)) is None
