@@ -1,5 +1,6 @@
 """Approximate posteriors q(z|x), each a Pyro guide, registered by the name users type."""
 from guides.categorical import CategoricalGuide
+from guides.chain import ChainGuide
 from guides.enum import EnumGuide
 from guides.flow import FlowGuide
 from guides.local import LocalGuide
@@ -11,6 +12,7 @@ GUIDES = {
     "normal": NormalGuide,
     "mvn": MultivariateNormalGuide,
     "flow": FlowGuide,
+    "chain": ChainGuide,
     "relaxed": RelaxedCategoricalGuide,
     "local": LocalGuide,
     "categorical": CategoricalGuide,

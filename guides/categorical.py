@@ -4,7 +4,6 @@ import pyro.distributions as dist
 import torch
 
 from guides.base import AmortizedGuide
-from models.networks import mlp
 from models.plates import data_plate
 
 
@@ -29,7 +28,7 @@ class CategoricalGuide(AmortizedGuide):
 
     def __init__(self, model, hidden_dims=(400,)):
         super().__init__(model, hidden_dims)
-        self.baseline = mlp(model.data_dim, list(reversed(hidden_dims)), 1)
+        self.baseline = self.read_x(model, hidden_dims, 1)
 
     def variational_parameters(self):
         return self.encoder.parameters()

@@ -1,9 +1,9 @@
 """The amortized diagonal-Gaussian guide of the VAE."""
 import pyro.distributions as dist
 import torch
-from torch.nn.functional import softplus
 
 from guides.base import AmortizedGuide
+from models.networks import diagonal_normal
 
 
 class NormalGuide(AmortizedGuide):
@@ -24,5 +24,4 @@ class NormalGuide(AmortizedGuide):
 
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """q_φ(z|x) with batch shape (batch,) and event shape (d,)."""
-        loc, raw_scale = self.encoder(x).chunk(2, dim=-1)                    # (batch, d) each
-        return dist.Normal(loc, softplus(raw_scale) + 1e-6).to_event(1)
+        return diagonal_normal(self.encoder(x))

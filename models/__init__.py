@@ -2,12 +2,14 @@
 from models.base import LatentSite, LatentVariableModel
 from models.discrete_vae import DiscreteVAE
 from models.gmm import GaussianMixture
+from models.hvae import HVAE
 from models.lvm import NonlinearLVM
 from models.ppca import PPCA
 from models.vae import VAE
 
 MODELS = {
     "vae": VAE,
+    "hvae": HVAE,
     "discrete-vae": DiscreteVAE,
     "gmm": GaussianMixture,
     "lvm": NonlinearLVM,

@@ -1,6 +1,6 @@
 """What every model declares about itself, so guides, estimators and figures can rely on it."""
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from pyro.nn import PyroModule
 
@@ -25,14 +25,19 @@ class LatentSite:
         if self.discrete:
             return (f"{self.size} categorical variable{'s' * (self.size > 1)} with "
                     f"{self.num_categories} values{' (one-hot)' * self.one_hot}")
-        return f"continuous z ∈ R^{self.size}"
+        return f"continuous {self.name} ∈ R^{self.size}"
 
 
 class LatentVariableModel(PyroModule):
     """Base of every model p(z) p(x|z): a ``PyroModule`` whose ``forward(x, index, num_data)``
     is the Pyro model, with one ``pyro.plate("data")`` (see ``models.plates.data_plate``).
 
-    Subclasses set ``latent_sites`` and ``data_dim``. Parameters are named ``model.*``, so they
+    Subclasses set ``latent_sites`` and ``data_dim``. ``latent_sites`` is ordered from x
+    outwards: first the site x is drawn from, then the site that one is drawn from, and so on
+    (z₁ then z₂ for x ← z₁ ← z₂), the order in which a guide that follows the chain (``chain``)
+    infers them. ``network`` and ``image_shape`` say how its networks read x
+    (``models.networks.make_network``): amortized guides build their encoders the same way.
+    Parameters are named ``model.*``, so they
     never collide with a guide's (``guide.*``) in Pyro's parameter store (``experiments``
     numbers each set it builds, ``model#3``, so that sets never share one). A model whose p(x|z)
     is always of one kind, not chosen by a ``likelihood`` argument, names it (a key of
@@ -60,6 +65,8 @@ class LatentVariableModel(PyroModule):
     has_decoder = False
     starts_from_clusters = False
     mixture_of_gaussians = False
+    network: str = "mlp"
+    image_shape: Optional[Tuple[int, int, int]] = None
 
     def __init__(self, data_dim: int):
         super().__init__(name="model")

@@ -1,17 +1,16 @@
 """The discrete–discrete VAE: categorical latent codes, binary observations."""
-from typing import Sequence
+from typing import Optional, Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
 
-from models.base import LatentSite, LatentVariableModel
-from models.likelihoods import BernoulliLikelihood
-from models.networks import mlp
+from models.base import LatentSite
+from models.decoder import DecoderModel
 from models.plates import data_plate
 
 
-class DiscreteVAE(LatentVariableModel):
+class DiscreteVAE(DecoderModel):
     """z = (z_1, …, z_L), L independent categorical variables with C values each, one-hot:
 
         z_l ~ p(z_l) = OneHotCategorical(1/C, …, 1/C)          l = 1 … L
@@ -25,18 +24,21 @@ class DiscreteVAE(LatentVariableModel):
     :param latent_dim: L, the number of categorical variables.
     :param categories: C, the number of values of each.
     :param hidden_dims: widths of the decoder's hidden layers.
+    :param network: the decoder, ``"mlp"`` or, for images, ``"conv"`` (transposed convolutions).
+    :param image_shape: (channels, height, width) of one observation, their product D; needed
+        by ``"conv"``.
     """
 
     has_decoder = True
 
     def __init__(self, data_dim: int, latent_dim: int = 2, categories: int = 10,
-                 hidden_dims: Sequence[int] = (400,)):
-        super().__init__(data_dim)
+                 hidden_dims: Sequence[int] = (400,), network: str = "mlp",
+                 image_shape: Optional[Sequence[int]] = None):
+        super().__init__(data_dim, latent_dim * categories, hidden_dims, "bernoulli", network,
+                         image_shape)
         self.latent_dim, self.categories = latent_dim, categories
         self.latent_sites = {"z": LatentSite("z", discrete=True, size=latent_dim,
                                              num_categories=categories, one_hot=True)}
-        self.decoder = mlp(latent_dim * categories, hidden_dims, data_dim)
-        self.likelihood = BernoulliLikelihood(data_dim)
 
     def prior(self, like: torch.Tensor) -> dist.TorchDistribution:
         """p(z): L independent uniform one-hot categoricals, event shape (L, C)."""
@@ -46,8 +48,8 @@ class DiscreteVAE(LatentVariableModel):
     def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
         with data_plate(x, index, num_data):
             z = pyro.sample("z", self.prior(x))                                  # (batch, L, C)
-            pyro.sample("x", self.likelihood(self.decoder(z.flatten(-2))), obs=x)
+            self.observe(x, z.flatten(-2))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """E[x | z] = sigmoid(decoder(z)) for one-hot codes z of shape (..., L, C)."""
-        return self.likelihood.mean(self.decoder(z.flatten(-2)))
+        return super().decode(z.flatten(-2))
