@@ -49,8 +49,10 @@ class LatentVariableModel(PyroModule):
 
     - ``has_exact_log_likelihood``: ``exact_log_likelihood(x)`` is log p(x_i), shape (N,);
     - ``has_exact_posterior``: ``exact_posterior(x)`` is p(z|x_i) for every row;
-    - ``has_decoder``: ``prior(like)`` is p(z) and ``decode(z)`` is E[x|z], so reconstructions,
-      ancestral samples and the latent codes can be drawn;
+    - ``has_decoder``: ``decode(z)`` is E[x|z] for the code z that x is drawn from (the first
+      of ``latent_sites``) and ``ancestral_means(like, n)`` is E[x|z] at n codes drawn from
+      the prior (top-down through a hierarchy), so reconstructions, ancestral samples and the
+      latent codes can be drawn (``models.decoder.DecoderModel``);
     - ``starts_from_clusters``: ``set_from_clusters(x, labels)`` starts its ``components``
       from a partition of the training data (``--init``);
     - ``mixture_of_gaussians``: p(x) = Σ_n λ_n N(x | μ_n, diag σ_n²) with ``weights``, ``locs``,

@@ -27,6 +27,8 @@ class DecoderModel(LatentVariableModel):
     :param image_shape: (C, H, W) of one observation, C·H·W = D; needed by ``"conv"``.
     """
 
+    has_decoder = True
+
     def __init__(self, data_dim: int, code_dim: int, hidden_dims: Sequence[int],
                  likelihood: str, network: str = "mlp",
                  image_shape: Optional[Sequence[int]] = None):

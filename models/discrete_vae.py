@@ -29,8 +29,6 @@ class DiscreteVAE(DecoderModel):
         by ``"conv"``.
     """
 
-    has_decoder = True
-
     def __init__(self, data_dim: int, latent_dim: int = 2, categories: int = 10,
                  hidden_dims: Sequence[int] = (400,), network: str = "mlp",
                  image_shape: Optional[Sequence[int]] = None):

@@ -24,8 +24,6 @@ class VAE(DecoderModel):
     :param image_shape: (C, H, W) of one observation, C·H·W = D; needed by ``"conv"``.
     """
 
-    has_decoder = True
-
     def __init__(self, data_dim: int, latent_dim: int = 20, hidden_dims: Sequence[int] = (400,),
                  likelihood: str = "bernoulli", network: str = "mlp",
                  image_shape: Optional[Sequence[int]] = None):

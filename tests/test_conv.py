@@ -5,8 +5,8 @@ import pyro
 import pytest
 import torch
 
-from experiments.build import build
-from experiments.errors import UserError
+from experiments.parts.build import build
+from experiments.common.errors import UserError
 from guides import GUIDES
 from models import MODELS
 from models.networks import ConvDecoder, ConvEncoder, make_network

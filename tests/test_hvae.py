@@ -19,9 +19,9 @@ from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 from torch.nn.functional import softplus
 
-from experiments.build import build
-from experiments.compatibility import check_combination, matrix
-from experiments.errors import UserError
+from experiments.parts.build import build
+from experiments.parts.compatibility import check_combination, matrix
+from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
 from guides import GUIDES
 from models import MODELS

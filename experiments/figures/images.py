@@ -31,11 +31,11 @@ def plot_image_figures(model, guide, data: Dataset, run_dir: Path) -> List[Path]
     if not model.has_decoder or data.image_shape is None:
         return []
     x_test, image_shape = data.x_test, data.image_shape
-    (site,) = model.latent_sites.values()
+    site = next(iter(model.latent_sites.values()))            # the code x is drawn from
     written = [plot_reconstructions(model, guide, x_test[:10], site.name, image_shape,
                                     run_dir / "reconstructions.png"),
                plot_samples(model, image_shape, run_dir / "samples.png", x_test)]
-    if site.size == 2 and not site.discrete:
+    if len(model.latent_sites) == 1 and site.size == 2 and not site.discrete:
         written.append(plot_manifold(model, image_shape, run_dir / "manifold.png", x_test))
     return written
 
@@ -44,7 +44,7 @@ def plot_latent_codes(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
     """latent.png for a model with a decoder: the means of q(z|x) on the test set."""
     if not model.has_decoder:
         return []
-    (site,) = model.latent_sites.values()
+    site = next(iter(model.latent_sites.values()))            # the code x is drawn from
     z_mean = posterior_samples(guide, data.x_test[:2000], site.name, num_samples=16).mean(0)
     z_mean = z_mean.flatten(1)                  # one-hot codes (N, L, C) are read as L·C numbers
     labels = None if data.y_test is None else data.y_test[:2000]
@@ -80,10 +80,10 @@ def plot_reconstructions(model, guide, x: torch.Tensor, site: str, shape, path: 
 
 
 def plot_samples(model, shape, path: Path, like: torch.Tensor, n: int = 8) -> Path:
-    """Ancestral samples: z ~ p(z), then the decoder's mean E[x|z]."""
+    """Ancestral samples: z ~ p(z) (top-down through a hierarchy), then the decoder's mean
+    E[x|z]."""
     with torch.no_grad():
-        z = model.prior(like).sample((n * n,))
-        images = model.decode(z).clamp(0, 1).cpu().numpy()
+        images = model.ancestral_means(like, n * n).clamp(0, 1).cpu().numpy()
     fig, ax = plt.subplots(figsize=(5, 5.3))
     _show(ax, _image_grid(images, n, n, shape), "samples: z ~ p(z), then E[x|z]")
     return save_figure(fig, path)

@@ -22,8 +22,10 @@ MOMENT_SAMPLES = 4000   # draws of q(z|x) behind the mean and spread that frame 
 def plot_lvm_figures(model: VAE, guide, data: Dataset, run_dir: Path) -> List[Path]:
     """curve.png (two-dimensional data, p(x|z) = N(f(z), σ² I)) and posterior.png (an exact
     posterior), for a model with a decoder and a continuous z of dimension 1 or 2."""
+    if not model.has_decoder or len(model.latent_sites) != 1:
+        return []
     (site,) = model.latent_sites.values()
-    if not model.has_decoder or site.discrete or site.size > 2:
+    if site.discrete or site.size > 2:
         return []
     written = []
     if data.data_dim == 2 and model.fixed_likelihood == "gaussian":
