@@ -3,6 +3,7 @@ from guides.categorical import CategoricalGuide
 from guides.enum import EnumGuide
 from guides.flow import FlowGuide
 from guides.local import LocalGuide
+from guides.m2 import M2EnumGuide, M2Guide
 from guides.mvn import MultivariateNormalGuide
 from guides.normal import NormalGuide
 from guides.relaxed import RelaxedCategoricalGuide
@@ -15,6 +16,8 @@ GUIDES = {
     "local": LocalGuide,
     "categorical": CategoricalGuide,
     "enum": EnumGuide,
+    "m2": M2Guide,
+    "m2-enum": M2EnumGuide,
 }
 
 __all__ = ["GUIDES"]
