@@ -169,4 +169,5 @@ def train_baseline(model: CVAE, x: torch.Tensor, epochs: int = 10, batch_size: i
             optimizer.step()
             total += loss.item() * len(index)
         history.append(total / len(x))
+    optimizer.zero_grad(set_to_none=True)   # no stale gradient for SVI's optimizer to step on
     return history
