@@ -75,6 +75,26 @@ def test_baseline_trains_alone_and_svi_leaves_it_fixed():
     assert not torch.equal(prior_before, model.prior_net[0].weight)
 
 
+def test_model_density_by_hand():
+    """log p(z | x_v, ŷ) + log p(x_h | z, x_v) from the model's trace equals the networks'
+    values by hand: the prior network reads x_v and the baseline's ŷ — never x_h — and the
+    generation network reads z and x_v."""
+    model = CVAE(16, latent_dim=2, hidden_dims=(8,), visible=1)
+    x, z = torch.rand(6, 16).bernoulli(), torch.randn(6, 2)
+    trace = poutine.trace(poutine.condition(model, data={"z": z})).get_trace(x)
+    trace.compute_log_prob()
+    shown = model.visible_mask
+    visible = x[:, shown]
+    filled = x.clone()
+    filled[:, ~shown] = torch.sigmoid(model.baseline(visible))
+    loc, raw = model.prior_net(filled).chunk(2, -1)
+    logits = model.generation_net(torch.cat([z, visible], -1))
+    torch.testing.assert_close(trace.nodes["z"]["log_prob"],
+                               Normal(loc, softplus(raw) + 1e-6).log_prob(z).sum(-1))
+    torch.testing.assert_close(trace.nodes["x_hidden"]["log_prob"],
+                               Bernoulli(logits=logits).log_prob(x[:, ~shown]).sum(-1))
+
+
 def exact_conditional_log_likelihood(model: CVAE, x: torch.Tensor, points: int = 4001):
     """log p(x_h | x_v) for a 1-d z by quadrature, from the networks alone: the prior network
     reads x with its hidden pixels replaced by the baseline's sigmoid(logits), p(z | x_v) =
