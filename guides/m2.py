@@ -62,7 +62,8 @@ class M2Guide(Guide):
         y, z = sites.get("y"), sites.get("z")
         if (len(sites) != 2 or y is None or z is None or not y.discrete or y.size != 1
                 or y.one_hot or z.discrete):
-            return f"it covers a label y (one categorical) and a continuous z, and the model has {found}"
+            return (f"it covers a label y (one categorical) and a continuous z, and the model "
+                    f"has {found}")
         return None
 
     def label_posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
@@ -92,7 +93,7 @@ class M2Guide(Guide):
 
     def _unlabeled(self, x: torch.Tensor) -> None:
         infer = {"enumerate": self.enumerate_y} if self.enumerate_y else {}
-        y = pyro.sample("y", self.label_posterior(x), infer=infer)     # (…, B), or (C, 1) enumerated
+        y = pyro.sample("y", self.label_posterior(x), infer=infer)     # (…, B); enumerated (C, 1)
         pyro.sample("z", self.latent_posterior(x, y))                  # (…, B, d), or (C, B, d)
 
     def _labeled(self, x: torch.Tensor, y: torch.Tensor, suffix: str) -> None:

@@ -52,8 +52,8 @@ def default_image_shape(data_dim: int) -> Tuple[int, int]:
 class CVAE(LatentVariableModel):
     """The conditional VAE, with x = (x_v, x_h) the visible and hidden pixels of an image:
 
-        ŷ = baseline(x_v)                                   (a fixed, pre-trained prediction of x_h)
-        z ~ p_θ(z | x_v, ŷ) = N(μ_θ, diag σ_θ²),  (μ, σ̃) = prior_net_θ(x_v with ŷ in the hidden pixels)
+        ŷ = baseline(x_v)                          (a fixed, pre-trained prediction of x_h)
+        z ~ p_θ(z | x_v, ŷ) = N(μ_θ, diag σ_θ²),  (μ, σ̃) = prior_net_θ([x_v, ŷ] as one image)
         x_h ~ p_θ(x_h | z, x_v) = likelihood(generation_net_θ([z, x_v]))
 
     so log p(x) here means the conditional log p(x_h | x_v): the model observes only x_h, and
@@ -99,7 +99,7 @@ class CVAE(LatentVariableModel):
         self.likelihood = LIKELIHOODS[likelihood](num_hidden)
 
     def split(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(x_v, x_h): the visible and the hidden pixels of the rows of x, (…, D_v) and (…, D_h)."""
+        """(x_v, x_h): the visible and hidden pixels of the rows of x, (…, D_v) and (…, D_h)."""
         return x[..., self.visible_mask], x[..., ~self.visible_mask]
 
     def merge(self, visible: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
@@ -118,7 +118,8 @@ class CVAE(LatentVariableModel):
     def prior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """p_θ(z | x_v, ŷ) for the rows of x (only their visible pixels are read), batch (N,)."""
         visible, _ = self.split(x)
-        loc, raw_scale = self.prior_net(self.merge(visible, self.baseline_prediction(x))).chunk(2, -1)
+        filled = self.merge(visible, self.baseline_prediction(x))                     # (N, D)
+        loc, raw_scale = self.prior_net(filled).chunk(2, dim=-1)
         return dist.Normal(loc, softplus(raw_scale) + 1e-6).to_event(1)
 
     def generation(self, z: torch.Tensor, x: torch.Tensor) -> dist.TorchDistribution:
@@ -128,7 +129,7 @@ class CVAE(LatentVariableModel):
     def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
         with data_plate(x, index, num_data):
             z = pyro.sample("z", self.prior(x))                               # (…, batch, d)
-            pyro.sample("x_hidden", self.generation(z, x), obs=self.split(x)[1])   # (…, batch, D_h)
+            pyro.sample("x_hidden", self.generation(z, x), obs=self.split(x)[1])   # (batch, D_h)
 
     def baseline_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x_h | ŷ(x_v)) of the baseline, per row of x: shape (N,). The baseline's

@@ -55,7 +55,8 @@ class SSVAE(LatentVariableModel):
 
     def prior(self, like: torch.Tensor) -> dist.TorchDistribution:
         """p(z) = N(0, I_d), on the device and dtype of ``like``."""
-        return dist.Normal(like.new_zeros(()), like.new_ones(())).expand([self.latent_dim]).to_event(1)
+        standard = dist.Normal(like.new_zeros(()), like.new_ones(()))
+        return standard.expand([self.latent_dim]).to_event(1)
 
     def label_prior(self, like: torch.Tensor) -> dist.TorchDistribution:
         """p(y) = Cat(1/C, …, 1/C)."""
@@ -73,23 +74,24 @@ class SSVAE(LatentVariableModel):
             y = pyro.sample("y", self.label_prior(x))          # (…, batch), or (C, 1) enumerated
         else:
             pyro.sample("y" + suffix, self.label_prior(x), obs=y)
-        pyro.sample("x" + suffix, self.likelihood(self.decoder(join(z, self.one_hot(y)))), obs=x)
+        out = self.decoder(join(z, self.onehot(y, like=z)))                 # (…, batch, D)
+        pyro.sample("x" + suffix, self.likelihood(out), obs=x)
 
-    def one_hot(self, y: torch.Tensor) -> torch.Tensor:
-        """onehot(y) as floats of the decoder's dtype, shape y.shape + (C,)."""
-        return one_hot(y, self.num_classes).to(self.decoder[0].weight.dtype)
+    def onehot(self, y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """onehot(y) in the dtype of ``like``, shape y.shape + (C,)."""
+        return one_hot(y, self.num_classes).to(like.dtype)
 
     def log_joint(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, y, z) = log p(y) + log p(z) + log p_θ(x | y, z), broadcast over the batch
         shapes of x (…, D), y (…) and z (…, d)."""
         log_py = -torch.log(x.new_tensor(float(self.num_classes)))
-        out = self.decoder(join(z, self.one_hot(y)))
+        out = self.decoder(join(z, self.onehot(y, like=z)))
         return log_py + self.prior(z).log_prob(z) + self.likelihood(out).log_prob(x)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """E[x | y, z] under p_θ(x|y, z), for samples and the style-transfer grid (z (…, d) and
         y (…) broadcast)."""
-        return self.likelihood.mean(self.decoder(join(z, self.one_hot(y))))
+        return self.likelihood.mean(self.decoder(join(z, self.onehot(y, like=z))))
 
 
 def join(*parts: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,8 @@ def test_shapes_with_vectorized_particles():
     assert hidden["fn"].log_prob(hidden["value"]).shape == (4, 5)
     completed = model.predict(x, num_samples=3)
     assert completed.shape == (3, 5, 36)
-    assert torch.equal(completed[..., model.visible_mask], x[:, model.visible_mask].expand(3, 5, 18))
+    shown = model.visible_mask
+    assert torch.equal(completed[..., shown], x[:, shown].expand(3, 5, 18))
     assert torch.equal(model.merge(*model.split(x)), x)
     baseline = model.baseline_completion(x)
     assert baseline.shape == (5, 36) and ((baseline >= 0) & (baseline <= 1)).all()
@@ -122,7 +123,7 @@ def test_importance_sampled_conditional_log_likelihood_against_quadrature(visibl
     torch.manual_seed(visible)
     model = CVAE(4, latent_dim=1, hidden_dims=(6,), visible=visible).double()
     guide = NormalGuide(model, hidden_dims=(6,)).double()
-    with torch.no_grad():          # q(z|x) = N(0, 2²), wider than p(z|x_v): weights of finite variance
+    with torch.no_grad():      # q(z|x) = N(0, 2²), wider than p(z|x_v): weights of finite variance
         guide.encoder[-1].weight.zero_()
         guide.encoder[-1].bias.copy_(torch.tensor([0.0, math.log(math.expm1(2.0))]))
     x = torch.rand(12, 4, dtype=torch.float64).bernoulli()
