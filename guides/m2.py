@@ -13,7 +13,7 @@ from models.ssvae import join, label_plates
 
 
 class M2Guide(Guide):
-    """q_φ(y, z | x) = q_φ(y|x) q_φ(z|x, y) (Kingma et al. 2014):
+    """The M2 guide with y sampled: q_φ(y, z | x) = q_φ(y|x) q_φ(z|x, y) (Kingma et al. 2014).
 
         q_φ(y|x) = Cat(softmax(classifier_φ(x)))                        (the classifier)
         q_φ(z|x, y) = N(μ_φ(x, y), diag σ_φ(x, y)²),  (μ, σ̃) = encoder_φ([x, onehot(y)])
@@ -104,8 +104,10 @@ class M2Guide(Guide):
 
 
 class M2EnumGuide(M2Guide):
-    """The M2 guide with y summed out on unlabeled rows (``--elbo enum``): y is marked for
-    parallel enumeration, and ``TraceEnum_ELBO`` computes the unlabeled bound exactly in y,
+    """The M2 guide with y summed out by enumeration on unlabeled rows (``--elbo enum``).
+
+    y is marked for parallel enumeration, and ``TraceEnum_ELBO`` computes the unlabeled bound
+    exactly in y,
 
         U(x) = Σ_y q_φ(y|x) [log p(y) + E_{q(z|x,y)}[log p(z) + log p_θ(x|y, z) − log q_φ(z|x,y)]]
                + H[q_φ(y|x)],

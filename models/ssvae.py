@@ -1,5 +1,8 @@
-"""The semi-supervised VAE ("M2", Kingma, Rezende, Mohamed & Welling 2014): a discrete label y
-next to a continuous z, y observed where a label is known and latent elsewhere."""
+"""The semi-supervised VAE (M2, Kingma et al. 2014): a class y beside a continuous z.
+
+y is observed where a label is known and latent elsewhere (Kingma, Rezende, Mohamed & Welling
+2014, "Semi-supervised learning with deep generative models").
+"""
 import contextlib
 from typing import Iterator, List, Optional, Sequence
 
