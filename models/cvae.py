@@ -59,12 +59,13 @@ class CVAE(LatentVariableModel):
     so log p(x) here means the conditional log p(x_h | x_v): the model observes only x_h, and
     its test ELBO and IWAE are bounds on it. The recognition network q(z | x_v, x_h) is any
     guide of a continuous z (``normal``, ``mvn``, ``flow``): its encoder reads the whole image.
-    The importance-sampled estimate of experiments' IWAE is then the conditional
-    log-likelihood estimate, −IWAE the conditional NLL.
+    The importance-sampled IWAE estimate of the test set (``experiments.evaluate``) is then the
+    estimate of log p(x_h | x_v) with K samples of q, and its negative the conditional NLL.
 
-    The baseline is a plain network trained first by ``train_baseline`` (minimizing
-    −log p(x_h | ŷ), the same likelihood with ŷ's logits) and read without gradients by the
-    model, as Pyro's example does; it is part of the model's ``state_dict``.
+    The baseline is an MLP trained first, alone, by ``train_baseline`` (minimizing
+    −log p(x_h | ŷ), the same likelihood with the baseline's logits), as Pyro's example
+    pre-trains it; the model reads ŷ without gradients, so SVI's optimizer never moves it. It is
+    part of the model's ``state_dict``.
 
     :param data_dim: D, the size of one flattened image.
     :param latent_dim: d, the size of z.
