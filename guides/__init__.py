@@ -4,6 +4,7 @@ from guides.chain import ChainGuide
 from guides.enum import EnumGuide
 from guides.flow import FlowGuide
 from guides.local import LocalGuide
+from guides.m2 import M2EnumGuide, M2Guide
 from guides.mvn import MultivariateNormalGuide
 from guides.normal import NormalGuide
 from guides.relaxed import RelaxedCategoricalGuide
@@ -17,6 +18,8 @@ GUIDES = {
     "local": LocalGuide,
     "categorical": CategoricalGuide,
     "enum": EnumGuide,
+    "m2": M2Guide,
+    "m2-enum": M2EnumGuide,
 }
 
 __all__ = ["GUIDES"]
