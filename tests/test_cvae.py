@@ -118,7 +118,7 @@ def test_importance_sampled_conditional_log_likelihood_against_quadrature(visibl
     of experiments.evaluate average to p(x_h | x_v) (E[w / p] = 1 within 4 standard errors), and
     the K-sample estimate of log p(x_h | x_v) lies within 4 Monte Carlo standard errors (delta
     method) plus its bias of the quadrature."""
-    from experiments.evaluate import iwae_log_likelihood, log_importance_weights
+    from experiments.evaluation.likelihood import iwae_log_likelihood, log_importance_weights
 
     torch.manual_seed(visible)
     model = CVAE(4, latent_dim=1, hidden_dims=(6,), visible=visible).double()
