@@ -9,9 +9,12 @@ import pytest
 import torch
 from pyro.infer import SVI
 
+import experiments
 from experiments import train
 from experiments.common.errors import UserError
+from experiments.data.datasets import DataShape
 from experiments.training.config import Config, flag_of
+from experiments.training.loop import parts_for
 
 QUICK = ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--hidden-dims", "32",
          "--iwae-samples", "20", "--no-progress"]
@@ -145,3 +148,21 @@ def test_every_config_field_is_one_option_with_its_default_and_its_declared_rang
         for value, message in wrong.items():
             with pytest.raises(UserError, match=message):
                 Config(**{field.name: value}).validate()
+
+
+@pytest.mark.parametrize("model, guide", [("vae", "normal"), ("hvae", "chain"),
+                                          ("discrete-vae", "relaxed"), ("gmm", "categorical"),
+                                          ("lvm", "normal"), ("ppca", "normal"), ("ssvae", "m2"),
+                                          ("cvae", "normal"), ("vae", "local")])
+def test_the_python_api_builds_what_the_command_line_builds(model, guide):
+    """``experiments.build`` fills what it is not given from ``Config``'s defaults, as the
+    command line does (it once gave the vae a latent_dim of 20 where the command line gave 2)."""
+    api = experiments.build(model, guide, "trace", data_dim=16, num_data=10)
+    cli = parts_for(Config(model=model, guide=guide), DataShape("x", 16, 10, 5),
+                    torch.device("cpu"))
+    for part in ("model", "guide"):
+        shapes = [{k: v.shape for k, v in getattr(p, part).state_dict().items()}
+                  for p in (api, cli)]
+        assert shapes[0] == shapes[1]
+    if model == "vae":
+        assert api.model.latent_dim == Config().latent_dim == 2
