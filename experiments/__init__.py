@@ -5,5 +5,6 @@ The top-level modules are the commands (``python -m experiments.train``, ``compa
 from experiments.common.errors import UserError
 from experiments.parts.build import Parts, build
 from experiments.training.config import Config
+from experiments.training.trained import TrainedRun, load
 
-__all__ = ["Config", "Parts", "UserError", "build"]
+__all__ = ["Config", "Parts", "TrainedRun", "UserError", "build", "load"]

@@ -4,6 +4,7 @@ with ground truth (``experiments.data.synthetic``), and user files.
 Every loader returns a ``Dataset`` of float32 rows (N, D) in a fixed train/test split; images
 keep their (H, W) shape for figures. Nothing here trains or downloads at import time.
 """
+import dataclasses
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,33 @@ class Dataset:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Dataset(self.name, move(self.x_train), move(self.x_test), move(self.y_train),
                        move(self.y_test), self.image_shape, self.truth)
+
+    @property
+    def shape(self) -> "DataShape":
+        return DataShape(self.name, self.data_dim, len(self.x_train), len(self.x_test),
+                         self.image_shape)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the parts of a run need to know of its data, and what a checkpoint records of it,
+    so that a finished run loads without the data: its name, D, the numbers of training and
+    test examples, and the shape of one image (None for plain vectors)."""
+
+    name: str
+    data_dim: int
+    num_train: int
+    num_test: int
+    image_shape: Optional[Tuple[int, ...]] = None
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self),
+                "image_shape": None if self.image_shape is None else list(self.image_shape)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DataShape":
+        shape = values.get("image_shape")
+        return cls(**{**values, "image_shape": None if shape is None else tuple(shape)})
 
 
 def load_dataset(name: str, data_dir: str = "data", num_train: Optional[int] = None,

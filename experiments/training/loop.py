@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv
-from experiments.data.datasets import Dataset
+from experiments.data.datasets import DataShape, Dataset
 from experiments.estimators import ELBOS
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
 from experiments.parts.build import Parts, build
@@ -49,11 +49,17 @@ def build_parts(config: Config, data_dim: int, num_data: int, device: torch.devi
     return parts
 
 
+def parts_for(config: Config, shape: DataShape, device: torch.device) -> Parts:
+    """The parts ``config`` names for data of this ``shape`` (what a checkpoint records of the
+    data), on ``device``: a run and a loaded run build them alike."""
+    return build_parts(config, shape.data_dim, shape.num_train, device)
+
+
 def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attempt:
     """Fresh parts for ``config.seed``, started from the training data as ``--init`` says;
     refuses what the parts refuse before any file is written."""
     pyro.set_rng_seed(config.seed)
-    parts = build_parts(config, data.data_dim, len(data.x_train), device)
+    parts = parts_for(config, data.shape, device)
     initialize(parts.model, data.x_train, config.init, config.seed)
     return Attempt(config, parts, adam(config.lr), [])
 
@@ -79,7 +85,7 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
         write_csv(folder / "metrics.csv", attempt.metrics)
         save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
                         model=parts.model, guide=parts.guide, optim=attempt.optim,
-                        metrics=attempt.metrics)
+                        metrics=attempt.metrics, data=data.shape)
     return attempt
 
 

@@ -1,18 +1,17 @@
 """One training run end to end: ``run(Config(...))`` trains the model and guide with SVI,
 evaluates them, and leaves a run folder behind (config.json, metrics.csv, summary.json,
-checkpoint.pt and the figures); ``load_trained`` gives a finished run's parts back."""
+checkpoint.pt and the figures); ``experiments.training.trained`` loads a finished one."""
 import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional
 
 import pyro
-import torch
 
 from experiments.common.errors import UserError
 from experiments.common.files import write_json
-from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
+from experiments.data.datasets import Dataset
 from experiments.evaluation.diagnostics import ground_truth_metrics
 from experiments.evaluation.likelihood import iwae_log_likelihood
 from experiments.evaluation.metrics import TEST_METRICS, scoring_guide
@@ -21,9 +20,9 @@ from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
 from experiments.training import folder as run_folder
 from experiments.training.config import RESUMABLE, Config, flag_of, resolve
-from experiments.training.loop import build_parts, fit, log, start_attempt
+from experiments.training.loop import fit, start_attempt
+from experiments.training.prepare import device_named, prepare_data
 from experiments.training.restarts import fit_restarts
-from models.likelihoods import LIKELIHOODS
 
 
 @dataclass
@@ -90,40 +89,6 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
                "no epoch finished, so there is no checkpoint: start the run again")) from None
 
 
-def load_trained(run_dir: Path, option: str = "--run") -> Tuple[Config, Dataset, Parts]:
-    """A finished run's config, data (as it trained on) and parts with the trained parameters."""
-    state = run_folder.load_checkpoint(run_dir, option)
-    config = Config.from_dict(state["config"])
-    device = device_named(config.device)
-    data = prepare_data(config.replace(progress=False), device)
-    parts = build_parts(config, data.data_dim, len(data.x_train), device)
-    _load_parts(run_dir, state, parts)
-    return config, data, parts
-
-
-def prepare_data(config: Config, device: torch.device) -> Dataset:
-    """The data set on ``device``, checked against the likelihood's support and binarized:
-    the test set (and with ``static`` the training set) once, with a fixed seed."""
-    data = load_dataset(config.data, config.data_dir, config.num_train, config.num_test,
-                        config.test_fraction)
-    low, high = LIKELIHOODS[config.likelihood].support
-    for x in (data.x_train, data.x_test):
-        if x.min() < low or x.max() > high:
-            raise UserError(f"{config.data}: values span [{x.min():.3g}, {x.max():.3g}] but the "
-                            f"{config.likelihood} likelihood needs [{low}, {high}]; rescale the "
-                            "data or choose --likelihood gaussian")
-    if config.likelihood == "bernoulli":
-        if config.binarize == "none":
-            log(config, "warning: --binarize none scores grey levels with a Bernoulli "
-                        "likelihood, which is not a normalized density: these numbers are "
-                        "not comparable with the binarized-MNIST literature", force=True)
-        else:
-            data.x_test = binarize(data.x_test, seed=BINARIZE_SEED)
-        if config.binarize == "static":
-            data.x_train = binarize(data.x_train, seed=BINARIZE_SEED + 1)
-    return data.to(device)
-
-
 def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
               run_dir: Path) -> dict:
     """The final numbers: the last epoch's test metrics, the IWAE estimate with all of
@@ -161,25 +126,10 @@ def resume_config(run_dir: Path, explicit: dict, force: bool = False) -> Config:
     return saved.replace(**changed)
 
 
-def _load_parts(run_dir: Path, state: dict, parts: Parts) -> None:
-    try:
-        parts.model.load_state_dict(state["model"])
-        parts.guide.load_state_dict(state["guide"])
-    except (RuntimeError, KeyError) as exc:
-        raise UserError(f"{run_dir}: the checkpoint does not fit this model and guide "
-                        f"({str(exc).splitlines()[0]})") from None
-
-
 def _restore(run_dir: Path, parts: Parts, optim) -> List[dict]:
     """Load the checkpoint of ``run_dir`` into ``parts`` and ``optim``; its metrics so far."""
     state = run_folder.load_checkpoint(run_dir)
-    _load_parts(run_dir, state, parts)
+    run_folder.load_parts(run_dir, state, parts)
     optim.set_state(state["optim"])
     run_folder.restore_rng(state)
     return list(state["metrics"])
-
-
-def device_named(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: PyTorch sees no CUDA GPU here; use --device cpu")
-    return torch.device(name)
