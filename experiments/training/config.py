@@ -124,6 +124,10 @@ class Config:
     out: Optional[str] = option(None, "run folder", shown_default="runs/<time>-<model>-<guide>-"
                                 "<elbo>", resumable=True)
     progress: bool = option(True, "no progress bars", resumable=True, runtime=True)
+    tensorboard: bool = option(
+        False, "write each epoch's numbers and images as TensorBoard event files into "
+        "RUN_DIR/tensorboard/ (needs: pip install -e .[tensorboard])", resumable=True,
+        runtime=True)
 
     def validate(self) -> "Config":
         """Refuse settings no run can use, before any work is done."""

@@ -19,6 +19,7 @@ from experiments.data.datasets import DataShape, Dataset
 from experiments.estimators import ELBOS
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
 from experiments.parts.build import Parts, build
+from experiments.training.board import Board
 from experiments.training.config import Config
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
@@ -70,23 +71,35 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
     and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch."""
     config, parts = attempt.config, attempt.parts
     svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
-    for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
-        row = train_epoch(svi, data, config, epoch)
-        row.update(metrics_on_test_set(parts.model, scoring_guide(parts, data.x_test),
-                                       data.x_test, config.iwae_samples))
-        attempt.metrics.append(row)
-        exact = row.get("test_exact_log_likelihood")
-        log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
-                    f"  test ELBO {_nats(row['test_elbo'])}"
-                    + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
-                    + f"  ({row['seconds']:.2f} s)")
-        if on_epoch is not None:
-            on_epoch(row)
-        write_csv(folder / "metrics.csv", attempt.metrics)
-        save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
-                        model=parts.model, guide=parts.guide, optim=attempt.optim,
-                        metrics=attempt.metrics, data=data.shape)
+    board = Board(folder, attempt.optim) if config.tensorboard else None
+    try:
+        for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
+            row = train_epoch(svi, data, config, epoch)
+            scorer = scoring_guide(parts, data.x_test)
+            row.update(metrics_on_test_set(parts.model, scorer, data.x_test,
+                                           config.iwae_samples))
+            attempt.metrics.append(row)
+            _report(config, row)
+            if on_epoch is not None:
+                on_epoch(row)
+            write_csv(folder / "metrics.csv", attempt.metrics)
+            save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
+                            model=parts.model, guide=parts.guide, optim=attempt.optim,
+                            metrics=attempt.metrics, data=data.shape)
+            if board is not None:
+                board.epoch(row, parts.model, scorer, data)
+    finally:
+        if board is not None:
+            board.close()
     return attempt
+
+
+def _report(config: Config, row: dict) -> None:
+    exact = row.get("test_exact_log_likelihood")
+    log(config, f"epoch {row['epoch']:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
+                f"  test ELBO {_nats(row['test_elbo'])}"
+                + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
+                + f"  ({row['seconds']:.2f} s)")
 
 
 def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:

@@ -19,6 +19,7 @@ from experiments.figures.run import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
 from experiments.training import folder as run_folder
+from experiments.training.board import require_tensorboard
 from experiments.training.config import RESUMABLE, Config, flag_of, resolve
 from experiments.training.loop import fit, start_attempt
 from experiments.training.prepare import device_named, prepare_data
@@ -46,6 +47,8 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     parameters), ``on_epoch`` each epoch's row of metrics (progress reports)."""
     check_names(config.model, config.guide, config.elbo, config.jit)
     config = resolve(config.validate())
+    if config.tensorboard:
+        require_tensorboard()
     with pyro.validation_enabled(config.pyro_validation):
         device = device_named(config.device)
         data = prepare_data(config, device)

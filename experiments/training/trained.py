@@ -186,7 +186,8 @@ def recorded_shape(run_dir: Path, state: dict, config: Config,
         return prepare_data(config, device).shape
     except UserError as exc:
         raise UserError(f"{run_dir} was saved before checkpoints recorded the shape of their "
-                        f"data, so its data must be read to load it, and cannot be: {exc}") from None
+                        f"data, so its data must be read to load it, and cannot be: "
+                        f"{exc}") from None
 
 
 def load_trained(run_dir: Path, option: str = "--run") -> Tuple[Config, Dataset, Parts]:
