@@ -166,3 +166,29 @@ def test_the_python_api_builds_what_the_command_line_builds(model, guide):
         assert shapes[0] == shapes[1]
     if model == "vae":
         assert api.model.latent_dim == Config().latent_dim == 2
+
+
+def test_resume_to_fewer_epochs_than_finished_is_refused_and_rewrites_nothing(tmp_path,
+                                                                              capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "2", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert train.main(["--resume", str(out), "--epochs", "1"]) == 2
+    assert error_line(capsys) == (f"error: --resume {out}: the run has finished 2 epochs and "
+                                  "--epochs is the total, so 1 would go back; give --epochs 2 "
+                                  "or more (or start a new run for fewer)")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_resume_takes_the_checkpoint_file_for_its_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--out", str(out)]) == 0
+    assert train.main(["--resume", str(out / "checkpoint.pt"), "--epochs", "2",
+                       "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+    assert not (out / "checkpoint.pt" / "summary.json").exists()
+    capsys.readouterr()
+    assert train.main(["--resume", str(out / "metrics.csv"), "--epochs", "3"]) == 2
+    assert "metrics.csv is a file; pass the run folder that holds checkpoint.pt" in \
+        error_line(capsys)

@@ -44,6 +44,13 @@ def prepare_run_dir(out: Path, force: bool) -> Path:
     return out
 
 
+def remove_run(run_dir: Path) -> None:
+    """Remove the files of the run that ``run_dir`` held (``--force``), so that nothing of it
+    (a checkpoint above all) is taken for the new run's; call it holding the folder."""
+    for name in RUN_FILES:
+        (Path(run_dir) / name).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def exclusive(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir/.lock`` (our process id) while a run writes the folder: a second run

@@ -49,15 +49,20 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     config = resolve(config.validate())
     if config.tensorboard:
         require_tensorboard()
+    if resume is not None:
+        resume = run_folder.run_folder_of(resume)         # the folder, also if given its checkpoint
+        _check_epochs_ahead(resume, config.epochs)
     with pyro.validation_enabled(config.pyro_validation):
         device = device_named(config.device)
         data = prepare_data(config, device)
         attempt = start_attempt(config.replace(restarts=1), data, device)
         if on_start is not None:
             on_start(attempt.parts, data)
-        run_dir = Path(resume) if resume is not None else run_folder.prepare_run_dir(
+        run_dir = resume if resume is not None else run_folder.prepare_run_dir(
             Path(config.out) if config.out else run_folder.default_run_dir(config), force)
         with run_folder.exclusive(run_dir), _interruptible(config, run_dir):
+            if resume is None:
+                run_folder.remove_run(run_dir)
             write_json(run_dir / "config.json", config.to_dict())
             if resume is not None:
                 restarts = {}
@@ -83,13 +88,25 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         epoch = run_folder.checkpoint_epoch(run_dir)
+        if not epoch:           # nothing to resume: leave no run behind, so starting again works
+            (run_dir / "config.json").unlink(missing_ok=True)
+            raise RunInterrupted("interrupted before the first epoch finished, so nothing was "
+                                 "kept: run the same command again") from None
         write_json(run_dir / "summary.json", {
             "status": "interrupted", "completed_epochs": epoch, "epochs": config.epochs,
             "resume": f"python -m experiments.train --resume {run_dir} --epochs {config.epochs}"})
-        raise RunInterrupted(
-            f"interrupted after {epoch} finished epoch(s); "
-            + (f"continue with --resume {run_dir} --epochs {config.epochs}" if epoch else
-               "no epoch finished, so there is no checkpoint: start the run again")) from None
+        raise RunInterrupted(f"interrupted after {epoch} finished epoch(s); continue with "
+                             f"--resume {run_dir} --epochs {config.epochs}") from None
+
+
+def _check_epochs_ahead(run_dir: Path, epochs: int) -> None:
+    """Refuse to resume a run to fewer epochs than it has finished, before anything is
+    written: ``--epochs`` is the total, and a run cannot go back."""
+    done = run_folder.checkpoint_epoch(run_dir)
+    if epochs < done:
+        raise UserError(f"--resume {run_dir}: the run has finished {done} epochs and --epochs "
+                        f"is the total, so {epochs} would go back; give --epochs {done} or more "
+                        "(or start a new run for fewer)")
 
 
 def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
