@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from experiments.common.errors import UserError
-from experiments.data.synthetic import TRUTHS, draw
+from experiments.data.synthetic import TRUTHS, describe, draw
 
 SPLIT_SEED = 0          # one test split for every run, so test numbers compare across seeds
 BINARIZE_SEED = 12345   # the test set is binarized once, identically for every run
@@ -152,11 +152,21 @@ def _torchvision_images(name: str, folder: str) -> Callable[..., Dataset]:
     return load
 
 
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"     # how a .npy and a .npz begin
+
+
 def load_array_file(path: str, test_fraction: float = 0.2) -> Dataset:
-    """A user's .npz (``x``, or ``x_train`` and ``x_test``; optional ``y``/``y_train``/``y_test``)
-    or .npy file of (N, D) vectors or (N, H, W) images; uint8 0–255 is scaled to [0, 1]."""
+    """A user's .npz (``x``, or ``x_train`` and ``x_test``, never both; optional
+    ``y``/``y_train``/``y_test``) or .npy file of (N, D) vectors or (N, H, W) images; uint8
+    0–255 is scaled to [0, 1]."""
     name = Path(path).name
     try:
+        with open(path, "rb") as f:
+            head = f.read(len(NPY_MAGIC))
+        if not head.startswith((NPY_MAGIC, ZIP_MAGIC)):
+            raise UserError(f"data file {path} is not a NumPy file (a .npy starts with "
+                            f"{NPY_MAGIC!r}, a .npz is a zip; this one starts with {head!r}); "
+                            "write it with numpy.save or numpy.savez")
         loaded = np.load(path, allow_pickle=False)
         arrays = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else {"x": loaded}
     except FileNotFoundError:
@@ -168,6 +178,10 @@ def load_array_file(path: str, test_fraction: float = 0.2) -> Dataset:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise UserError(f"data file {path} is not a readable .npz/.npy file "
                         f"({type(exc).__name__}: {exc})") from None
+    if "x" in arrays and ("x_train" in arrays or "x_test" in arrays):
+        other = "x_train" if "x_train" in arrays else "x_test"
+        raise UserError(f"{name} holds both x and {other}, so which examples to use is "
+                        "ambiguous: keep x (split by --test-fraction) or x_train and x_test")
     if "x_train" in arrays and "x_test" in arrays:
         x_train, shape = _examples(arrays["x_train"], f"{name}: x_train")
         x_test, test_shape = _examples(arrays["x_test"], f"{name}: x_test")
@@ -238,6 +252,7 @@ def _synthetic(name: str) -> Callable[..., Dataset]:
         x_train, x_test = draw(name, num_train, num_test)
         return Dataset(name, x_train, x_test, truth=TRUTHS[name])
 
+    load.__doc__ = describe(TRUTHS[name])
     return load
 
 
