@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command
-from experiments.evaluation.metrics import TEST_METRICS
-from experiments.training.options import add_training_options, config_from_args, explicit_options
-from experiments.training.run import RunInterrupted, RunResult, resume_config, run
+from experiments.common.command import command, starting
+
+with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.evaluation.metrics import TEST_METRICS
+    from experiments.training.options import (add_training_options, config_from_args,
+                                              explicit_options)
+    from experiments.training.run import RunInterrupted, RunResult, resume_config, run
 
 #: ground truth that a summary may hold, as the command prints it
 GROUND_TRUTH_LINES = {

@@ -185,3 +185,26 @@ def test_run_files_follow_the_umask(tmp_path, umask, mode):
         os.umask(previous)
     for name in ("config.json", "metrics.csv", "summary.json", "checkpoint.pt", "elbo.png"):
         assert (result.run_dir / name).stat().st_mode & 0o777 == mode, name
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130(tmp_path):
+    """Interrupted while importing torch and Pyro (the first seconds), the command says so in
+    one line instead of a traceback from inside an import."""
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *QUICK, "--out",
+                             str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stopped: interrupted"), err
+
+
+def test_ctrl_c_before_training_begins_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("experiments.training.run.prepare_data", interrupted)
+    assert train.main(QUICK + ["--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err.strip() == "stopped: interrupted"
+    assert not (tmp_path / "run").exists()
