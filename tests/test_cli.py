@@ -192,3 +192,12 @@ def test_resume_takes_the_checkpoint_file_for_its_folder(tmp_path, capsys):
     assert train.main(["--resume", str(out / "metrics.csv"), "--epochs", "3"]) == 2
     assert "metrics.csv is a file; pass the run folder that holds checkpoint.pt" in \
         error_line(capsys)
+
+
+def test_the_printed_summary_says_why_the_train_elbo_may_sit_below_the_test_elbo(tmp_path,
+                                                                                 capsys):
+    assert train.main(QUICK + ["--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    line = next(text for text in capsys.readouterr().out.splitlines() if "train ELBO" in text)
+    assert f"{summary['train_elbo']:10.3f}" in line
+    assert "fresh binarizations (may sit below test: README)" in line

@@ -179,3 +179,15 @@ def test_a_flow_guides_codes_are_a_monte_carlo_mean_and_enum_encodes_exactly():
     assert torch.allclose(mixture.latent_codes(x), gmm.model.exact_posterior(x))
     with pytest.raises(UserError, match="no reconstructions to draw from q"):
         mixture.reconstructions(x)
+
+
+def test_the_readmes_example_of_a_finished_run_runs(finished, capsys):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Use a finished run")[1].split("\n## ")[0]
+    code = section.split("```python\n")[1].split("```")[0]
+    assert 'load("runs/my-vae")' in code
+    exec(code.replace("runs/my-vae", str(finished.run_dir)), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "vae bernoulli dynamic 2"
+    assert printed[2] == "torch.Size([16, 2]) torch.Size([16, 64])"
+    assert printed[3] == "torch.Size([3, 5, 2]) torch.Size([3, 5, 64])"
