@@ -191,3 +191,17 @@ def test_the_readmes_example_of_a_finished_run_runs(finished, capsys):
     assert printed[0] == "vae bernoulli dynamic 2"
     assert printed[2] == "torch.Size([16, 2]) torch.Size([16, 64])"
     assert printed[3] == "torch.Size([3, 5, 2]) torch.Size([3, 5, 64])"
+
+
+def test_a_local_guide_run_loads_with_its_recorded_size_and_scores_as_it_did(tmp_path):
+    """The local guide holds parameters per training point: the recorded number of them
+    builds it, and its test numbers come from the same seeded refit on the test set."""
+    result = run(Config(guide="local", elbo="meanfield", epochs=1, num_train=100, num_test=30,
+                        hidden_dims=(16,), iwae_samples=10, progress=False,
+                        out=str(tmp_path / "local")))
+    trained = load(result.run_dir)
+    assert trained.guide.loc.shape == (100, 2)
+    config, data, parts = load_trained(result.run_dir)
+    elbo = mean_elbo(parts.model, scoring_guide(parts, data.x_test), data.x_test)
+    assert elbo == pytest.approx(result.summary["test_elbo"], abs=1e-6)
+    assert tuple(trained.latent_codes(data.x_test[:4]).shape) == (4, 2)
