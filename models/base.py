@@ -1,7 +1,9 @@
 """What every model declares about itself, so guides, estimators and figures can rely on it."""
+import itertools
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+import torch
 from pyro.nn import PyroModule
 
 
@@ -31,6 +33,8 @@ class LatentSite:
 class LatentVariableModel(PyroModule):
     """Base of every model p(z) p(x|z): a ``PyroModule`` whose ``forward(x, index, num_data)``
     is the Pyro model, with one ``pyro.plate("data")`` (see ``models.plates.data_plate``).
+    Called with ``x`` None it draws x instead of observing it, ``num_data`` points (default
+    one), so ``pyro.infer.Predictive(model, num_samples=…)`` gives ancestral samples.
 
     Subclasses set ``latent_sites`` and ``data_dim``. ``latent_sites`` is ordered from x
     outwards: first the site x is drawn from, then the site that one is drawn from, and so on
@@ -73,3 +77,12 @@ class LatentVariableModel(PyroModule):
     def __init__(self, data_dim: int):
         super().__init__(name="model")
         self.data_dim = data_dim
+
+    def like(self, x: Optional[torch.Tensor]) -> torch.Tensor:
+        """What the model's distributions take their device and dtype from: the data x, or
+        with no data (x None) the model's own parameters or buffers."""
+        if x is not None:
+            return x
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            return tensor.detach().new_zeros(0)
+        return torch.zeros(0)

@@ -127,7 +127,10 @@ class CVAE(LatentVariableModel):
         """p_θ(x_h | z, x_v), the batch shapes of z (…, d) and x (…, D) broadcast."""
         return self.likelihood(self.generation_net(join(z, self.split(x)[0])))
 
-    def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
+    def forward(self, x: Optional[torch.Tensor] = None, index=None, num_data=None) -> None:
+        if x is None:
+            raise ValueError("the cvae is a model of the hidden pixels given the visible ones, "
+                             "p(x_h | x_v): it draws x_h for given images x, not x from nothing")
         with data_plate(x, index, num_data):
             z = pyro.sample("z", self.prior(x))                               # (…, batch, d)
             pyro.sample("x_hidden", self.generation(z, x), obs=self.split(x)[1])   # (batch, D_h)

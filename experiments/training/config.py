@@ -78,8 +78,10 @@ class Config:
     test_fraction: float = option(0.2, "held-out share when the data has no test split", DATA,
                                   between=(0, 1))
     binarize: str = option(
-        "dynamic", "Bernoulli likelihood only: a fresh draw per batch (dynamic), one draw "
-        "(static), or grey levels as they are (none)", DATA, choices=BINARIZE_CHOICES)
+        "dynamic", "Bernoulli likelihood only: a fresh draw per batch (dynamic; no binary "
+        "image is seen twice, so the train ELBO estimates the test ELBO and may sit below "
+        "it), one draw (static), or grey levels as they are (none)", DATA,
+        choices=BINARIZE_CHOICES)
     likelihood: str = option(
         "bernoulli", "observation model p(x|z) of the vae; the gmm, lvm and ppca are always "
         "gaussian", MODEL, choices=tuple(LIKELIHOODS))
@@ -124,6 +126,10 @@ class Config:
     out: Optional[str] = option(None, "run folder", shown_default="runs/<time>-<model>-<guide>-"
                                 "<elbo>", resumable=True)
     progress: bool = option(True, "no progress bars", resumable=True, runtime=True)
+    tensorboard: bool = option(
+        False, "write each epoch's numbers and images as TensorBoard event files into "
+        "RUN_DIR/tensorboard/ (needs: pip install -e .[tensorboard])", resumable=True,
+        runtime=True)
 
     def validate(self) -> "Config":
         """Refuse settings no run can use, before any work is done."""

@@ -15,10 +15,11 @@ from tqdm import tqdm
 
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv
-from experiments.data.datasets import Dataset
+from experiments.data.datasets import DataShape, Dataset
 from experiments.estimators import ELBOS
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
 from experiments.parts.build import Parts, build
+from experiments.training.board import Board
 from experiments.training.config import Config
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
@@ -49,11 +50,17 @@ def build_parts(config: Config, data_dim: int, num_data: int, device: torch.devi
     return parts
 
 
+def parts_for(config: Config, shape: DataShape, device: torch.device) -> Parts:
+    """The parts ``config`` names for data of this ``shape`` (what a checkpoint records of the
+    data), on ``device``: a run and a loaded run build them alike."""
+    return build_parts(config, shape.data_dim, shape.num_train, device)
+
+
 def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attempt:
     """Fresh parts for ``config.seed``, started from the training data as ``--init`` says;
     refuses what the parts refuse before any file is written."""
     pyro.set_rng_seed(config.seed)
-    parts = build_parts(config, data.data_dim, len(data.x_train), device)
+    parts = parts_for(config, data.shape, device)
     initialize(parts.model, data.x_train, config.init, config.seed)
     return Attempt(config, parts, adam(config.lr), [])
 
@@ -64,23 +71,35 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
     and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch."""
     config, parts = attempt.config, attempt.parts
     svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
-    for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
-        row = train_epoch(svi, data, config, epoch)
-        row.update(metrics_on_test_set(parts.model, scoring_guide(parts, data.x_test),
-                                       data.x_test, config.iwae_samples))
-        attempt.metrics.append(row)
-        exact = row.get("test_exact_log_likelihood")
-        log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
-                    f"  test ELBO {_nats(row['test_elbo'])}"
-                    + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
-                    + f"  ({row['seconds']:.2f} s)")
-        if on_epoch is not None:
-            on_epoch(row)
-        write_csv(folder / "metrics.csv", attempt.metrics)
-        save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
-                        model=parts.model, guide=parts.guide, optim=attempt.optim,
-                        metrics=attempt.metrics)
+    board = Board(folder, attempt.optim) if config.tensorboard else None
+    try:
+        for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
+            row = train_epoch(svi, data, config, epoch)
+            scorer = scoring_guide(parts, data.x_test)
+            row.update(metrics_on_test_set(parts.model, scorer, data.x_test,
+                                           config.iwae_samples))
+            attempt.metrics.append(row)
+            _report(config, row)
+            if on_epoch is not None:
+                on_epoch(row)
+            write_csv(folder / "metrics.csv", attempt.metrics)
+            save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
+                            model=parts.model, guide=parts.guide, optim=attempt.optim,
+                            metrics=attempt.metrics, data=data.shape)
+            if board is not None:
+                board.epoch(row, parts.model, scorer, data)
+    finally:
+        if board is not None:
+            board.close()
     return attempt
+
+
+def _report(config: Config, row: dict) -> None:
+    exact = row.get("test_exact_log_likelihood")
+    log(config, f"epoch {row['epoch']:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
+                f"  test ELBO {_nats(row['test_elbo'])}"
+                + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
+                + f"  ({row['seconds']:.2f} s)")
 
 
 def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
