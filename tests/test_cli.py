@@ -135,6 +135,8 @@ def test_every_config_field_is_one_option_with_its_default_and_its_declared_rang
         wrong = {}
         if rule["at_least"] is not None:
             wrong[rule["at_least"] - 1] = f"{flag} must be at least {rule['at_least']}"
+        if rule["at_most"] is not None:
+            wrong[rule["at_most"] + 1] = f"{flag} must be at most {rule['at_most']}"
         if rule["positive"]:
             wrong[0.0] = f"{flag} must be positive"
         if rule["between"] is not None:

@@ -24,7 +24,7 @@ class Dataset:
     """A train/test split of N examples as float32 tensors of shape (N, D).
 
     ``image_shape`` is (H, W) for images, None for plain vectors; ``y_*`` are integer labels
-    or None; ``truth`` is the generating distribution of a synthetic data set, if known.
+    or None (−1 where a label is withheld, ``experiments.data.labels``); ``truth`` is the generating distribution of a synthetic data set, if known.
     """
 
     name: str
@@ -38,6 +38,13 @@ class Dataset:
     @property
     def data_dim(self) -> int:
         return self.x_train.shape[1]
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        """C = 1 + the largest label of either split (labels withheld as −1 do not count),
+        None without labels."""
+        labels = [y.max() for y in (self.y_train, self.y_test) if y is not None and len(y)]
+        return int(max(labels)) + 1 if labels else None
 
     def to(self, device) -> "Dataset":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731

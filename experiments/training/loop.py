@@ -17,6 +17,7 @@ from experiments.common.errors import UserError
 from experiments.common.files import write_csv
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS
+from experiments.evaluation.baselines import train_classifier
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
 from experiments.parts.build import Parts, build
 from experiments.training.config import Config
@@ -40,20 +41,31 @@ class Attempt:
     metrics: List[dict]
 
 
-def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device) -> Parts:
-    """The parts ``config`` names, for data of dimension ``data_dim``, on ``device``."""
+def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device,
+                **from_data) -> Parts:
+    """The parts ``config`` names, for data of dimension ``data_dim``, on ``device``, with
+    what they read off the data (``from_data``: ``data_options``)."""
     parts = build(config.model, config.guide, config.elbo, data_dim=data_dim,
-                  num_data=num_data, **config.part_options())
+                  num_data=num_data, **from_data, **config.part_options())
     parts.model.to(device)
     parts.guide.to(device)
     return parts
+
+
+def data_options(data: Dataset) -> dict:
+    """The constructor options read off the data: its image shape (the cvae's quadrants) and
+    the number of classes of its labels (the ssvae's y)."""
+    options = {"image_shape": data.image_shape}
+    if data.num_classes is not None:
+        options["num_classes"] = data.num_classes
+    return options
 
 
 def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attempt:
     """Fresh parts for ``config.seed``, started from the training data as ``--init`` says;
     refuses what the parts refuse before any file is written."""
     pyro.set_rng_seed(config.seed)
-    parts = build_parts(config, data.data_dim, len(data.x_train), device)
+    parts = build_parts(config, data.data_dim, len(data.x_train), device, **data_options(data))
     initialize(parts.model, data.x_train, config.init, config.seed)
     return Attempt(config, parts, adam(config.lr), [])
 
@@ -63,11 +75,15 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
     """Train from the attempt's last epoch up to ``config.epochs``, evaluating on the test set
     and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch."""
     config, parts = attempt.config, attempt.parts
+    if not attempt.metrics and parts.model.conditional:     # a resumed run has it in its state
+        parts.model.fit_baseline(data.x_train, config.epochs, config.batch_size, config.lr,
+                                 config.seed, binarize=config.binarize == "dynamic")
+    given = labeled_test_inputs(parts, data, config)
     svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
     for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
         row = train_epoch(svi, data, config, epoch)
         row.update(metrics_on_test_set(parts.model, scoring_guide(parts, data.x_test),
-                                       data.x_test, config.iwae_samples))
+                                       data.x_test, config.iwae_samples, **given))
         attempt.metrics.append(row)
         exact = row.get("test_exact_log_likelihood")
         log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
@@ -81,6 +97,21 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
                         model=parts.model, guide=parts.guide, optim=attempt.optim,
                         metrics=attempt.metrics)
     return attempt
+
+
+def labeled_test_inputs(parts: Parts, data: Dataset, config: Config) -> dict:
+    """What the test metrics of a model with labels read beside the model, guide and x: the
+    test ``labels``, and the ``classifier`` of q(y|x)'s architecture trained on the labeled
+    training points alone (the baseline to beat), for as many steps as SVI takes in
+    ``--epochs``; for other models, nothing."""
+    if not parts.model.takes_labels:
+        return {}
+    known = data.y_train >= 0
+    steps = config.epochs * math.ceil(len(data.x_train) / config.batch_size)
+    classifier = train_classifier(parts.guide.classifier, data.x_train[known],
+                                  data.y_train[known], steps, config.batch_size, config.lr,
+                                  config.seed, binarize=config.binarize == "dynamic")
+    return {"labels": data.y_test, "classifier": classifier}
 
 
 def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
@@ -111,13 +142,15 @@ def training_steps(svi: SVI, data: Dataset, config: Config, epoch: int) -> Itera
     that is NaN or infinite stops training (tail-adaptive, which reports none, is not checked)."""
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
+    labels = data.y_train if svi.model.takes_labels else None       # (N,), −1: unlabeled
     order_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     batches = torch.randperm(n, generator=order_rng).to(data.x_train.device).split(config.batch_size)
     for step, index in enumerate(batches, 1):
         x = data.x_train[index]
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
-        loss = svi.step(x, index, num_data=n)          # keywords: --jit traces tensors only
+        given = {} if labels is None else {"y": labels[index]}
+        loss = svi.step(x, index, num_data=n, **given)    # keywords: --jit traces tensors only
         if has_loss and not math.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "

@@ -13,16 +13,18 @@ import torch
 from experiments.common.errors import UserError
 from experiments.common.files import write_json
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
+from experiments.data.labels import withhold_labels
 from experiments.evaluation.diagnostics import ground_truth_metrics
 from experiments.evaluation.likelihood import iwae_log_likelihood
-from experiments.evaluation.metrics import TEST_METRICS, scoring_guide
+from experiments.evaluation.metrics import TEST_METRICS, final_metrics, scoring_guide
 from experiments.figures.run import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
 from experiments.training import folder as run_folder
 from experiments.training.config import RESUMABLE, Config, flag_of, resolve
-from experiments.training.loop import build_parts, fit, log, start_attempt
+from experiments.training.loop import build_parts, data_options, fit, log, start_attempt
 from experiments.training.restarts import fit_restarts
+from models import MODELS
 from models.likelihoods import LIKELIHOODS
 
 
@@ -96,16 +98,17 @@ def load_trained(run_dir: Path, option: str = "--run") -> Tuple[Config, Dataset,
     config = Config.from_dict(state["config"])
     device = device_named(config.device)
     data = prepare_data(config.replace(progress=False), device)
-    parts = build_parts(config, data.data_dim, len(data.x_train), device)
+    parts = build_parts(config, data.data_dim, len(data.x_train), device, **data_options(data))
     _load_parts(run_dir, state, parts)
     return config, data, parts
 
 
 def prepare_data(config: Config, device: torch.device) -> Dataset:
     """The data set on ``device``, checked against the likelihood's support and binarized:
-    the test set (and with ``static`` the training set) once, with a fixed seed."""
-    data = load_dataset(config.data, config.data_dir, config.num_train, config.num_test,
-                        config.test_fraction)
+    the test set (and with ``static`` the training set) once, with a fixed seed; for a model
+    that takes labels, the training labels but those ``--labels`` keeps withheld (−1)."""
+    data = keep_labels(config, load_dataset(config.data, config.data_dir, config.num_train,
+                                            config.num_test, config.test_fraction))
     low, high = LIKELIHOODS[config.likelihood].support
     for x in (data.x_train, data.x_test):
         if x.min() < low or x.max() > high:
@@ -124,6 +127,26 @@ def prepare_data(config: Config, device: torch.device) -> Dataset:
     return data.to(device)
 
 
+def keep_labels(config: Config, data: Dataset) -> Dataset:
+    """``data`` as a model that takes labels sees it: with ``--labels N``, the training labels
+    of all but a class-balanced choice of N points (fixed by ``--seed``) withheld as −1.
+    ``--labels`` for a model without labels, or such a model on data without labels, is
+    refused in one line."""
+    if not MODELS[config.model].takes_labels:
+        if config.labels is not None:
+            takers = ", ".join(name for name, cls in MODELS.items() if cls.takes_labels)
+            raise UserError(f"--labels applies to the models that learn from labels ({takers}); "
+                            f"{config.model} does not: leave it out")
+        return data
+    if data.y_train is None or data.y_test is None:
+        raise UserError(f"--model {config.model} learns from labels, and {config.data} has "
+                        "none: use digits, mnist or fashion-mnist, or a .npz with y (or y_train "
+                        "and y_test)")
+    if config.labels is not None:
+        data.y_train = withhold_labels(data.y_train, config.labels, config.seed)
+    return data
+
+
 def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
               run_dir: Path) -> dict:
     """The final numbers: the last epoch's test metrics, the IWAE estimate with all of
@@ -131,7 +154,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
     iwae, stderr = iwae_log_likelihood(model, guide, data.x_test, config.iwae_samples,
                                        max_plate_nesting=model.max_plate_nesting)
     last = metrics[-1]
-    return {
+    summary = {
         "status": "completed",
         "run_dir": str(run_dir),
         "model": config.model, "guide": config.guide, "elbo": config.elbo, "data": config.data,
@@ -144,6 +167,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
         **ground_truth_metrics(model, data.truth, data.x_test),
     }
+    return {**summary, **final_metrics(summary)}
 
 
 def resume_config(run_dir: Path, explicit: dict, force: bool = False) -> Config:
