@@ -24,7 +24,8 @@ class Dataset:
     """A train/test split of N examples as float32 tensors of shape (N, D).
 
     ``image_shape`` is (H, W) for images, None for plain vectors; ``y_*`` are integer labels
-    or None (−1 where a label is withheld, ``experiments.data.labels``); ``truth`` is the generating distribution of a synthetic data set, if known.
+    or None (−1 where a label is withheld, ``experiments.data.labels``); ``truth`` is the
+    generating distribution of a synthetic data set, if known.
     """
 
     name: str
