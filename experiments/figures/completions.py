@@ -35,7 +35,8 @@ def plot_completions(model, x: torch.Tensor, shape, path: Path, samples: int = 3
     fig, ax = plt.subplots(figsize=(0.6 * len(x) + 1.6, 0.6 * len(rows) + 0.9))
     _show(ax, _image_grid(images.reshape(-1, x.shape[-1]).cpu().numpy(), len(rows), len(x),
                           shape),
-          "hidden part of test images: truth, baseline and samples of the model")
+          "hidden part of test images: the truth, the baseline ŷ,\nand E[x_h | z, x_v] at "
+          "draws z ~ p(z | x_v, ŷ)")
     name_rows(ax, shape, ["visible part", "truth", "baseline ŷ",
                            *(f"sample {s + 1}" for s in range(samples))])
     return save_figure(fig, path)

@@ -25,11 +25,16 @@ def plot_accuracy(metrics: List[Dict[str, float]], path: Path) -> Path:
 
 
 def plot_label_figures(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
-    """style.png for a model with labels on image data."""
+    """style.png for a model with labels on image data: the first test image of each class
+    (the first 10 test images where the test set has no labels)."""
     if not model.takes_labels or data.image_shape is None:
         return []
-    return [plot_style_transfer(model, guide, data.x_test[:8], data.image_shape,
-                                run_dir / "style.png")]
+    rows = torch.arange(min(10, len(data.x_test)))
+    if data.y_test is not None:
+        rows = torch.stack([torch.nonzero(data.y_test == c)[0, 0]
+                            for c in data.y_test.unique()])
+    return [plot_style_transfer(model, guide, data.x_test[rows.to(data.x_test.device)],
+                                data.image_shape, run_dir / "style.png")]
 
 
 def plot_style_transfer(model, guide, x: torch.Tensor, shape, path: Path) -> Path:
