@@ -138,3 +138,44 @@ def test_a_cvae_run_reports_its_conditional_nll_as_minus_the_iwae_of_its_guide(
                for k, v in baseline_before.items())
     assert [row["baseline_conditional_nll"] for row in resumed.metrics] == pytest.approx(
         [summary["baseline_conditional_nll"]] * 2)
+
+
+def test_the_baseline_classifier_replicates_q_y_given_x_and_leaves_the_run_alone():
+    """The classifier alone has the layers of q(y|x), fresh and outside Pyro's parameter store;
+    it learns separable classes, and training it draws nothing from the run's random stream."""
+    from guides.m2 import M2Guide
+    from experiments.evaluation.baselines import accuracy, train_classifier
+    import pyro
+
+    guide = M2Guide(MODELS["ssvae"](6, latent_dim=2, hidden_dims=(16, 8), num_classes=3),
+                    hidden_dims=(16, 8))
+    generator = torch.Generator().manual_seed(0)
+    y = torch.arange(60) % 3
+    x = torch.rand(60, 6, generator=generator) * 0.2 + torch.nn.functional.one_hot(y, 6)
+    state, stored = torch.get_rng_state(), set(pyro.get_param_store().keys())
+    classifier = train_classifier(guide.classifier, x, y, steps=200, batch_size=16, lr=0.01,
+                                  seed=0)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert set(pyro.get_param_store().keys()) == stored
+    shapes = lambda net: [tuple(p.shape) for p in net.parameters()]  # noqa: E731
+    assert shapes(classifier) == shapes(guide.classifier)
+    assert accuracy(classifier(x), y) == 1.0
+    again = train_classifier(guide.classifier, x, y, steps=200, batch_size=16, lr=0.01, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(classifier.parameters(), again.parameters()))
+
+
+def test_ssvae_one_epoch_then_one_resumed_equals_two_in_one_go(quick_config, tmp_path):
+    """The labels and the random stream are the same whether a run is resumed or not. The
+    classifier alone trains for as many steps as the run's --epochs give SVI, so the epoch
+    before a resume that extends --epochs reports the shorter run's; from then on they agree."""
+    settings = dict(model="ssvae", guide="m2-enum", elbo="enum", labels=40, aux_weight=5.0,
+                    latent_dim=3)
+    whole = run(quick_config(**settings, epochs=2, out=str(tmp_path / "whole")))
+    first = run(quick_config(**settings, epochs=1, out=str(tmp_path / "parts")))
+    resumed = run(quick_config(**settings, epochs=2, out=str(tmp_path / "parts")),
+                  resume=first.run_dir)
+    drop = lambda row: {k: v for k, v in row.items()  # noqa: E731
+                        if k not in ("seconds", "baseline_accuracy")}
+    assert [drop(r) for r in resumed.metrics] == [drop(r) for r in whole.metrics]
+    assert resumed.summary["baseline_accuracy"] == whole.summary["baseline_accuracy"]
+    assert resumed.summary["test_accuracy"] == whole.summary["test_accuracy"]
