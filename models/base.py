@@ -60,7 +60,15 @@ class LatentVariableModel(PyroModule):
     - ``starts_from_clusters``: ``set_from_clusters(x, labels)`` starts its ``components``
       from a partition of the training data (``--init``);
     - ``mixture_of_gaussians``: p(x) = Σ_n λ_n N(x | μ_n, diag σ_n²) with ``weights``, ``locs``,
-      ``scales`` and ``log_joint(x)`` = log p(x_i, z = n), shape (N, K).
+      ``scales`` and ``log_joint(x)`` = log p(x_i, z = n), shape (N, K);
+    - ``takes_labels``: ``forward(x, index, num_data, y)`` takes the minibatch's class labels y
+      (long, −1 where unknown) and observes the known ones; its ``num_classes`` values come
+      from the data's labels, ``decode(z, y)`` is E[x | y, z], and its guides ``classify(x)``;
+    - ``conditional``: x is split into a visible and a hidden part (``split(x)``), the model
+      observes only the hidden one, so its bounds are on log p(x_h | x_v); a baseline network
+      predicts x_h from x_v, trained alone before SVI by ``fit_baseline(x, epochs, batch_size,
+      lr, seed)`` and scored by ``baseline_log_likelihood(x)``; ``predict(x, S)`` and
+      ``baseline_completion(x)`` complete images.
     """
 
     max_plate_nesting = 1
@@ -71,6 +79,8 @@ class LatentVariableModel(PyroModule):
     has_decoder = False
     starts_from_clusters = False
     mixture_of_gaussians = False
+    takes_labels = False
+    conditional = False
     network: str = "mlp"
     image_shape: Optional[Tuple[int, int, int]] = None
 

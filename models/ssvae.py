@@ -44,6 +44,8 @@ class SSVAE(LatentVariableModel):
     :param likelihood: a key of ``models.likelihoods.LIKELIHOODS``.
     """
 
+    takes_labels = True
+
     def __init__(self, data_dim: int, latent_dim: int = 20, hidden_dims: Sequence[int] = (400,),
                  num_classes: int = 10, likelihood: str = "bernoulli"):
         super().__init__(data_dim)

@@ -44,6 +44,15 @@ def error_line(capsys) -> str:
      "--model lvm: the latent dimension must be 1 or 2"),
     (["--model", "gmm", "--guide", "enum", "--elbo", "enum", "--data", "gmm-1d",
       "--num-train", "2", "--components", "3"], "--components 3 needs at least as many"),
+    (["--model", "ssvae", "--guide", "m2", "--labels", "201"],
+     "--labels 201 is more than the 200 training examples"),
+    (["--labels", "50"], "--labels applies to the models that learn from labels (ssvae); vae"),
+    (["--model", "ssvae", "--guide", "m2", "--data", "ring"],
+     "--model ssvae learns from labels, and ring has none"),
+    (["--model", "ssvae", "--guide", "m2", "--jit"], "--jit compiles a model of fixed structure"),
+    (["--model", "cvae", "--visible", "4"], "--visible must be at most 3 (got 4)"),
+    (["--model", "ssvae", "--guide", "m2", "--aux-weight", "-1"],
+     "--aux-weight must be at least 0"),
 ])
 def test_bad_options_are_refused_in_one_line(argv, expected, capsys, tmp_path):
     assert train.main(QUICK + argv + ["--out", str(tmp_path / "run")]) == 2
@@ -138,6 +147,8 @@ def test_every_config_field_is_one_option_with_its_default_and_its_declared_rang
         wrong = {}
         if rule["at_least"] is not None:
             wrong[rule["at_least"] - 1] = f"{flag} must be at least {rule['at_least']}"
+        if rule["at_most"] is not None:
+            wrong[rule["at_most"] + 1] = f"{flag} must be at most {rule['at_most']}"
         if rule["positive"]:
             wrong[0.0] = f"{flag} must be positive"
         if rule["between"] is not None:

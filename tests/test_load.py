@@ -45,7 +45,7 @@ def test_a_loaded_run_reproduces_its_own_test_elbo_and_iwae(finished):
 def test_load_records_what_the_data_looked_like_without_reading_it(finished):
     trained = load(finished.run_dir / "checkpoint.pt")      # the file names its folder too
     assert isinstance(trained, TrainedRun) and trained.run_dir == finished.run_dir
-    assert trained.data == DataShape("digits", 64, 300, 100, (8, 8))
+    assert trained.data == DataShape("digits", 64, 300, 100, (8, 8), num_classes=10)
     assert trained.epochs == 2
     assert (trained.config.likelihood, trained.config.binarize) == ("bernoulli", "dynamic")
 

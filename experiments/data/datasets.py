@@ -25,7 +25,8 @@ class Dataset:
     """A train/test split of N examples as float32 tensors of shape (N, D).
 
     ``image_shape`` is (H, W) for images, None for plain vectors; ``y_*`` are integer labels
-    or None; ``truth`` is the generating distribution of a synthetic data set, if known.
+    or None (−1 where a label is withheld, ``experiments.data.labels``); ``truth`` is the
+    generating distribution of a synthetic data set, if known.
     """
 
     name: str
@@ -40,6 +41,13 @@ class Dataset:
     def data_dim(self) -> int:
         return self.x_train.shape[1]
 
+    @property
+    def num_classes(self) -> Optional[int]:
+        """C = 1 + the largest label of either split (labels withheld as −1 do not count),
+        None without labels."""
+        labels = [y.max() for y in (self.y_train, self.y_test) if y is not None and len(y)]
+        return int(max(labels)) + 1 if labels else None
+
     def to(self, device) -> "Dataset":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Dataset(self.name, move(self.x_train), move(self.x_test), move(self.y_train),
@@ -48,20 +56,22 @@ class Dataset:
     @property
     def shape(self) -> "DataShape":
         return DataShape(self.name, self.data_dim, len(self.x_train), len(self.x_test),
-                         self.image_shape)
+                         self.image_shape, self.num_classes)
 
 
 @dataclass(frozen=True)
 class DataShape:
     """What the parts of a run need to know of its data, and what a checkpoint records of it,
     so that a finished run loads without the data: its name, D, the numbers of training and
-    test examples, and the shape of one image (None for plain vectors)."""
+    test examples, the shape of one image (None for plain vectors) and the number of classes
+    of its labels (None without labels)."""
 
     name: str
     data_dim: int
     num_train: int
     num_test: int
     image_shape: Optional[Tuple[int, ...]] = None
+    num_classes: Optional[int] = None
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self),

@@ -47,8 +47,13 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
     check_combination(model, guide, elbo, model=model_part, **options)
     guide_part = place(construct(GUIDES[guide], model=model_part, num_data=num_data, **options),
                        namespace, "guide")
+    if jit and model_part.takes_labels:
+        raise UserError(f"--jit compiles a model of fixed structure, and {model}'s labeled and "
+                        "unlabeled rows change with every minibatch: leave --jit out")
     estimator = JIT_ELBOS[elbo] if jit else ELBOS[elbo]
-    elbo_part = construct(estimator, max_plate_nesting=model_part.max_plate_nesting, **options)
+    # a minibatch whose every row is labeled enumerates nothing, which Pyro would warn of
+    elbo_part = construct(estimator, max_plate_nesting=model_part.max_plate_nesting,
+                          strict_enumeration_warning=not model_part.takes_labels, **options)
     return Parts(model_part, guide_part, elbo_part)
 
 

@@ -17,6 +17,7 @@ from experiments.common.errors import UserError
 from experiments.common.files import write_csv
 from experiments.data.datasets import DataShape, Dataset
 from experiments.estimators import ELBOS
+from experiments.evaluation.baselines import train_classifier
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
 from experiments.parts.build import Parts, build
 from experiments.training.board import Board
@@ -41,10 +42,12 @@ class Attempt:
     metrics: List[dict]
 
 
-def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device) -> Parts:
-    """The parts ``config`` names, for data of dimension ``data_dim``, on ``device``."""
+def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device,
+                **from_data) -> Parts:
+    """The parts ``config`` names, for data of dimension ``data_dim``, on ``device``, with
+    what they read off the data (``from_data``: ``parts_for``)."""
     parts = build(config.model, config.guide, config.elbo, data_dim=data_dim,
-                  num_data=num_data, **config.part_options())
+                  num_data=num_data, **from_data, **config.part_options())
     parts.model.to(device)
     parts.guide.to(device)
     return parts
@@ -52,8 +55,13 @@ def build_parts(config: Config, data_dim: int, num_data: int, device: torch.devi
 
 def parts_for(config: Config, shape: DataShape, device: torch.device) -> Parts:
     """The parts ``config`` names for data of this ``shape`` (what a checkpoint records of the
-    data), on ``device``: a run and a loaded run build them alike."""
-    return build_parts(config, shape.data_dim, shape.num_train, device)
+    data), on ``device``, with what they read off it: the image shape (the cvae's quadrants,
+    --network conv) and the number of classes of its labels (the ssvae's y). A run and a
+    loaded run build them alike."""
+    from_data = {"image_shape": shape.image_shape}
+    if shape.num_classes is not None:
+        from_data["num_classes"] = shape.num_classes
+    return build_parts(config, shape.data_dim, shape.num_train, device, **from_data)
 
 
 def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attempt:
@@ -70,6 +78,10 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
     """Train from the attempt's last epoch up to ``config.epochs``, evaluating on the test set
     and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch."""
     config, parts = attempt.config, attempt.parts
+    if not attempt.metrics and parts.model.conditional:     # a resumed run has it in its state
+        parts.model.fit_baseline(data.x_train, config.epochs, config.batch_size, config.lr,
+                                 config.seed, binarize=config.binarize == "dynamic")
+    given = labeled_test_inputs(parts, data, config)
     svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
     board = Board(folder, attempt.optim) if config.tensorboard else None
     try:
@@ -77,7 +89,7 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
             row = train_epoch(svi, data, config, epoch)
             scorer = scoring_guide(parts, data.x_test)
             row.update(metrics_on_test_set(parts.model, scorer, data.x_test,
-                                           config.iwae_samples))
+                                           config.iwae_samples, **given))
             attempt.metrics.append(row)
             _report(config, row)
             if on_epoch is not None:
@@ -100,6 +112,21 @@ def _report(config: Config, row: dict) -> None:
                 f"  test ELBO {_nats(row['test_elbo'])}"
                 + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
                 + f"  ({row['seconds']:.2f} s)")
+
+
+def labeled_test_inputs(parts: Parts, data: Dataset, config: Config) -> dict:
+    """What the test metrics of a model with labels read beside the model, guide and x: the
+    test ``labels``, and the ``classifier`` of q(y|x)'s architecture trained on the labeled
+    training points alone (the baseline to beat), for as many steps as SVI takes in
+    ``--epochs``; for other models, nothing."""
+    if not parts.model.takes_labels:
+        return {}
+    known = data.y_train >= 0
+    steps = config.epochs * math.ceil(len(data.x_train) / config.batch_size)
+    classifier = train_classifier(parts.guide.classifier, data.x_train[known],
+                                  data.y_train[known], steps, config.batch_size, config.lr,
+                                  config.seed, binarize=config.binarize == "dynamic")
+    return {"labels": data.y_test, "classifier": classifier}
 
 
 def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
@@ -130,13 +157,15 @@ def training_steps(svi: SVI, data: Dataset, config: Config, epoch: int) -> Itera
     that is NaN or infinite stops training (tail-adaptive, which reports none, is not checked)."""
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
+    labels = data.y_train if svi.model.takes_labels else None       # (N,), −1: unlabeled
     order_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     batches = torch.randperm(n, generator=order_rng).to(data.x_train.device).split(config.batch_size)
     for step, index in enumerate(batches, 1):
         x = data.x_train[index]
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
-        loss = svi.step(x, index, num_data=n)          # keywords: --jit traces tensors only
+        given = {} if labels is None else {"y": labels[index]}
+        loss = svi.step(x, index, num_data=n, **given)    # keywords: --jit traces tensors only
         if has_loss and not math.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "

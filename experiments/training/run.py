@@ -14,7 +14,7 @@ from experiments.common.files import write_json
 from experiments.data.datasets import Dataset
 from experiments.evaluation.diagnostics import ground_truth_metrics
 from experiments.evaluation.likelihood import iwae_log_likelihood
-from experiments.evaluation.metrics import TEST_METRICS, scoring_guide
+from experiments.evaluation.metrics import TEST_METRICS, final_metrics, scoring_guide
 from experiments.figures.run import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
@@ -116,7 +116,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
     iwae, stderr = iwae_log_likelihood(model, guide, data.x_test, config.iwae_samples,
                                        max_plate_nesting=model.max_plate_nesting)
     last = metrics[-1]
-    return {
+    summary = {
         "status": "completed",
         "run_dir": str(run_dir),
         "model": config.model, "guide": config.guide, "elbo": config.elbo, "data": config.data,
@@ -129,6 +129,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
         **ground_truth_metrics(model, data.truth, data.x_test),
     }
+    return {**summary, **final_metrics(summary)}
 
 
 def resume_config(run_dir: Path, explicit: dict, force: bool = False) -> Config:
