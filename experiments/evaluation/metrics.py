@@ -45,8 +45,8 @@ def _exact(model: LatentVariableModel) -> bool:
 
 
 def _discrete_exact_posterior(model: LatentVariableModel) -> bool:
-    (site,) = model.latent_sites.values()
-    return model.has_exact_posterior and site.discrete
+    sites = list(model.latent_sites.values())
+    return model.has_exact_posterior and len(sites) == 1 and sites[0].discrete
 
 
 def _exact_log_likelihood(model, guide, x, row, iwae_samples) -> float:
