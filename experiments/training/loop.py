@@ -5,7 +5,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pyro
 import torch
@@ -23,6 +23,7 @@ from experiments.training.config import Config
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
 from experiments.training.optim import adam
+from experiments.training.weighting import LatentScale, beta_at
 
 
 class TrainingDiverged(UserError):
@@ -40,10 +41,12 @@ class Attempt:
     metrics: List[dict]
 
 
-def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device) -> Parts:
-    """The parts ``config`` names, for data of dimension ``data_dim``, on ``device``."""
+def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device,
+                image_shape: Optional[Tuple[int, int, int]] = None) -> Parts:
+    """The parts ``config`` names, for data of dimension ``data_dim`` (images of shape
+    ``image_shape`` (C, H, W), for ``--network conv``), on ``device``."""
     parts = build(config.model, config.guide, config.elbo, data_dim=data_dim,
-                  num_data=num_data, **config.part_options())
+                  num_data=num_data, image_shape=image_shape, **config.part_options())
     parts.model.to(device)
     parts.guide.to(device)
     return parts
@@ -53,7 +56,7 @@ def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attemp
     """Fresh parts for ``config.seed``, started from the training data as ``--init`` says;
     refuses what the parts refuse before any file is written."""
     pyro.set_rng_seed(config.seed)
-    parts = build_parts(config, data.data_dim, len(data.x_train), device)
+    parts = build_parts(config, data.data_dim, len(data.x_train), device, data.image_shape)
     initialize(parts.model, data.x_train, config.init, config.seed)
     return Attempt(config, parts, adam(config.lr), [])
 
@@ -61,11 +64,18 @@ def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attemp
 def fit(attempt: Attempt, data: Dataset, folder: Path,
         on_epoch: Optional[Callable[[dict], None]] = None) -> Attempt:
     """Train from the attempt's last epoch up to ``config.epochs``, evaluating on the test set
-    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch."""
+    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch. With
+    ``--beta`` or ``--kl-warmup`` the latent terms are weighted by the epoch's β
+    (``experiments.training.weighting``), recorded as the column ``beta``; the test metrics
+    are the bounds at β = 1."""
     config, parts = attempt.config, attempt.parts
-    svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
+    weight = LatentScale()                      # β on the latent sites, for training only
+    svi = SVI(weight(parts.model), weight(parts.guide), attempt.optim, parts.elbo)
     for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
+        weight.scale = beta_at(config, epoch)
         row = train_epoch(svi, data, config, epoch)
+        if config.beta != 1 or config.kl_warmup:
+            row["beta"] = weight.scale
         row.update(metrics_on_test_set(parts.model, scoring_guide(parts, data.x_test),
                                        data.x_test, config.iwae_samples))
         attempt.metrics.append(row)

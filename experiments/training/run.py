@@ -96,7 +96,7 @@ def load_trained(run_dir: Path, option: str = "--run") -> Tuple[Config, Dataset,
     config = Config.from_dict(state["config"])
     device = device_named(config.device)
     data = prepare_data(config.replace(progress=False), device)
-    parts = build_parts(config, data.data_dim, len(data.x_train), device)
+    parts = build_parts(config, data.data_dim, len(data.x_train), device, data.image_shape)
     _load_parts(run_dir, state, parts)
     return config, data, parts
 
@@ -142,6 +142,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         **{k: last[k] for k in TEST_METRICS if k in last},
         "test_iwae": iwae, "test_iwae_stderr": stderr, "iwae_samples": config.iwae_samples,
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
+        "beta": config.beta, "kl_warmup": config.kl_warmup,
         **ground_truth_metrics(model, data.truth, data.x_test),
     }
 
