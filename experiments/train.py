@@ -10,10 +10,21 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command
-from experiments.evaluation.metrics import TEST_METRICS
-from experiments.training.options import add_training_options, config_from_args, explicit_options
-from experiments.training.run import RunInterrupted, RunResult, resume_config, run
+from experiments.common.command import command, starting
+
+with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.evaluation.metrics import TEST_METRICS
+    from experiments.training.options import (add_training_options, config_from_args,
+                                              explicit_options)
+    from experiments.training.run import RunInterrupted, RunResult, resume_config, run
+
+#: what the printed train ELBO is, by --binarize: with dynamic binarization it estimates what
+#: the test ELBO does (no binary image is seen twice), so it may sit below it (README, "A run")
+TRAIN_NOTES = {
+    "dynamic": "mean over the last epoch's steps, fresh binarizations (may sit below test: README)",
+    "static": "mean over the last epoch's steps",
+    "none": "mean over the last epoch's steps",
+}
 
 #: ground truth that a summary may hold, as the command prints it
 GROUND_TRUTH_LINES = {
@@ -63,6 +74,8 @@ def print_summary(result: RunResult) -> None:
     print(f"{s['model']} / {s['guide']} / {s['elbo']} on {s['data']} "
           f"({s['num_train']} train, {s['num_test']} test), {s['epochs']} epochs, "
           f"{s['seconds_per_epoch']:.2f} s per epoch")
+    if s.get("train_elbo") is not None:
+        print(f"  {'train ELBO':<18} {s['train_elbo']:10.3f} {TRAIN_NOTES[s['binarize']]}")
     lines = {key: (metric.label, metric.note) for key, metric in TEST_METRICS.items()}
     for key, (label, note) in {**lines, **GROUND_TRUTH_LINES}.items():
         if key == "test_iwae":

@@ -32,7 +32,8 @@ from experiments.common.files import write_json, write_text
 from experiments.evaluation.bounds import elbo_terms, importance_weights
 from experiments.figures.common import save_figure
 from experiments.training.config import Config
-from experiments.training.run import RunResult, prepare_data, run
+from experiments.training.prepare import prepare_data
+from experiments.training.run import RunResult, run
 
 RESULTS = Path("docs/results/deeper")
 BETAS = (0.25, 0.5, 1.0, 2.0)

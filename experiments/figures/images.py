@@ -31,7 +31,7 @@ def plot_image_figures(model, guide, data: Dataset, run_dir: Path) -> List[Path]
     manifold.png where z is continuous in two dimensions."""
     if not model.has_decoder or data.image_shape is None:
         return []
-    x_test, image_shape = data.x_test, image_channels_first(data.image_shape)
+    x_test, image_shape = data.x_test, data.image_shape
     site = next(iter(model.latent_sites.values()))            # the code x is drawn from
     written = [plot_reconstructions(model, guide, x_test[:10], site.name, image_shape,
                                     run_dir / "reconstructions.png"),
@@ -53,10 +53,11 @@ def plot_latent_codes(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
 
 
 def _image_grid(images: np.ndarray, rows: int, cols: int, shape, gap: int = 1) -> np.ndarray:
-    """(rows·cols, C·H·W) images of ``shape`` (C, H, W) → one mosaic of rows × cols images,
-    ``gap`` grey pixels between them: (rows·(H+gap) − gap, cols·(W+gap) − gap) for grey levels,
-    with a last axis of 3 for RGB (C = 3); any other C shows its channels side by side, grey."""
-    c, h, w = shape
+    """(rows·cols, C·H·W) images of ``shape`` (C, H, W) or (H, W) → one mosaic of rows × cols
+    images, ``gap`` grey pixels between them: (rows·(H+gap) − gap, cols·(W+gap) − gap) for grey
+    levels, with a last axis of 3 for RGB (C = 3); any other C shows its channels side by side,
+    grey."""
+    c, h, w = image_channels_first(shape)
     tiles = images.reshape(rows, cols, c, h, w)
     if c != 3:                                    # channels side by side: (…, 1, H, C·W)
         tiles = tiles.transpose(0, 1, 3, 2, 4).reshape(rows, cols, 1, h, c * w)

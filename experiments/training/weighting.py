@@ -30,7 +30,9 @@ def beta_at(config: Config, epoch: int) -> float:
 class LatentScale(ScaleMessenger):
     """``poutine.scale`` on the latent sample sites alone: every sample site that is not
     observed has its log-density multiplied by ``scale`` (set it between steps to change β);
-    observed sites keep theirs. β = 0, the start of a warm-up, is allowed here (Pyro's
+    observed sites keep theirs. As a context around SVI steps (``with LatentScale(β):
+    svi.step(…)``) it reaches the sites of model and guide alike; as a handler, ``LatentScale(β)
+    (fn)``, those of ``fn``. β = 0, the start of a warm-up, is allowed here (Pyro's
     ``poutine.scale`` refuses it); β = 1 leaves every site untouched."""
 
     def __init__(self, scale: float = 1.0):
