@@ -83,6 +83,10 @@ def print_summary(result: RunResult) -> None:
                   f"({s['iwae_samples']} samples)")
         elif key in s:
             print(f"  {label:<18} {s[key]:10.3f} {note}")
+    if s.get("beta", 1) != 1 or s.get("kl_warmup"):
+        warmup = f", reached after a warm-up of {s['kl_warmup']} epochs" if s["kl_warmup"] else ""
+        print(f"  trained at β = {s['beta']:g}{warmup} (train ELBO: the β-weighted objective); "
+              "the test numbers are the bounds at β = 1")
     if "recovery_means_error" in s:
         print(f"  recovery errors    weights {s['recovery_weights_error']:.3f}, means "
               f"{s['recovery_means_error']:.3f}, scales {s['recovery_scales_error']:.3f} "

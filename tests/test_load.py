@@ -45,7 +45,7 @@ def test_a_loaded_run_reproduces_its_own_test_elbo_and_iwae(finished):
 def test_load_records_what_the_data_looked_like_without_reading_it(finished):
     trained = load(finished.run_dir / "checkpoint.pt")      # the file names its folder too
     assert isinstance(trained, TrainedRun) and trained.run_dir == finished.run_dir
-    assert trained.data == DataShape("digits", 64, 300, 100, (8, 8), num_classes=10)
+    assert trained.data == DataShape("digits", 64, 300, 100, (1, 8, 8), num_classes=10)
     assert trained.epochs == 2
     assert (trained.config.likelihood, trained.config.binarize) == ("bernoulli", "dynamic")
 
@@ -119,7 +119,7 @@ def test_load_works_after_the_data_file_is_gone(tmp_path):
     result = run(config)
     path.unlink()
     trained = load(result.run_dir)
-    assert trained.data == DataShape("mine.npz", 16, 96, 24, (4, 4))
+    assert trained.data == DataShape("mine.npz", 16, 96, 24, (1, 4, 4))
     assert tuple(trained.samples(2)["x"].shape) == (2, 16)
     with pytest.raises(UserError, match="mine.npz does not exist"):
         load_trained(result.run_dir)                           # the data-reloading variant

@@ -2,7 +2,8 @@
 with ground truth (``experiments.data.synthetic``), and user files.
 
 Every loader returns a ``Dataset`` of float32 rows (N, D) in a fixed train/test split; images
-keep their (H, W) shape for figures. Nothing here trains or downloads at import time.
+keep their shape (C, H, W), D = C·H·W, for the convolutional networks and the figures. Nothing
+here trains or downloads at import time.
 """
 import dataclasses
 import zipfile
@@ -24,9 +25,10 @@ BINARIZE_SEED = 12345   # the test set is binarized once, identically for every 
 class Dataset:
     """A train/test split of N examples as float32 tensors of shape (N, D).
 
-    ``image_shape`` is (H, W) for images, None for plain vectors; ``y_*`` are integer labels
-    or None (−1 where a label is withheld, ``experiments.data.labels``); ``truth`` is the
-    generating distribution of a synthetic data set, if known.
+    ``image_shape`` is (C, H, W) for images (C = 1 for grey levels), None for plain vectors;
+    ``y_*`` are integer labels or None (−1 where a label is withheld,
+    ``experiments.data.labels``); ``truth`` is the generating distribution of a synthetic data
+    set, if known.
     """
 
     name: str
@@ -34,7 +36,7 @@ class Dataset:
     x_test: torch.Tensor
     y_train: Optional[torch.Tensor] = None
     y_test: Optional[torch.Tensor] = None
-    image_shape: Optional[Tuple[int, int]] = None
+    image_shape: Optional[Tuple[int, int, int]] = None
     truth: Optional[object] = None
 
     @property
@@ -127,7 +129,8 @@ def load_digits(test_fraction: float = 0.2, **_) -> Dataset:
 
     bunch = sklearn_digits()
     x = (bunch.data / 16.0).astype(np.float32)
-    return split("digits", x, bunch.target.astype(np.int64), test_fraction, image_shape=(8, 8))
+    return split("digits", x, bunch.target.astype(np.int64), test_fraction,
+                 image_shape=(1, 8, 8))
 
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -155,7 +158,7 @@ def _torchvision_images(name: str, folder: str) -> Callable[..., Dataset]:
                     ) from None
         as_x = lambda s: (s.data.reshape(len(s.data), -1).float() / 255.0)  # noqa: E731
         return Dataset(name, as_x(sets[True]), as_x(sets[False]), sets[True].targets.long(),
-                       sets[False].targets.long(), image_shape=(28, 28))
+                       sets[False].targets.long(), image_shape=(1, 28, 28))
 
     load.__doc__ = (f"torchvision's {folder}: 28×28 grey-level images, 60,000 for training and "
                     "10,000 for testing")
@@ -167,8 +170,8 @@ NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"     # how a .npy and a .npz b
 
 def load_array_file(path: str, test_fraction: float = 0.2) -> Dataset:
     """A user's .npz (``x``, or ``x_train`` and ``x_test``, never both; optional
-    ``y``/``y_train``/``y_test``) or .npy file of (N, D) vectors or (N, H, W) images; uint8
-    0–255 is scaled to [0, 1]."""
+    ``y``/``y_train``/``y_test``) or .npy file of (N, D) vectors, (N, H, W) grey-level images or
+    (N, C, H, W) images (channels first); uint8 0–255 is scaled to [0, 1]."""
     name = Path(path).name
     try:
         with open(path, "rb") as f:
@@ -210,16 +213,18 @@ def load_array_file(path: str, test_fraction: float = 0.2) -> Dataset:
     return split(name, x, y, test_fraction, image_shape=shape)
 
 
-def _examples(array: np.ndarray, what: str) -> Tuple[np.ndarray, Optional[Tuple[int, int]]]:
-    """(N, D) float32 rows from (N, D) vectors or (N, H, W) images, with the image shape."""
+def _examples(array: np.ndarray, what: str
+              ) -> Tuple[np.ndarray, Optional[Tuple[int, int, int]]]:
+    """(N, D) float32 rows from (N, D) vectors, (N, H, W) or (N, C, H, W) images, with the
+    image shape (C, H, W)."""
     if array.dtype.kind not in "biuf":
         raise UserError(f"{what} has dtype {array.dtype}; expected numbers (uint8 or float)")
-    if array.ndim not in (2, 3):
-        raise UserError(f"{what} has shape {array.shape}; expected (N, D) vectors or "
-                        "(N, H, W) images")
+    if array.ndim not in (2, 3, 4):
+        raise UserError(f"{what} has shape {array.shape}; expected (N, D) vectors, (N, H, W) "
+                        "images or (N, C, H, W) images with their channels first")
     if min(array.shape) < 1:
         raise UserError(f"{what} has shape {array.shape}: it holds no values")
-    image_shape = tuple(array.shape[1:]) if array.ndim == 3 else None
+    image_shape = None if array.ndim == 2 else (1,) * (4 - array.ndim) + tuple(array.shape[1:])
     if array.dtype == np.uint8:
         rows = array.reshape(len(array), -1).astype(np.float32) / 255.0
     else:

@@ -26,26 +26,48 @@ from experiments.evaluation.likelihood import (CHUNK_ELEMENTS, EVAL_SEED, chunks
 
 
 def importance_weights(model, guide, x: torch.Tensor, num_samples: int,
-                       seed: int = EVAL_SEED) -> torch.Tensor:
+                       seed: int = EVAL_SEED, observed_only: bool = False) -> torch.Tensor:
     """log w_ki for S = ``num_samples`` draws z_ki ~ q(z|x_i), shape (S, N), from a seeded
-    stream and without gradients, in chunks of data points of about ``CHUNK_ELEMENTS`` pairs."""
+    stream and without gradients, in chunks of data points of about ``CHUNK_ELEMENTS`` pairs;
+    with ``observed_only``, log p(x_i | z_ki) at the very same draws."""
     points = max(1, CHUNK_ELEMENTS // num_samples)
     with torch.no_grad(), isolated_rng(seed, x.device):
         return torch.cat([log_importance_weights(model, guide, chunk, num_samples,
-                                                 model.max_plate_nesting, index, len(x))
+                                                 model.max_plate_nesting, index, len(x),
+                                                 observed_only)
                           for chunk, index in chunks(x, points)], dim=1)
 
 
-def elbo_terms(model, guide, x: torch.Tensor, log_w: torch.Tensor) -> Dict[str, torch.Tensor]:
+def elbo_terms(model, guide, x: torch.Tensor, log_w: torch.Tensor,
+               seed: int = EVAL_SEED) -> Dict[str, torch.Tensor]:
     """Per point, shape (N,) each: ``elbo`` = mean_k log w_ki, ``kl_prior`` = KL(q(z|x_i) ‖ p(z))
-    in closed form, and ``expected_log_likelihood`` = E_q[log p(x_i|z)] = ELBO + KL(q ‖ p(z)),
-    for the models with a Gaussian prior p(z) = N(0, I) (``vae``, ``lvm``) and a guide whose
-    KL to it has a closed form (``normal``, ``mvn``)."""
+    and ``expected_log_likelihood`` = E_q[log p(x_i|z)] = ELBO + KL(q ‖ p(z)), for a model with
+    a decoder and a guide that samples every latent site, where ``log_w`` is
+    ``importance_weights(model, guide, x, S, seed)``.
+
+    KL(q ‖ p(z)) is the closed form where the model has one latent site with a prior p(z) that
+    q has a closed-form KL to (``vae``, ``lvm`` with ``normal``, ``mvn``); otherwise (a
+    hierarchy, whose p(z) = p(z₁|z₂) p(z₂); a flow) E_q[log p(x_i|z)] is averaged over the
+    draws of ``log_w`` and KL(q ‖ p(z)) = E_q[log q(z|x_i) − log p(z)] is what remains."""
+    elbo = log_w.mean(0)
+    kl_prior = _closed_form_kl(model, guide, x)
+    if kl_prior is None:
+        expected = importance_weights(model, guide, x, log_w.shape[0], seed, observed_only=True)
+        return {"elbo": elbo, "kl_prior": expected.mean(0) - elbo,
+                "expected_log_likelihood": expected.mean(0)}
+    return {"elbo": elbo, "kl_prior": kl_prior, "expected_log_likelihood": elbo + kl_prior}
+
+
+def _closed_form_kl(model, guide, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """KL(q(z|x_i) ‖ p(z)) in closed form, shape (N,), or None where there is none."""
+    if len(model.latent_sites) != 1:
+        return None
     (site,) = model.latent_sites
     with torch.no_grad():
-        kl_prior = kl_divergence(guide_distribution(guide, x, site), model.prior(x))
-    elbo = log_w.mean(0)
-    return {"elbo": elbo, "kl_prior": kl_prior, "expected_log_likelihood": elbo + kl_prior}
+        try:
+            return kl_divergence(guide_distribution(guide, x, site), model.prior(x))
+        except NotImplementedError:
+            return None
 
 
 def reconstruction_and_kl(model, guide, x: torch.Tensor, seed: int = EVAL_SEED,

@@ -54,8 +54,12 @@ def mean_elbo(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVA
 def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor,
                            num_samples: int, max_plate_nesting: int = 1,
                            index: Optional[torch.Tensor] = None,
-                           num_data: Optional[int] = None) -> torch.Tensor:
+                           num_data: Optional[int] = None,
+                           observed_only: bool = False) -> torch.Tensor:
     """log w_ki = log p(x_i, z_ki) − log q(z_ki|x_i), z_ki ~ q(z|x_i); shape (num_samples, N).
+    Every latent site of the guide counts: z = (z₁, z₂, …) for a hierarchy. With
+    ``observed_only``, log p(x_i | z_ki) alone (the model's observed sites), at the same draws
+    for the same random state (a model without enumerated sites).
 
     This is ``pyro.infer.importance.vectorized_importance_weights`` kept per data point: that
     function sums the weights over the data plate, which estimates log p(x_1, …, x_N) jointly
@@ -74,7 +78,8 @@ def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor,
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace.compute_log_prob()
         for site in trace.nodes.values():
-            if site["type"] == "sample":       # unscaled: a minibatch's plate scale is N / B
+            if site["type"] == "sample" and (site["is_observed"] or not observed_only):
+                # unscaled: a minibatch's plate scale is N / B
                 log_w = log_w + sign * site["unscaled_log_prob"]    # (enumerated…, samples, N)
     while log_w.dim() > 2:
         log_w = log_w.logsumexp(0)

@@ -48,6 +48,9 @@ def fit_local_posterior(model: LatentVariableModel, x: torch.Tensor, steps: int 
     with respect to (m, log s) alone, so the model's parameters, their ``.grad`` and the
     training random stream stay untouched.
     """
+    if len(model.latent_sites) != 1:
+        raise ValueError(f"a per-point q(z_i) is fitted for one latent site, and the model has "
+                         f"{len(model.latent_sites)} ({', '.join(model.latent_sites)})")
     (site,) = model.latent_sites.values()
     with torch.no_grad():
         if init is None:

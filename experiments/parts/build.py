@@ -1,5 +1,6 @@
 """Assemble a model, a guide and an ELBO estimator from their registered names."""
 from dataclasses import dataclass
+from inspect import signature
 from typing import Any, Optional
 
 from pyro.infer import ELBO
@@ -61,11 +62,15 @@ def build_model(name: str, *, data_dim: int, namespace: Optional[str] = None,
                 **options: Any) -> LatentVariableModel:
     """The model called ``name`` alone (e.g. to time its exact log-likelihood), from the
     ``options`` its constructor names (``Config``'s defaults for the rest), in ``namespace``
-    (default: a new one); a model that refuses its options (a ``ValueError``) is refused in
-    one line."""
+    (default: a new one); a model that refuses its options (a ``ValueError``), or a network it
+    cannot build (``network``), is refused in one line."""
+    factory, options = lookup(MODELS, name, "model"), with_defaults(options)
+    if options["network"] != "mlp" and "network" not in signature(factory).parameters:
+        takers = [m for m, cls in MODELS.items() if "network" in signature(cls).parameters]
+        raise UserError(f"--network {options['network']}: the {name} model's networks are MLPs "
+                        f"only; --network applies to {', '.join(takers)}")
     try:
-        model = construct(lookup(MODELS, name, "model"), data_dim=data_dim,
-                          **with_defaults(options))
+        model = construct(factory, data_dim=data_dim, **options)
     except ValueError as exc:
         raise UserError(f"--model {name}: {exc}") from None
     return place(model, namespace or new_namespace(), "model")

@@ -17,6 +17,7 @@ from experiments.estimators import ELBOS
 from guides import GUIDES
 from models import MODELS
 from models.likelihoods import LIKELIHOODS
+from models.networks import NETWORKS
 
 BINARIZE_CHOICES = ("dynamic", "static", "none")
 INIT_CHOICES = ("random", "kmeans")
@@ -49,11 +50,20 @@ def option(default, help: str, group: Optional[str] = None, *,
 
 def widths(text: str) -> Tuple[int, ...]:
     """``512,256`` → (512, 256): hidden widths as the command line gives them."""
+    return _numbers(text, "widths such as 400 or 512,256")
+
+
+def sizes(text: str) -> Tuple[int, ...]:
+    """``100,50`` → (100, 50): the sizes of a hierarchy's latent layers, from x outwards."""
+    return _numbers(text, "sizes such as 100,50")
+
+
+def _numbers(text: str, example: str) -> Tuple[int, ...]:
     try:
         return tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated widths such as 400 or "
-                                         f"512,256, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated {example}, "
+                                         f"got {text!r}") from None
 
 
 PARTS, DATA, MODEL, TRAINING, EVALUATION = ("parts (swap them by name)", "data", "model and guide",
@@ -114,6 +124,13 @@ class Config:
         "only", MODEL, at_least=0)
     visible: int = option(1, "cvae: visible quadrants of each image, 1 (bottom-left), 2 (left "
                           "half) or 3 (all but the bottom-right)", MODEL, at_least=1, at_most=3)
+    latent_dims: Tuple[int, ...] = option(
+        (20, 10), "hvae: sizes d₁,d₂ of its latent layers z₁ (the one x is drawn from) and z₂, "
+        "comma-separated (Burda et al.: 100,50)", MODEL, shown_default="20,10", parse=sizes)
+    network: str = option(
+        "mlp", "the decoder of the vae, hvae and discrete-vae and their guides' encoders: dense "
+        "layers (mlp) or, for image data, strided convolutions (conv) with --hidden-dims as the "
+        "dense layers between them and z", MODEL, choices=NETWORKS)
     lr: float = option(1e-3, "Adam learning rate", TRAINING, positive=True)
     epochs: int = option(50, "total number of epochs, also when resuming", TRAINING,
                          at_least=1, resumable=True)
@@ -132,6 +149,14 @@ class Config:
     device: str = option("cpu", "cpu or cuda", TRAINING, resumable=True)
     pyro_validation: bool = option(
         False, "check distributions and model/guide sites at every step (slower)", TRAINING)
+    beta: float = option(
+        1.0, "weight β of the latent terms log p(z) − log q(z|x) in the training objective "
+        "(poutine.scale on the latent sites of model and guide); 1 is the ELBO. The train ELBO "
+        "is then the β-weighted objective; test numbers stay the bounds at β = 1", TRAINING,
+        positive=True)
+    kl_warmup: int = option(
+        0, "epochs E over which β rises linearly from 0 to --beta: epoch e trains at "
+        "β·min(1, (e − 1)/E); 0: no warm-up", TRAINING, at_least=0)
     iwae_samples: int = option(1000, "samples per test point of the IWAE estimate of log p(x)",
                                EVALUATION, at_least=1)
     out: Optional[str] = option(None, "run folder", shown_default="runs/<time>-<model>-<guide>-"
@@ -149,6 +174,12 @@ class Config:
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise UserError(f"--hidden-dims must be positive widths, e.g. 400 or 512,256 "
                             f"(got {','.join(map(str, self.hidden_dims)) or 'nothing'})")
+        if min(self.latent_dims, default=0) < 1:
+            raise UserError(f"--latent-dims must be positive sizes, e.g. 100,50 (got "
+                            f"{','.join(map(str, self.latent_dims)) or 'nothing'})")
+        if self.jit and self.kl_warmup:
+            raise UserError("--jit compiles β into the estimator once, and --kl-warmup changes "
+                            "it every epoch: drop one of them")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserError(f"--device must be cpu or cuda (got {self.device!r})")
         return self
@@ -168,10 +199,8 @@ class Config:
         if unknown:
             raise UserError(f"config has unknown settings {', '.join(unknown)}: "
                             "was it written by another version of ELBO Lab?")
-        values = dict(values)
-        if "hidden_dims" in values:
-            values["hidden_dims"] = tuple(values["hidden_dims"])
-        return cls(**values)
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)      # JSON has no tuples: hidden_dims, latent_dims
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)

@@ -25,6 +25,7 @@ from experiments.training.config import Config
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
 from experiments.training.optim import adam
+from experiments.training.weighting import LatentScale, beta_at
 
 
 class TrainingDiverged(UserError):
@@ -76,17 +77,25 @@ def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attemp
 def fit(attempt: Attempt, data: Dataset, folder: Path,
         on_epoch: Optional[Callable[[dict], None]] = None) -> Attempt:
     """Train from the attempt's last epoch up to ``config.epochs``, evaluating on the test set
-    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch."""
+    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch. With
+    ``--beta`` or ``--kl-warmup`` the latent terms are weighted by the epoch's β
+    (``experiments.training.weighting``), recorded as the column ``beta``; the test metrics
+    are the bounds at β = 1."""
     config, parts = attempt.config, attempt.parts
     if not attempt.metrics and parts.model.conditional:     # a resumed run has it in its state
         parts.model.fit_baseline(data.x_train, config.epochs, config.batch_size, config.lr,
                                  config.seed, binarize=config.binarize == "dynamic")
     given = labeled_test_inputs(parts, data, config)
     svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
+    weight = LatentScale()            # β on the latent sites of model and guide, while training
     board = Board(folder, attempt.optim) if config.tensorboard else None
     try:
         for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
-            row = train_epoch(svi, data, config, epoch)
+            weight.scale = beta_at(config, epoch)
+            with weight:
+                row = train_epoch(svi, data, config, epoch)
+            if config.beta != 1 or config.kl_warmup:
+                row["beta"] = weight.scale
             scorer = scoring_guide(parts, data.x_test)
             row.update(metrics_on_test_set(parts.model, scorer, data.x_test,
                                            config.iwae_samples, **given))

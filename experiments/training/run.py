@@ -127,6 +127,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         **{k: last[k] for k in TEST_METRICS if k in last},
         "test_iwae": iwae, "test_iwae_stderr": stderr, "iwae_samples": config.iwae_samples,
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
+        "beta": config.beta, "kl_warmup": config.kl_warmup,
         **ground_truth_metrics(model, data.truth, data.x_test),
     }
     return {**summary, **final_metrics(summary)}
