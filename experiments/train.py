@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from experiments.common.command import command
+from experiments.common.distributed import leader
 from experiments.evaluation.metrics import TEST_METRICS
 from experiments.training.options import add_training_options, config_from_args, explicit_options
 from experiments.training.run import RunInterrupted, RunResult, resume_config, run
@@ -45,24 +46,29 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             result = run(config_from_args(args), force=args.force)
     except RunInterrupted as exc:
-        print(f"stopped: {exc}", file=sys.stderr)
+        if leader():
+            print(f"stopped: {exc}", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print_summary(result)
+    if leader():
+        print_summary(result)
     return 0
 
 
 def _terminate(signum, frame):
-    """SIGTERM (a scheduler's stop) is handled like Ctrl-C: keep the checkpoint, then stop."""
+    """SIGTERM (a scheduler's stop; torchrun passes it to every rank, and sends it to the
+    other ranks when one fails) is handled like Ctrl-C: keep the checkpoint, then stop."""
     raise KeyboardInterrupt
 
 
 def print_summary(result: RunResult) -> None:
     s = result.summary
+    ranks = s.get("world_size", 1)
     print(f"{s['model']} / {s['guide']} / {s['elbo']} on {s['data']} "
           f"({s['num_train']} train, {s['num_test']} test), {s['epochs']} epochs, "
-          f"{s['seconds_per_epoch']:.2f} s per epoch")
+          f"{s['seconds_per_epoch']:.2f} s per epoch"
+          + (f", {ranks} processes (global batch {s['global_batch_size']})" if ranks > 1 else ""))
     lines = {key: (metric.label, metric.note) for key, metric in TEST_METRICS.items()}
     for key, (label, note) in {**lines, **GROUND_TRUTH_LINES}.items():
         if key == "test_iwae":

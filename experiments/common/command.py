@@ -8,6 +8,7 @@ import functools
 import sys
 from typing import Callable, List, Optional
 
+from experiments.common.distributed import speaks
 from experiments.common.errors import UserError
 
 Main = Callable[[Optional[List[str]]], int]
@@ -22,14 +23,16 @@ def draw_to_files() -> None:
 
 def command(main: Main) -> Main:
     """``main(argv)`` as a command: figures to files, a ``UserError`` as one ``error:`` line
-    on stderr and exit status 2."""
+    on stderr and exit status 2 (in a torchrun job, rank 0's line only, as every rank meets
+    the same refusal: ``experiments.common.distributed.speaks``)."""
     @functools.wraps(main)
     def run(argv: Optional[List[str]] = None) -> int:
         draw_to_files()
         try:
             return main(argv)
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            if speaks(exc):
+                print(f"error: {exc}", file=sys.stderr)
             return 2
 
     return run

@@ -119,6 +119,9 @@ class Config:
     device: str = option("cpu", "cpu or cuda", TRAINING, resumable=True)
     pyro_validation: bool = option(
         False, "check distributions and model/guide sites at every step (slower)", TRAINING)
+    dist_timeout: float = option(
+        600.0, "under torchrun: seconds a rank waits for the others at a collective before the "
+        "job stops", TRAINING, positive=True, resumable=True, runtime=True)
     iwae_samples: int = option(1000, "samples per test point of the IWAE estimate of log p(x)",
                                EVALUATION, at_least=1)
     out: Optional[str] = option(None, "run folder", shown_default="runs/<time>-<model>-<guide>-"

@@ -10,6 +10,8 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import pyro
 import torch
 
+from experiments.common.distributed import (RankFailure, from_leader, is_collective_failure,
+                                            leader, leader_first, lost_ranks, shared_work, world)
 from experiments.common.errors import UserError
 from experiments.common.files import write_json
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
@@ -19,6 +21,7 @@ from experiments.evaluation.metrics import TEST_METRICS, scoring_guide
 from experiments.figures.run import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
+from experiments.training import distributed
 from experiments.training import folder as run_folder
 from experiments.training.config import RESUMABLE, Config, flag_of, resolve
 from experiments.training.loop import build_parts, fit, log, start_attempt
@@ -44,19 +47,27 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     """Train ``config``'s model and guide, or continue the run in ``resume`` up to
     ``config.epochs`` epochs in total; write its folder and return its summary and parts.
     ``on_start`` sees the parts and data before the first step (measurements at the initial
-    parameters), ``on_epoch`` each epoch's row of metrics (progress reports)."""
+    parameters), ``on_epoch`` each epoch's row of metrics (progress reports).
+
+    Started by torchrun, this process is one rank of the run
+    (``experiments.training.distributed``): every rank trains and evaluates its share, rank 0
+    alone writes the folder."""
     check_names(config.model, config.guide, config.elbo, config.jit)
     config = resolve(config.validate())
-    with pyro.validation_enabled(config.pyro_validation):
+    with pyro.validation_enabled(config.pyro_validation), distributed.session(config):
         device = device_named(config.device)
-        data = prepare_data(config, device)
+        data = leader_first(lambda: prepare_data(config, device))
+        distributed.check_training(config, len(data.x_train))
         attempt = start_attempt(config.replace(restarts=1), data, device)
         if on_start is not None:
             on_start(attempt.parts, data)
-        run_dir = Path(resume) if resume is not None else run_folder.prepare_run_dir(
-            Path(config.out) if config.out else run_folder.default_run_dir(config), force)
-        with run_folder.exclusive(run_dir), _interruptible(config, run_dir):
-            write_json(run_dir / "config.json", config.to_dict())
+        run_dir = Path(resume) if resume is not None else from_leader(
+            lambda: run_folder.prepare_run_dir(
+                Path(config.out) if config.out else run_folder.default_run_dir(config), force))
+        lock = run_folder.exclusive(run_dir) if leader() else contextlib.nullcontext()
+        with lock, _interruptible(config, run_dir):
+            if leader():
+                write_json(run_dir / "config.json", config.to_dict())
             if resume is not None:
                 restarts = {}
                 attempt.metrics = _restore(run_dir, attempt.parts, attempt.optim)
@@ -66,28 +77,46 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
                                                  config.restarts, on_epoch)
             parts, metrics = attempt.parts, attempt.metrics
             scorer = scoring_guide(parts, data.x_test)
-            summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir),
-                       **restarts}
-            write_json(run_dir / "summary.json", summary)
-            plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
+            with shared_work():
+                summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir),
+                           **restarts}
+            if leader():
+                write_json(run_dir / "summary.json", summary)
+                plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
     return RunResult(run_dir, summary, metrics, parts)
 
 
 @contextlib.contextmanager
 def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
     """Turn an interrupt into a summary marked ``interrupted`` beside the last checkpoint, and
-    one line saying how to continue."""
+    one line saying how to continue; in a torchrun job, also the loss of a rank (its
+    collectives fail, or torchrun stops the others), naming the rank where it can."""
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not is_collective_failure(exc):
+            raise
         epoch = run_folder.checkpoint_epoch(run_dir)
-        write_json(run_dir / "summary.json", {
-            "status": "interrupted", "completed_epochs": epoch, "epochs": config.epochs,
-            "resume": f"python -m experiments.train --resume {run_dir} --epochs {config.epochs}"})
-        raise RunInterrupted(
-            f"interrupted after {epoch} finished epoch(s); "
-            + (f"continue with --resume {run_dir} --epochs {config.epochs}" if epoch else
-               "no epoch finished, so there is no checkpoint: start the run again")) from None
+        if leader():
+            write_json(run_dir / "summary.json", {
+                "status": "interrupted", "completed_epochs": epoch, "epochs": config.epochs,
+                "resume": f"python -m experiments.train --resume {run_dir} "
+                          f"--epochs {config.epochs}"})
+        then = (f"continue with --resume {run_dir} --epochs {config.epochs}" if epoch else
+                "no epoch finished, so there is no checkpoint: start the run again")
+        here, lost = world(), lost_ranks()
+        if lost or isinstance(exc, RuntimeError):
+            who = ", ".join(f"rank {r} of {here.size} (process {pid})" for r, pid in lost)
+            why = "died" if lost else f"stopped answering ({_first_line(exc)})"
+            survivors = [r for r in range(here.size) if r not in dict(lost)]
+            raise RankFailure(f"{who or 'another rank'} {why}; {here} stopped after {epoch} "
+                              f"finished epoch(s); {then}",
+                              loud=here.rank == min(survivors) and 0 in dict(lost)) from None
+        raise RunInterrupted(f"interrupted after {epoch} finished epoch(s); {then}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def load_trained(run_dir: Path, option: str = "--run") -> Tuple[Config, Dataset, Parts]:
@@ -130,7 +159,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
     ``--iwae-samples`` and its standard error, and the ground truth where there is one."""
     iwae, stderr = iwae_log_likelihood(model, guide, data.x_test, config.iwae_samples,
                                        max_plate_nesting=model.max_plate_nesting)
-    last = metrics[-1]
+    last, ranks = metrics[-1], world().size
     return {
         "status": "completed",
         "run_dir": str(run_dir),
@@ -142,6 +171,8 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         **{k: last[k] for k in TEST_METRICS if k in last},
         "test_iwae": iwae, "test_iwae_stderr": stderr, "iwae_samples": config.iwae_samples,
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
+        "world_size": ranks, "batch_size": config.batch_size,
+        "global_batch_size": ranks * config.batch_size,
         **ground_truth_metrics(model, data.truth, data.x_test),
     }
 
@@ -180,6 +211,7 @@ def _restore(run_dir: Path, parts: Parts, optim) -> List[dict]:
 
 
 def device_named(name: str) -> torch.device:
+    """The device called ``name``; under torchrun, ``cuda`` is the GPU of the local rank."""
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: PyTorch sees no CUDA GPU here; use --device cpu")
-    return torch.device(name)
+    return distributed.device_of(name)

@@ -1,0 +1,202 @@
+"""One run trained by several processes: PyTorch's DistributedDataParallel (DDP) under torchrun.
+
+    torchrun --standalone --nproc_per_node 2 -m experiments.train --model vae --data digits
+
+Every rank builds the same parts from the same seed and holds the whole data set. In each step
+rank r takes its own share of the step's global minibatch (``minibatches``) and computes its
+loss with the data plate's scale N/B, so its gradient is an unbiased estimate of the whole
+training set's; DDP averages the ranks' gradients, so a step of N ranks is one step on the
+N × B points of the global minibatch (``--batch-size`` is B, per rank). The estimator's
+``differentiable_loss`` is wrapped in Pyro's ``ELBOModule`` (``elbo(model, guide)``: a
+``torch.nn.Module`` holding model and guide) and that module in DDP, which synchronizes the
+gradients during ``backward``; the run's own optimizer (``experiments.training.optim``) then
+steps the same parameters on every rank, which therefore stay equal (``check_in_sync``
+verifies it after every epoch). An estimator without ``differentiable_loss`` (``tracegraph``:
+Pyro computes its gradient inside ``loss_and_grads`` only) cannot be wrapped, and is refused.
+
+Random numbers: the epoch's order of the training set comes from the run's seed, the same on
+every rank; the noise of each rank (z ~ q, dynamic binarization) from a stream of its own,
+seeded afresh at every epoch from (seed, epoch, rank), so a resumed run draws what an
+uninterrupted one draws without a random state per rank in the checkpoint. Evaluation draws
+per chunk of the test set (``experiments.evaluation.likelihood``), whichever rank scores it.
+"""
+import hashlib
+import math
+import os
+from typing import List
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pyro import poutine
+from pyro.infer import SVI
+from torch.nn.parallel import DistributedDataParallel
+
+from experiments.common.distributed import (RankFailure, World, gather, joined, joined_group,
+                                            launched, world)
+from experiments.common.errors import UserError
+from experiments.common.rng import isolated_rng
+from experiments.estimators import ELBOS
+from experiments.estimators.compiled import JIT_ELBOS
+from experiments.training.config import Config
+
+WARM_UP_SEED = 0
+
+
+def session(config: Config):
+    """The process group of a torchrun job (a no-op in one process): gloo on CPU, NCCL with
+    ``--device cuda``; collectives time out after ``--dist-timeout`` seconds."""
+    return joined("nccl" if config.device.startswith("cuda") else "gloo", config.dist_timeout)
+
+
+def device_of(name: str) -> torch.device:
+    """The device of this rank: under torchrun, ``--device cuda`` is the GPU of the local rank
+    (one GPU per process), as it is the current GPU in one process."""
+    if not launched() or not name.startswith("cuda"):
+        return torch.device(name)
+    here = World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
+                 int(os.environ.get("LOCAL_RANK", 0)))
+    if name != "cuda":
+        raise UserError(f"--device {name}: under torchrun each rank takes the GPU of its local "
+                        "rank; pass --device cuda")
+    if here.local_rank >= torch.cuda.device_count():
+        raise RankFailure(f"{here}: --device cuda takes GPU {here.local_rank} (its local rank), "
+                          f"but PyTorch sees {torch.cuda.device_count()} GPU(s) on this machine; "
+                          "start at most that many processes per machine", loud=True)
+    torch.cuda.set_device(here.local_rank)
+    return torch.device("cuda", here.local_rank)
+
+
+def check_training(config: Config, num_train: int) -> None:
+    """Refuse what cannot train across ranks, before anything is written: an estimator with no
+    single differentiable loss, or fewer training points than ranks."""
+    here = world()
+    if not joined_group():
+        return
+    estimator = (JIT_ELBOS if config.jit else ELBOS)[config.elbo]
+    if not callable(getattr(estimator, "differentiable_loss", None)):
+        able = [name for name, cls in ELBOS.items() if callable(getattr(cls, "differentiable_loss",
+                                                                         None))]
+        raise UserError(f"--elbo {config.elbo} cannot train under torchrun: "
+                        f"{_pyro_base(estimator)} computes its gradient only inside "
+                        "loss_and_grads, and DistributedDataParallel needs one differentiable "
+                        f"loss to synchronize; train it in one process, or choose one of "
+                        f"{', '.join(able)}")
+    if num_train < here.size:
+        raise UserError(f"{num_train} training points cannot be shared among {here.size} ranks; "
+                        "use more data or fewer processes")
+
+
+def _pyro_base(estimator: type) -> str:
+    return next(c.__name__ for c in estimator.__mro__ if c.__module__.startswith("pyro."))
+
+
+def svi(model, guide, optim, elbo):
+    """What takes the training steps: ``pyro.infer.SVI`` in one process, ``DistributedSVI``
+    in a torchrun job."""
+    if joined_group():
+        return DistributedSVI(model, guide, optim, elbo)
+    return SVI(model, guide, optim, elbo)
+
+
+class DistributedSVI:
+    """``pyro.infer.SVI``'s ``step`` for one rank: the loss of this rank's minibatch through
+    DDP, its gradient averaged over the ranks in ``backward``, one step of ``optim``.
+
+    DDP needs every parameter before it starts (it broadcasts rank 0's values and registers a
+    gradient hook on each), and Pyro registers a module's parameters in its store on first
+    use, so the first ``step`` runs one pass of model and guide, in a random stream of its own
+    and with its gradients dropped, on every rank alike, then wraps.
+    """
+
+    def __init__(self, model, guide, optim, elbo):
+        self.module = elbo(model, guide)        # pyro.infer.elbo.ELBOModule
+        self.optim = optim
+        self.ddp = None
+        self.params: List[torch.Tensor] = []
+
+    def step(self, *args, **kwargs) -> float:
+        """One step on this rank's minibatch; the loss averaged over the ranks (every rank
+        returns the same number, so all stop together on a NaN)."""
+        if self.ddp is None:
+            self._wrap(args, kwargs)
+        loss = self.ddp(*args, **kwargs)
+        loss.backward()
+        self.optim(self.params)
+        total = loss.detach().clone()
+        dist.all_reduce(total)
+        return total.item() / dist.get_world_size()
+
+    def _wrap(self, args, kwargs) -> None:
+        device = next((a.device for a in args if torch.is_tensor(a)), torch.device("cpu"))
+        with isolated_rng(WARM_UP_SEED, device), poutine.trace(param_only=True) as captured:
+            loss = self.module(*args, **kwargs)
+        loss.backward()
+        used = {id(site["value"].unconstrained()): (name, site["value"].unconstrained())
+                for name, site in captured.trace.nodes.items()}
+        own = {id(p): p for p in self.module.parameters()}
+        outside = sorted(name for key, (name, _) in used.items() if key not in own)
+        if outside:
+            raise UserError(f"{', '.join(outside)}: Pyro parameters outside the model's and "
+                            "guide's modules, which DistributedDataParallel cannot keep equal "
+                            "across ranks; train in one process")
+        unused = [p for p in own.values() if p.requires_grad and p.grad is None]
+        for p in own.values():
+            p.grad = None
+        self.params = [p for _, p in used.values()]
+        ids = [device.index] if device.type == "cuda" else None
+        self.ddp = DistributedDataParallel(self.module, device_ids=ids,
+                                           find_unused_parameters=bool(unused))
+
+
+def minibatches(n: int, batch_size: int, seed: int, epoch: int,
+                device: torch.device) -> List[torch.Tensor]:
+    """This rank's minibatches of one epoch, as indices into the training set.
+
+    The epoch's order is a permutation fixed by (seed, epoch), the same on every rank. In one
+    process it is cut into minibatches of ``batch_size``. With N ranks it is cut into global
+    minibatches of N × ``batch_size`` points, rank r taking the r-th of N contiguous shares
+    of each (equal, or one point apart in the last); a last global minibatch of fewer points
+    than ranks joins the one before, so no rank ever takes an empty share.
+    """
+    order_rng = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=order_rng).to(device)
+    here = world()
+    if here.size == 1:
+        return list(order.split(batch_size))
+    steps = list(order.split(here.size * batch_size))
+    if len(steps) > 1 and len(steps[-1]) < here.size:
+        steps[-2:] = [torch.cat(steps[-2:])]
+    return [step.tensor_split(here.size)[here.rank] for step in steps]
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """How many minibatches ``minibatches`` gives each rank."""
+    size = world().size
+    if size == 1:
+        return math.ceil(n / batch_size)
+    steps = math.ceil(n / (size * batch_size))
+    return steps - 1 if steps > 1 and n - (steps - 1) * size * batch_size < size else steps
+
+
+def seed_rank(seed: int, epoch: int) -> None:
+    """In a torchrun job, seed this rank's stream for ``epoch`` from (seed, epoch, rank)."""
+    if joined_group():
+        state = np.random.SeedSequence([seed, epoch, world().rank]).generate_state(1)[0]
+        torch.manual_seed(int(state))
+
+
+def check_in_sync(*modules: torch.nn.Module) -> None:
+    """Refuse to go on if any rank's parameters and buffers differ from rank 0's by one bit."""
+    if not joined_group():
+        return
+    digest = hashlib.sha256()
+    for module in modules:
+        for tensor in module.state_dict().values():
+            digest.update(tensor.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    digests = gather(digest.hexdigest())
+    differ = [str(r) for r, d in enumerate(digests) if d != digests[0]]
+    if differ:
+        raise RankFailure(f"the parameters of rank(s) {', '.join(differ)} differ from rank 0's: "
+                          "the ranks no longer train one model (a nondeterministic kernel, or "
+                          "ranks on different hardware); stop and resume from the checkpoint")
