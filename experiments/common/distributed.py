@@ -17,7 +17,9 @@ process does. What the library does across ranks goes through this module:
 import contextlib
 import contextvars
 import os
+import signal
 import socket
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Iterator, List, Optional, Tuple, TypeVar
@@ -181,6 +183,14 @@ def lost_ranks() -> List[Tuple[int, int]]:
     host = socket.gethostname()
     return [(r, pid) for r, (h, pid) in enumerate(_PEERS)
             if r != here and h == host and not _alive(pid)]
+
+
+def stopping() -> None:
+    """This process is stopping (interrupted, or a rank was lost): from here on a SIGTERM, as
+    torchrun sends to the ranks left when one fails, waits for the stop to finish (its summary
+    written, its one line printed) instead of breaking into it."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def is_collective_failure(exc: BaseException) -> bool:

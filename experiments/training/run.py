@@ -11,7 +11,8 @@ import pyro
 import torch
 
 from experiments.common.distributed import (RankFailure, from_leader, is_collective_failure,
-                                            leader, leader_first, lost_ranks, shared_work, world)
+                                            leader, leader_first, lost_ranks, shared_work,
+                                            stopping, world)
 from experiments.common.errors import UserError
 from experiments.common.files import write_json
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
@@ -96,6 +97,7 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
     except (KeyboardInterrupt, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and not is_collective_failure(exc):
             raise
+        stopping()
         epoch = run_folder.checkpoint_epoch(run_dir)
         if leader():
             write_json(run_dir / "summary.json", {
