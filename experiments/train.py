@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from experiments.common.command import command
-from experiments.common.distributed import leader
+from experiments.common.distributed import launched, leader, request_stop
 from experiments.evaluation.metrics import TEST_METRICS
 from experiments.training.options import add_training_options, config_from_args, explicit_options
 from experiments.training.run import RunInterrupted, RunResult, resume_config, run
@@ -38,7 +38,8 @@ def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 @command
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    stops = (signal.SIGTERM, signal.SIGINT) if launched() else (signal.SIGTERM,)
+    previous = {signum: signal.signal(signum, _terminate) for signum in stops}
     try:
         if args.resume is not None:
             config = resume_config(args.resume, explicit_options(parser, argv), args.force)
@@ -50,15 +51,21 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"stopped: {exc}", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if leader():
         print_summary(result)
     return 0
 
 
 def _terminate(signum, frame):
-    """SIGTERM (a scheduler's stop; torchrun passes it to every rank, and sends it to the
-    other ranks when one fails) is handled like Ctrl-C: keep the checkpoint, then stop."""
+    """SIGTERM (a scheduler's stop) is handled like Ctrl-C: keep the checkpoint, then stop. In
+    a torchrun job (which passes SIGTERM and Ctrl-C to every rank, and SIGTERM to the ranks left
+    when one fails) the ranks stop together after their current step: a rank stopped in the
+    middle of a collective would leave the others waiting for it."""
+    if launched():
+        request_stop()
+        return
     raise KeyboardInterrupt
 
 

@@ -1,8 +1,8 @@
 """One run across processes (torchrun + DistributedDataParallel, gloo on the loopback): a step of
 N ranks is one step on the union of their minibatches, the ranks' parameters stay bit-identical,
 sharded evaluation gives one process's numbers, checkpoints move between world sizes, and a rank
-that dies ends the job with one line naming it. Every multi-process call has a deadline; the spawned ranks import this module, so it imports
-only what they need at the top."""
+that dies ends the job with one line naming it. Every multi-process call has a deadline. The
+spawned ranks import this module: it imports at the top only what they need."""
 import json
 import os
 import shutil
@@ -330,3 +330,33 @@ def test_a_killed_rank_ends_the_job_with_one_line_naming_it(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["completed_epochs"] >= 1
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] >= 1
+
+
+def test_sigterm_in_a_torchrun_job_stops_every_rank_after_the_same_step(group_of_one, tmp_path,
+                                                                       monkeypatch, capsys):
+    """Under torchrun a SIGTERM only asks to stop; the ranks agree on it with the step's loss
+    and stop together after that step, keeping the checkpoint of the last finished epoch."""
+    from experiments import train
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    real_step, calls = distributed.DistributedSVI.step, {"n": 0, "after": None}
+
+    def signalled(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6 + 2:                        # epoch 2, step 2 (6 steps per epoch)
+            os.kill(os.getpid(), signal.SIGTERM)       # handled: the step still runs
+            loss = real_step(self, *args, **kwargs)
+            calls["after"] = loss                      # never reached: the step raises
+            return loss
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(distributed.DistributedSVI, "step", signalled)
+    out = tmp_path / "run"
+    assert train.main(flags(**QUICK, batch_size=40, epochs=3, out=out)) == 130
+    assert calls == {"n": 8, "after": None}
+    assert capsys.readouterr().err.strip() == (f"stopped: interrupted after 1 finished epoch(s); "
+                                               f"continue with --resume {out} --epochs 3")
+    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL

@@ -17,7 +17,6 @@ process does. What the library does across ranks goes through this module:
 import contextlib
 import contextvars
 import os
-import signal
 import socket
 import threading
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ T = TypeVar("T")
 
 _SHARED = contextvars.ContextVar("shared_work", default=False)
 _PEERS: List[Tuple[str, int]] = []          # (host, process id) of every rank, by rank
+_STOP = threading.Event()
 
 
 @dataclass(frozen=True)
@@ -91,19 +91,55 @@ def speaks(error: UserError) -> bool:
 @contextlib.contextmanager
 def joined(backend: str, timeout: float) -> Iterator[World]:
     """Inside: this process one rank of the torchrun job that started it, in a process group
-    of ``backend`` (``gloo``, ``nccl``) whose collectives give up after ``timeout`` seconds.
-    Outside torchrun, or when the caller has joined already, nothing is done."""
+    of ``backend`` (``gloo``; ``nccl``: one GPU per process, that of its local rank) whose
+    collectives give up after ``timeout`` seconds. Outside torchrun, or when the caller has
+    joined already, nothing is done. A collective that fails because a rank was lost ends in
+    a ``RankFailure`` naming the rank where it can."""
     if not launched() or joined_group():
         yield world()
         return
+    if backend == "nccl":
+        _take_gpu(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
+    _STOP.clear()
     try:
         _PEERS[:] = gather((socket.gethostname(), os.getpid()))
         yield world()
         dist.barrier()      # leave together: no rank's last collective meets a closed socket
+    except RuntimeError as exc:
+        if not is_collective_failure(exc):
+            raise
+        raise lost_contact(exc) from None
     finally:
         _PEERS.clear()
         dist.destroy_process_group()
+
+
+def _take_gpu(local_rank: int) -> None:
+    if local_rank >= torch.cuda.device_count():
+        raise RankFailure(f"rank {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')}: "
+                          f"--device cuda takes GPU {local_rank} (its local rank), but PyTorch "
+                          f"sees {torch.cuda.device_count()} GPU(s) on this machine; start at "
+                          "most that many processes per machine", loud=True)
+    torch.cuda.set_device(local_rank)
+
+
+def lost_contact(exc: BaseException, then: str = "") -> RankFailure:
+    """The failure of a job that lost a rank: the ranks known to be gone (or, when none is
+    known, why the collective ``exc`` failed), what this rank did, and ``then`` what to do.
+    Rank 0 says it, or the lowest rank left when rank 0 is the one gone."""
+    here, lost = world(), lost_ranks()
+    who = ", ".join(f"rank {r} of {here.size} (process {pid})" for r, pid in lost)
+    gone = dict(lost)
+    survivors = [r for r in range(here.size) if r not in gone]
+    what = (f"{who} died" if who else
+            f"another rank stopped answering ({_first_line(exc)})")
+    return RankFailure(f"{what}; {here} stopped" + (f" {then}" if then else ""),
+                       loud=0 in gone and here.rank == min(survivors))
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def gather(value: T) -> List[T]:
@@ -135,14 +171,22 @@ def from_leader(compute: Callable[[], T]) -> T:
 
 def leader_first(compute: Callable[[], T]) -> T:
     """``compute()`` on every rank, rank 0 first: what may download or write a cache (a data
-    set) is done once before the other ranks read it."""
+    set) is done once before the other ranks read it; a ``UserError`` of rank 0 stops all."""
     if not joined_group():
         return compute()
+    refusal = [None]
     if leader():
-        value = compute()
-        dist.barrier()
+        try:
+            value = compute()
+        except UserError as exc:
+            refusal = [str(exc)]
+            dist.broadcast_object_list(refusal, src=0)
+            raise
+    dist.broadcast_object_list(refusal, src=0)
+    if leader():
         return value
-    dist.barrier()
+    if refusal[0] is not None:
+        raise UserError(refusal[0])
     return compute()
 
 
@@ -185,12 +229,20 @@ def lost_ranks() -> List[Tuple[int, int]]:
             if r != here and h == host and not _alive(pid)]
 
 
-def stopping() -> None:
-    """This process is stopping (interrupted, or a rank was lost): from here on a SIGTERM, as
-    torchrun sends to the ranks left when one fails, waits for the stop to finish (its summary
-    written, its one line printed) instead of breaking into it."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def request_stop() -> None:
+    """Ask this rank to stop (a signal handler's call): the ranks agree on it at their next
+    step (``stop_requested`` travels with the step's loss), so all stop after the same step
+    instead of one leaving the others waiting in a collective."""
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    return _STOP.is_set()
+
+
+def forget_stop() -> None:
+    """The ranks have stopped as asked: a later run in this process starts afresh."""
+    _STOP.clear()
 
 
 def is_collective_failure(exc: BaseException) -> bool:

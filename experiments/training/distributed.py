@@ -32,8 +32,8 @@ from pyro import poutine
 from pyro.infer import SVI
 from torch.nn.parallel import DistributedDataParallel
 
-from experiments.common.distributed import (RankFailure, World, gather, joined, joined_group,
-                                            launched, world)
+from experiments.common.distributed import (RankFailure, forget_stop, gather, joined,
+                                            joined_group, launched, stop_requested, world)
 from experiments.common.errors import UserError
 from experiments.common.rng import isolated_rng
 from experiments.estimators import ELBOS
@@ -51,20 +51,14 @@ def session(config: Config):
 
 def device_of(name: str) -> torch.device:
     """The device of this rank: under torchrun, ``--device cuda`` is the GPU of the local rank
-    (one GPU per process), as it is the current GPU in one process."""
+    (one GPU per process, taken when the rank joins), as it is the current GPU in one
+    process."""
     if not launched() or not name.startswith("cuda"):
         return torch.device(name)
-    here = World(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]),
-                 int(os.environ.get("LOCAL_RANK", 0)))
     if name != "cuda":
         raise UserError(f"--device {name}: under torchrun each rank takes the GPU of its local "
                         "rank; pass --device cuda")
-    if here.local_rank >= torch.cuda.device_count():
-        raise RankFailure(f"{here}: --device cuda takes GPU {here.local_rank} (its local rank), "
-                          f"but PyTorch sees {torch.cuda.device_count()} GPU(s) on this machine; "
-                          "start at most that many processes per machine", loud=True)
-    torch.cuda.set_device(here.local_rank)
-    return torch.device("cuda", here.local_rank)
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def check_training(config: Config, num_train: int) -> None:
@@ -117,15 +111,19 @@ class DistributedSVI:
 
     def step(self, *args, **kwargs) -> float:
         """One step on this rank's minibatch; the loss averaged over the ranks (every rank
-        returns the same number, so all stop together on a NaN)."""
+        returns the same number, so all stop together on a NaN). When any rank was asked to
+        stop (``request_stop``), every rank raises ``KeyboardInterrupt`` after this step."""
         if self.ddp is None:
             self._wrap(args, kwargs)
         loss = self.ddp(*args, **kwargs)
         loss.backward()
         self.optim(self.params)
-        total = loss.detach().clone()
-        dist.all_reduce(total)
-        return total.item() / dist.get_world_size()
+        shared = torch.stack([loss.detach(), loss.new_tensor(float(stop_requested()))])
+        dist.all_reduce(shared)                     # (Σ loss, ranks asked to stop)
+        if shared[1] > 0:
+            forget_stop()
+            raise KeyboardInterrupt
+        return shared[0].item() / dist.get_world_size()
 
     def _wrap(self, args, kwargs) -> None:
         device = next((a.device for a in args if torch.is_tensor(a)), torch.device("cpu"))

@@ -10,9 +10,9 @@ from typing import Callable, Iterator, List, Optional, Tuple
 import pyro
 import torch
 
-from experiments.common.distributed import (RankFailure, from_leader, is_collective_failure,
-                                            leader, leader_first, lost_ranks, shared_work,
-                                            stopping, world)
+from experiments.common.distributed import (from_leader, is_collective_failure, leader,
+                                            leader_first, lost_contact, lost_ranks, shared_work,
+                                            world)
 from experiments.common.errors import UserError
 from experiments.common.files import write_json
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
@@ -97,7 +97,6 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
     except (KeyboardInterrupt, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and not is_collective_failure(exc):
             raise
-        stopping()
         epoch = run_folder.checkpoint_epoch(run_dir)
         if leader():
             write_json(run_dir / "summary.json", {
@@ -106,19 +105,9 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
                           f"--epochs {config.epochs}"})
         then = (f"continue with --resume {run_dir} --epochs {config.epochs}" if epoch else
                 "no epoch finished, so there is no checkpoint: start the run again")
-        here, lost = world(), lost_ranks()
-        if lost or isinstance(exc, RuntimeError):
-            who = ", ".join(f"rank {r} of {here.size} (process {pid})" for r, pid in lost)
-            why = "died" if lost else f"stopped answering ({_first_line(exc)})"
-            survivors = [r for r in range(here.size) if r not in dict(lost)]
-            raise RankFailure(f"{who or 'another rank'} {why}; {here} stopped after {epoch} "
-                              f"finished epoch(s); {then}",
-                              loud=here.rank == min(survivors) and 0 in dict(lost)) from None
+        if isinstance(exc, RuntimeError) or lost_ranks():
+            raise lost_contact(exc, f"after {epoch} finished epoch(s); {then}") from None
         raise RunInterrupted(f"interrupted after {epoch} finished epoch(s); {then}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def load_trained(run_dir: Path, option: str = "--run") -> Tuple[Config, Dataset, Parts]:
