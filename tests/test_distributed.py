@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pyro
@@ -20,7 +21,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from pyro.infer import SVI
 
-from experiments.common.distributed import World, shared_work
+from experiments.common.distributed import (World, is_collective_failure, lost_contact,
+                                            shared_work)
 from experiments.common.errors import UserError
 from experiments.data.datasets import binarize
 from experiments.evaluation import metrics
@@ -142,6 +144,14 @@ def rank_worker(rank: int, size: int, port: int, out: str) -> None:
                                                  chunk_elements=100)
             result["gmm_metrics"] = metrics.metrics_on_test_set(gmm.model, gmm.guide,
                                                                 gmm_data(), 30)
+        # 4. a rank that stops answering: the others' collective fails after the timeout
+        group = dist.new_group(timeout=timedelta(seconds=2))
+        if rank == 1:
+            time.sleep(6)
+        try:
+            dist.all_reduce(torch.zeros(1), group=group)
+        except RuntimeError as exc:
+            result["hang"] = (is_collective_failure(exc), str(lost_contact(exc, "then")))
     torch.save(result, Path(out) / f"rank{rank}.pt")
 
 
@@ -205,6 +215,13 @@ def test_sharded_evaluation_equals_one_process(two_ranks, monkeypatch):
         assert rank["gmm_metrics"] == exact
 
 
+def test_a_rank_that_stops_answering_fails_the_others_collective_after_the_timeout(two_ranks):
+    failed, message = two_ranks[0]["hang"]
+    assert failed
+    assert message.startswith("another rank stopped answering (") and \
+        message.endswith("); rank 0 of 2 stopped then")
+
+
 def test_minibatches_share_each_global_minibatch_among_the_ranks(monkeypatch):
     n, batch, size = 103, 8, 3            # 4 full global batches, 7 points left: 3 + 2 + 2
     one = distributed.minibatches(n, batch, 0, 1, torch.device("cpu"))
@@ -239,6 +256,13 @@ def test_an_estimator_without_a_differentiable_loss_is_refused_in_one_line(group
     for name in ("trace", "meanfield", "enum", "iwae", "renyi", "tail-adaptive",
                  "score-function", "stl", "dreg"):
         distributed.check_training(Config(elbo=name), 100)
+
+
+def test_fewer_training_points_than_ranks_are_refused(group_of_one, monkeypatch):
+    monkeypatch.setattr(distributed, "world", lambda: World(0, 4))
+    distributed.check_training(Config(), 4)
+    with pytest.raises(UserError, match="^3 training points cannot be shared among 4 ranks"):
+        distributed.check_training(Config(), 3)
 
 
 def run_ranks(args, size=2, **popen):
@@ -338,8 +362,9 @@ def test_sigterm_in_a_torchrun_job_stops_every_rank_after_the_same_step(group_of
     and stop together after that step, keeping the checkpoint of the last finished epoch."""
     from experiments import train
 
-    monkeypatch.setenv("RANK", "0")
-    monkeypatch.setenv("WORLD_SIZE", "1")
+    for name, value in dict(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                            MASTER_PORT=str(free_port())).items():
+        monkeypatch.setenv(name, value)
     real_step, calls = distributed.DistributedSVI.step, {"n": 0, "after": None}
 
     def signalled(self, *args, **kwargs):

@@ -57,8 +57,15 @@ def test_plan_only_then_the_lines_then_collect_give_the_comparison_of_jobs(tmp_p
         assert (planned / name).stat().st_size > 0
 
 
-def test_collect_refuses_a_folder_without_a_plan_in_one_line(tmp_path, capsys):
+def test_collect_and_run_job_refuse_what_they_cannot_read_in_one_line(tmp_path, capsys):
     assert compare.main(["--collect", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: --collect {tmp_path / 'plan.json'}: no comparison plan there")
     assert "\n" not in err
+    assert compare.main(ARGV + ["--plan-only", "--out", str(tmp_path / "cmp")]) == 0
+    capsys.readouterr()
+    plan = tmp_path.resolve() / "cmp" / "plan.json"
+    assert compare.main(["--run-job", str(plan), "--job", "3"]) == 2
+    assert capsys.readouterr().err == f"error: --job 3: the plan {plan} has jobs 0 to 2\n"
+    assert compare.main(["--collect", str(tmp_path / "cmp")]) == 2      # nothing ran yet
+    assert "none of its 3 runs has finished" in capsys.readouterr().err

@@ -60,9 +60,13 @@ class RankFailure(UserError):
         self.loud = loud
 
 
+#: what torchrun tells every process, and ``init_process_group`` reads (its ``env://``)
+LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def launched() -> bool:
     """Whether torchrun (or a launcher that sets the same variables) started this process."""
-    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    return all(name in os.environ for name in LAUNCH_VARIABLES)
 
 
 def joined_group() -> bool:
@@ -79,7 +83,7 @@ def world() -> World:
 def leader() -> bool:
     """Whether this process writes and prints: rank 0 of a torchrun job (read from the
     environment, so also before the process joins and after it leaves), or a process alone."""
-    return os.environ.get("RANK", "0") == "0"
+    return not launched() or os.environ["RANK"] == "0"
 
 
 def speaks(error: UserError) -> bool:
