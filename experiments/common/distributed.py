@@ -19,6 +19,7 @@ import contextvars
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Iterator, List, Optional, Tuple, TypeVar
@@ -133,6 +134,11 @@ def lost_contact(exc: BaseException, then: str = "") -> RankFailure:
     known, why the collective ``exc`` failed), what this rank did, and ``then`` what to do.
     Rank 0 says it, or the lowest rank left when rank 0 is the one gone."""
     here, lost = world(), lost_ranks()
+    for _ in range(20):     # a killed process closes its sockets before it is seen to be gone
+        if lost:
+            break
+        time.sleep(0.05)
+        lost = lost_ranks()
     who = ", ".join(f"rank {r} of {here.size} (process {pid})" for r, pid in lost)
     gone = dict(lost)
     survivors = [r for r in range(here.size) if r not in gone]
