@@ -123,7 +123,8 @@ def benchmark(config: Config, x_iwae: torch.Tensor, epochs: int, rounds: int) ->
 def _iwae_worker(images: Path, config: Config, rounds: int, device: str,
                  out: Optional[Path]) -> None:
     """One rank of the evaluation benchmark (rank 0 writes ``out``)."""
-    from experiments.common.distributed import joined, leader, shared_work
+    from experiments.common.distributed import joined, shared_work
+    from experiments.common.ranks import leader
     from experiments.training.loop import build_parts
 
     with joined("nccl" if device == "cuda" else "gloo", timeout=3600) as here:

@@ -21,7 +21,7 @@ from benchmarks import estimators, evaluation, particles, processes, report, tra
 from experiments.common.command import command
 from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
 from experiments.training.config import Config
-from experiments.training.run import prepare_data
+from experiments.training.prepare import prepare_data
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 

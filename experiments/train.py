@@ -10,11 +10,23 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command
-from experiments.common.distributed import launched, leader, request_stop
-from experiments.evaluation.metrics import TEST_METRICS
-from experiments.training.options import add_training_options, config_from_args, explicit_options
-from experiments.training.run import RunInterrupted, RunResult, resume_config, run
+from experiments.common.command import command, starting
+from experiments.common.ranks import launched, leader
+
+with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.common.distributed import request_stop
+    from experiments.evaluation.metrics import TEST_METRICS
+    from experiments.training.options import (add_training_options, config_from_args,
+                                              explicit_options)
+    from experiments.training.run import RunInterrupted, RunResult, resume_config, run
+
+#: what the printed train ELBO is, by --binarize: with dynamic binarization it estimates what
+#: the test ELBO does (no binary image is seen twice), so it may sit below it (README, "A run")
+TRAIN_NOTES = {
+    "dynamic": "mean over the last epoch's steps, fresh binarizations (may sit below test: README)",
+    "static": "mean over the last epoch's steps",
+    "none": "mean over the last epoch's steps",
+}
 
 #: ground truth that a summary may hold, as the command prints it
 GROUND_TRUTH_LINES = {
@@ -76,6 +88,8 @@ def print_summary(result: RunResult) -> None:
           f"({s['num_train']} train, {s['num_test']} test), {s['epochs']} epochs, "
           f"{s['seconds_per_epoch']:.2f} s per epoch"
           + (f", {ranks} processes (global batch {s['global_batch_size']})" if ranks > 1 else ""))
+    if s.get("train_elbo") is not None:
+        print(f"  {'train ELBO':<18} {s['train_elbo']:10.3f} {TRAIN_NOTES[s['binarize']]}")
     lines = {key: (metric.label, metric.note) for key, metric in TEST_METRICS.items()}
     for key, (label, note) in {**lines, **GROUND_TRUTH_LINES}.items():
         if key == "test_iwae":

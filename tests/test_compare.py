@@ -1,7 +1,6 @@
 """The estimator comparison end to end, and the inference gaps."""
 import csv
 import json
-import math
 
 import pytest
 

@@ -122,3 +122,33 @@ def test_binarize_with_a_seed_is_reproducible_and_leaves_the_global_stream_alone
     # each pixel is on with probability x: the mean of many draws approaches x
     draws = torch.stack([binarize(x) for _ in range(2000)]).mean(0)
     assert (draws - x).abs().max() < 0.05
+
+
+def test_a_text_file_named_npz_gets_our_own_line_not_numpys_pickle_advice(tmp_path):
+    path = tmp_path / "notes.npz"
+    path.write_text("x,y\n1,2\n")
+    with pytest.raises(UserError) as info:
+        load_dataset(str(path))
+    message = str(info.value)
+    assert message.startswith(f"data file {path} is not a NumPy file")
+    assert "numpy.save" in message and "pickle" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("other", ["x_train", "x_test"])
+def test_x_beside_x_train_or_x_test_is_ambiguous_and_refused(tmp_path, other):
+    path = tmp_path / "both.npz"
+    np.savez(path, x=np.zeros((10, 3)), **{other: np.ones((4, 3))},
+             **({"x_test": np.ones((2, 3))} if other == "x_train" else {}))
+    with pytest.raises(UserError, match=f"holds both x and {other}, so which examples to use "
+                                        "is ambiguous"):
+        load_dataset(str(path))
+
+
+def test_every_data_set_is_listed_with_a_description():
+    from experiments.list import registries
+
+    listed = registries().split("data sets:\n")[1].strip().splitlines()
+    assert len(listed) == len(DATASETS)
+    for line in listed:
+        name, _, description = line.strip().partition(" ")
+        assert name in DATASETS and description.strip(), line

@@ -6,7 +6,7 @@
 torchrun nothing changes: ``world()`` is rank 0 of 1 and every helper here does what one
 process does. What the library does across ranks goes through this module:
 
-- ``leader``: rank 0 alone writes the run folder and prints;
+- ``leader`` (``experiments.common.ranks``): rank 0 alone writes the run folder and prints;
 - ``shared_work`` and ``split_chunks``: inside ``shared_work``, a computation made of numbered
   chunks is split among the ranks (chunk c on rank c mod N) and the results are gathered, in
   chunk order, on every rank: each rank ends with the list one process computes;
@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from experiments.common.errors import UserError
+from experiments.common.ranks import launched, leader
 
 T = TypeVar("T")
 
@@ -61,15 +62,6 @@ class RankFailure(UserError):
         self.loud = loud
 
 
-#: what torchrun tells every process, and ``init_process_group`` reads (its ``env://``)
-LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
-def launched() -> bool:
-    """Whether torchrun (or a launcher that sets the same variables) started this process."""
-    return all(name in os.environ for name in LAUNCH_VARIABLES)
-
-
 def joined_group() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -79,18 +71,6 @@ def world() -> World:
     if not joined_group():
         return World()
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def leader() -> bool:
-    """Whether this process writes and prints: rank 0 of a torchrun job (read from the
-    environment, so also before the process joins and after it leaves), or a process alone."""
-    return not launched() or os.environ["RANK"] == "0"
-
-
-def speaks(error: UserError) -> bool:
-    """Whether this process prints ``error``: the same refusal reaches every rank, rank 0
-    says it once; a ``RankFailure`` marked ``loud`` is said by every rank that raises it."""
-    return leader() or getattr(error, "loud", False)
 
 
 @contextlib.contextmanager

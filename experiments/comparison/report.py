@@ -18,7 +18,7 @@ from experiments.evaluation.metrics import TEST_METRICS
 from experiments.figures.comparison import plot_comparison
 from experiments.parts.build import Parts
 from experiments.parts.registries import construct
-from experiments.training.run import load_trained
+from experiments.training.trained import load_trained
 
 
 def aggregate(results: List[dict], target: Optional[float]) -> List[dict]:

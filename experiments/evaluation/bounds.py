@@ -14,9 +14,10 @@ The estimates below reuse the same S weights for every K and α: L_K averages th
 groups of K weights, and L_α replaces E_q by the mean over all S.
 """
 import math
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
+from pyro import poutine
 from torch.distributions import kl_divergence
 
 from experiments.common.rng import isolated_rng
@@ -45,6 +46,48 @@ def elbo_terms(model, guide, x: torch.Tensor, log_w: torch.Tensor) -> Dict[str, 
         kl_prior = kl_divergence(guide_distribution(guide, x, site), model.prior(x))
     elbo = log_w.mean(0)
     return {"elbo": elbo, "kl_prior": kl_prior, "expected_log_likelihood": elbo + kl_prior}
+
+
+def reconstruction_and_kl(model, guide, x: torch.Tensor, seed: int = EVAL_SEED,
+                          chunk: int = 2048) -> Optional[Dict[str, float]]:
+    """The two terms of the one-sample ELBO, averaged over the rows of x, from one draw
+    z_i ~ q(z|x_i) per row: ``reconstruction`` = log p(x_i|z_i) (the model's observed sites)
+    and ``kl`` = log q(z_i|x_i) − log p(z_i) (its latent sites, a Monte Carlo estimate of
+    KL(q(z|x) ‖ p(z)) for any guide), so that reconstruction − kl is the ELBO estimate; drawn
+    as ``experiments.evaluation.likelihood.mean_elbo`` draws (same seed, same chunks), so it is
+    that function's test ELBO split in two. None where the guide leaves a latent site to be
+    summed out (the ``enum`` guide: there is no q)."""
+    totals = {"reconstruction": 0.0, "kl": 0.0}
+    with torch.no_grad(), isolated_rng(seed, x.device):
+        for x_chunk, _ in chunks(x, chunk):
+            guide_trace = poutine.trace(guide).get_trace(x_chunk)
+            replayed = poutine.replay(model, trace=guide_trace)
+            terms = _terms(poutine.trace(replayed).get_trace(x_chunk), guide_trace)
+            if terms is None:
+                return None
+            for name, per_point in terms.items():
+                totals[name] += per_point.sum().item() / len(x)
+    return totals
+
+
+def _terms(model_trace, guide_trace) -> Optional[Dict[str, torch.Tensor]]:
+    """Per row: Σ log p(x|z) over the observed sites, Σ log q − Σ log p(z) over the latent."""
+    model_trace.compute_log_prob()
+    guide_trace.compute_log_prob()
+    reconstruction, kl = 0.0, 0.0
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample":
+            continue
+        if site["is_observed"]:
+            reconstruction = reconstruction + site["unscaled_log_prob"]
+        elif name not in guide_trace.nodes:
+            return None
+        else:
+            kl = kl - site["unscaled_log_prob"]
+    for site in guide_trace.nodes.values():
+        if site["type"] == "sample":
+            kl = kl + site["unscaled_log_prob"]
+    return {"reconstruction": reconstruction, "kl": kl}
 
 
 def iwae_bounds(log_w: torch.Tensor, ks: Sequence[int]) -> Dict[int, torch.Tensor]:

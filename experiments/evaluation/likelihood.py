@@ -112,9 +112,21 @@ def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_s
 
         log p̂(x_i) = log (1/K) Σ_k w_ki,   E[log p̂(x_i)] ≤ log p(x_i), tight as K → ∞,
 
-    averaged over the N data points, with its standard error over data points. Where the guide
-    samples nothing and the model's z is enumerated (the ``enum`` guide) every weight is p(x_i)
-    itself, so the estimate is the exact log-likelihood for any K. Samples and
+    averaged over the N data points (``iwae_per_point``), with its standard error over data
+    points. Where the guide samples nothing and the model's z is enumerated (the ``enum``
+    guide) every weight is p(x_i) itself, so the estimate is the exact log-likelihood for any K.
+    """
+    per_point = iwae_per_point(model, guide, x, num_samples, seed, max_plate_nesting,
+                               chunk_elements)
+    stderr = per_point.std().item() / math.sqrt(len(per_point)) if len(per_point) > 1 else 0.0
+    return per_point.mean().item(), stderr
+
+
+def iwae_per_point(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int,
+                   seed: int = EVAL_SEED, max_plate_nesting: int = 1,
+                   chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+    """log p̂(x_i) = log (1/K) Σ_k w_ki for every row of x, shape (N,), as
+    ``iwae_log_likelihood`` averages it (for paired comparisons point by point). Samples and
     data points are taken in chunks of about ``chunk_elements`` pairs, combined with
     log-sum-exp, so the memory held does not grow with K × N.
     """
@@ -131,9 +143,7 @@ def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_s
         return running - math.log(num_samples)
 
     with torch.no_grad():
-        per_point = torch.cat(over_chunks(estimate, x, points_per_chunk, seed))
-    stderr = per_point.std().item() / math.sqrt(len(per_point)) if len(per_point) > 1 else 0.0
-    return per_point.mean().item(), stderr
+        return torch.cat(over_chunks(estimate, x, points_per_chunk, seed))
 
 
 def guide_distribution(guide: Callable, x: torch.Tensor, site: str,

@@ -24,15 +24,16 @@ INIT_CHOICES = ("random", "kmeans")
 
 def option(default, help: str, group: Optional[str] = None, *,
            choices: Optional[Sequence[str]] = None, at_least: Optional[int] = None,
-           positive: bool = False, between: Optional[Tuple[float, float]] = None,
-           shown_default: str = "%(default)s", parse=None, resumable: bool = False,
-           runtime: bool = False):
+           at_most: Optional[int] = None, positive: bool = False,
+           between: Optional[Tuple[float, float]] = None, shown_default: str = "%(default)s",
+           parse=None, resumable: bool = False, runtime: bool = False):
     """A ``Config`` field and everything said about it once.
 
     :param help: what the option does, as ``--help`` shows it.
     :param group: its section of ``--help`` (None: the general options).
     :param choices: its only valid values.
     :param at_least: its smallest valid value (an integer; None stays valid for an optional).
+    :param at_most: its largest valid value (likewise).
     :param positive: it must be > 0.
     :param between: (low, high): it must lie strictly between them.
     :param shown_default: the default as ``--help`` states it (a flag states none).
@@ -41,9 +42,9 @@ def option(default, help: str, group: Optional[str] = None, *,
     :param runtime: how a run is watched, not what it computes: not saved in config.json.
     """
     return dataclasses.field(default=default, metadata=dict(
-        help=help, group=group, choices=choices, at_least=at_least, positive=positive,
-        between=between, shown_default=shown_default, parse=parse, resumable=resumable,
-        runtime=runtime))
+        help=help, group=group, choices=choices, at_least=at_least, at_most=at_most,
+        positive=positive, between=between, shown_default=shown_default, parse=parse,
+        resumable=resumable, runtime=runtime))
 
 
 def widths(text: str) -> Tuple[int, ...]:
@@ -78,8 +79,14 @@ class Config:
     test_fraction: float = option(0.2, "held-out share when the data has no test split", DATA,
                                   between=(0, 1))
     binarize: str = option(
-        "dynamic", "Bernoulli likelihood only: a fresh draw per batch (dynamic), one draw "
-        "(static), or grey levels as they are (none)", DATA, choices=BINARIZE_CHOICES)
+        "dynamic", "Bernoulli likelihood only: a fresh draw per batch (dynamic; no binary "
+        "image is seen twice, so the train ELBO estimates the test ELBO and may sit below "
+        "it), one draw (static), or grey levels as they are (none)", DATA,
+        choices=BINARIZE_CHOICES)
+    labels: Optional[int] = option(
+        None, "models with labels (ssvae): keep the labels of N training points, as many of each "
+        "class as possible, chosen by --seed; the others train unlabeled", DATA, at_least=1,
+        shown_default="all")
     likelihood: str = option(
         "bernoulli", "observation model p(x|z) of the vae; the gmm, lvm and ppca are always "
         "gaussian", MODEL, choices=tuple(LIKELIHOODS))
@@ -101,6 +108,12 @@ class Config:
                               MODEL, at_least=1)
     temperature: float = option(0.5, "relaxed guide: Gumbel-softmax temperature τ", MODEL,
                                 positive=True)
+    aux_weight: float = option(
+        0.0, "m2 guides: weight α of the classification term α·log q(y|x) on labeled points "
+        "(Kingma et al. 2014; Pyro's example uses 46); 0 trains q(y|x) on unlabeled points "
+        "only", MODEL, at_least=0)
+    visible: int = option(1, "cvae: visible quadrants of each image, 1 (bottom-left), 2 (left "
+                          "half) or 3 (all but the bottom-right)", MODEL, at_least=1, at_most=3)
     lr: float = option(1e-3, "Adam learning rate", TRAINING, positive=True)
     epochs: int = option(50, "total number of epochs, also when resuming", TRAINING,
                          at_least=1, resumable=True)
@@ -127,6 +140,10 @@ class Config:
     out: Optional[str] = option(None, "run folder", shown_default="runs/<time>-<model>-<guide>-"
                                 "<elbo>", resumable=True)
     progress: bool = option(True, "no progress bars", resumable=True, runtime=True)
+    tensorboard: bool = option(
+        False, "write each epoch's numbers and images as TensorBoard event files into "
+        "RUN_DIR/tensorboard/ (needs: pip install -e .[tensorboard])", resumable=True,
+        runtime=True)
 
     def validate(self) -> "Config":
         """Refuse settings no run can use, before any work is done."""
@@ -172,6 +189,8 @@ def _check(f: dataclasses.Field, value) -> None:
     rule, flag = f.metadata, flag_of(f.name)
     if rule["at_least"] is not None and value is not None and value < rule["at_least"]:
         raise UserError(f"{flag} must be at least {rule['at_least']} (got {value})")
+    if rule["at_most"] is not None and value is not None and value > rule["at_most"]:
+        raise UserError(f"{flag} must be at most {rule['at_most']} (got {value})")
     if rule["positive"] and not value > 0:
         raise UserError(f"{flag} must be positive (got {value})")
     if rule["between"] is not None and not rule["between"][0] < value < rule["between"][1]:

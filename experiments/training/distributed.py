@@ -33,7 +33,8 @@ from pyro.infer import SVI
 from torch.nn.parallel import DistributedDataParallel
 
 from experiments.common.distributed import (RankFailure, forget_stop, gather, joined,
-                                            joined_group, launched, stop_requested, world)
+                                            joined_group, stop_requested, world)
+from experiments.common.ranks import launched
 from experiments.common.errors import UserError
 from experiments.common.rng import isolated_rng
 from experiments.estimators import ELBOS
@@ -104,6 +105,7 @@ class DistributedSVI:
     """
 
     def __init__(self, model, guide, optim, elbo):
+        self.model, self.guide = model, guide
         self.module = elbo(model, guide)        # pyro.infer.elbo.ELBOModule
         self.optim = optim
         self.ddp = None

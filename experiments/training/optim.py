@@ -17,7 +17,7 @@ After each step the gradients are released (``zero_grad(set_to_none=True)``), so
 backward pass writes them afresh instead of adding into tensors of zeros that ``SVI.step``
 would otherwise allocate and fill every step.
 """
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
 import pyro
 import torch
@@ -38,8 +38,16 @@ class JointOptim(PyroOptim):
         super().__init__(optim_constructor, optim_args)
         self.optimizer = None
         self._names: Dict[nn.Parameter, str] = {}        # every parameter joined so far
+        #: a list to collect ‖g‖₂ of each step's gradient into (``--tensorboard``), or None
+        self.grad_norms: Optional[List[torch.Tensor]] = None
 
     def __call__(self, params: Iterable[torch.Tensor], *args, **kwargs) -> None:
+        params = list(params)
+        if self.grad_norms is not None:
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:                                    # a 0-d tensor: no sync per step
+                norms = torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                self.grad_norms.append(torch.linalg.vector_norm(norms))
         new = [p for p in params if p not in self._names]
         if new:
             self._join(new)

@@ -5,7 +5,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from experiments.common.distributed import leader
+from experiments.common.ranks import leader
 from experiments.common.files import copy_file
 from experiments.data.datasets import Dataset
 from experiments.training.loop import Attempt, fit, log, start_attempt
