@@ -144,7 +144,19 @@ def rank_worker(rank: int, size: int, port: int, out: str) -> None:
                                                  chunk_elements=100)
             result["gmm_metrics"] = metrics.metrics_on_test_set(gmm.model, gmm.guide,
                                                                 gmm_data(), 30)
-        # 4. a rank that stops answering: the others' collective fails after the timeout
+        # 4. labels: at each step one rank's share is all labeled (q(y|x) unused), the other's not
+        pyro.set_rng_seed(0)
+        ssvae = build("ssvae", "m2", "trace", data_dim=64, num_data=32, num_classes=3,
+                      hidden_dims=(16,))
+        svi = distributed.svi(ssvae.model, ssvae.guide, adam(0.01), ssvae.elbo)
+        x, y = torch.rand(32, 64).bernoulli(), torch.arange(32) % 3
+        y[8:16] = y[24:32] = -1                     # unlabeled
+        for step in range(4):
+            index = torch.arange(16 * (step % 2), 16 * (step % 2) + 16).tensor_split(2)[
+                (rank + step // 2) % 2]
+            svi.step(x[index], index, num_data=32, y=y[index])
+        result["ssvae_state"] = state(ssvae)
+        # 5. a rank that stops answering: the others' collective fails after the timeout
         group = dist.new_group(timeout=timedelta(seconds=2))
         if rank == 1:
             time.sleep(6)
@@ -196,6 +208,16 @@ def test_the_ranks_parameters_are_bit_identical_after_training(two_ranks):
     assert first.keys() == second.keys() == start.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not all(torch.equal(first[k], start[k]) for k in first)      # they did train
+
+
+def test_a_model_whose_steps_use_different_parameters_trains_across_ranks(two_ranks):
+    """The ssvae's q(y|x) serves only unlabeled points: at every step of the worker one rank's
+    share is all labeled, so that rank's step leaves the classifier without a gradient, and
+    DDP must find the parameters each step leaves unused (else the ranks' all-reduces no longer
+    match, and gloo aborts)."""
+    first, second = (rank["ssvae_state"] for rank in two_ranks)
+    assert any(k.startswith("guide.classifier") for k in first)
+    assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_sharded_evaluation_equals_one_process(two_ranks, monkeypatch):

@@ -23,9 +23,10 @@ per chunk of the test set (``experiments.evaluation.likelihood``), whichever ran
 import hashlib
 import math
 import os
-from typing import List
+from typing import Dict, List, Set
 
 import numpy as np
+import pyro
 import torch
 import torch.distributed as dist
 from pyro import poutine
@@ -39,6 +40,7 @@ from experiments.common.errors import UserError
 from experiments.common.rng import isolated_rng
 from experiments.estimators import ELBOS
 from experiments.estimators.compiled import JIT_ELBOS
+from experiments.parts.namespaces import local_name
 from experiments.training.config import Config
 
 WARM_UP_SEED = 0
@@ -96,12 +98,21 @@ def svi(model, guide, optim, elbo):
 
 class DistributedSVI:
     """``pyro.infer.SVI``'s ``step`` for one rank: the loss of this rank's minibatch through
-    DDP, its gradient averaged over the ranks in ``backward``, one step of ``optim``.
+    DDP, its gradient averaged over the ranks in ``backward``, one step of ``optim`` (a
+    ``JointOptim``) on the parameters ``SVI`` would step on the union of the ranks' minibatches.
 
     DDP needs every parameter before it starts (it broadcasts rank 0's values and registers a
-    gradient hook on each), and Pyro registers a module's parameters in its store on first
-    use, so the first ``step`` runs one pass of model and guide, in a random stream of its own
-    and with its gradients dropped, on every rank alike, then wraps.
+    gradient hook on each), so the first ``step`` runs one pass of model and guide, in a random
+    stream of its own and with its gradients dropped, on every rank alike, then wraps. Where
+    that pass leaves parameters without a gradient (a baseline network trained apart), and for
+    every model whose steps differ in the parameters they use (one that takes labels: a step
+    whose points are all labeled leaves q(y|x) out), DDP looks for the unused parameters at
+    every step (``find_unused_parameters``).
+
+    ``SVI`` steps the parameters a step's trace uses, named by Pyro's store, which names them on
+    first use: a rank whose minibatch never used a parameter has no name for it. A parameter
+    joins the optimizer when it first has a gradient (DDP gives every rank the averaged
+    gradient of a parameter that any rank used), under the name a rank that used it knows.
     """
 
     def __init__(self, model, guide, optim, elbo):
@@ -109,7 +120,10 @@ class DistributedSVI:
         self.module = elbo(model, guide)        # pyro.infer.elbo.ELBOModule
         self.optim = optim
         self.ddp = None
-        self.params: List[torch.Tensor] = []
+        self.params: List[torch.Tensor] = []    # joined to ``optim``, in one order on all ranks
+        self._trainable = {path: p for path, p in self.module.named_parameters()
+                           if p.requires_grad}
+        self._seen: Set[str] = set()
 
     def step(self, *args, **kwargs) -> float:
         """One step on this rank's minibatch; the loss averaged over the ranks (every rank
@@ -119,6 +133,7 @@ class DistributedSVI:
             self._wrap(args, kwargs)
         loss = self.ddp(*args, **kwargs)
         loss.backward()
+        self._join_new()
         self.optim(self.params)
         shared = torch.stack([loss.detach(), loss.new_tensor(float(stop_requested()))])
         dist.all_reduce(shared)                     # (Σ loss, ranks asked to stop)
@@ -127,26 +142,43 @@ class DistributedSVI:
             raise KeyboardInterrupt
         return shared[0].item() / dist.get_world_size()
 
+    def _join_new(self) -> None:
+        """Join the parameters with a gradient for the first time (the same on every rank)."""
+        fresh = {path: p for path, p in self._trainable.items()
+                 if p.grad is not None and path not in self._seen}
+        if not fresh:
+            return
+        store = pyro.get_param_store()
+        mine = {path: local_name(store.param_name(p)) for path, p in fresh.items()
+                if store.param_name(p) is not None}
+        names: Dict[str, str] = {}
+        for known in gather(mine):
+            for path, name in known.items():
+                names.setdefault(path, name)
+        self._seen.update(fresh)
+        named = {names[path]: p for path, p in fresh.items() if path in names}   # else: not
+        self.optim.join(named)                      # Pyro's, which SVI would not step either
+        self.params += [named[name] for name in sorted(named)]
+
     def _wrap(self, args, kwargs) -> None:
         device = next((a.device for a in args if torch.is_tensor(a)), torch.device("cpu"))
         with isolated_rng(WARM_UP_SEED, device), poutine.trace(param_only=True) as captured:
             loss = self.module(*args, **kwargs)
         loss.backward()
-        used = {id(site["value"].unconstrained()): (name, site["value"].unconstrained())
-                for name, site in captured.trace.nodes.items()}
-        own = {id(p): p for p in self.module.parameters()}
-        outside = sorted(name for key, (name, _) in used.items() if key not in own)
+        own = {id(p) for p in self.module.parameters()}
+        outside = sorted(name for name, site in captured.trace.nodes.items()
+                         if id(site["value"].unconstrained()) not in own)
         if outside:
             raise UserError(f"{', '.join(outside)}: Pyro parameters outside the model's and "
                             "guide's modules, which DistributedDataParallel cannot keep equal "
                             "across ranks; train in one process")
-        unused = [p for p in own.values() if p.requires_grad and p.grad is None]
-        for p in own.values():
+        unused = [p for p in self._trainable.values() if p.grad is None]
+        varies = getattr(self.model, "takes_labels", False)
+        for p in self.module.parameters():
             p.grad = None
-        self.params = [p for _, p in used.values()]
         ids = [device.index] if device.type == "cuda" else None
         self.ddp = DistributedDataParallel(self.module, device_ids=ids,
-                                           find_unused_parameters=bool(unused))
+                                           find_unused_parameters=bool(unused) or varies)
 
 
 def minibatches(n: int, batch_size: int, seed: int, epoch: int,
