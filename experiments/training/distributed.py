@@ -9,9 +9,10 @@ training set's; DDP averages the ranks' gradients, so a step of N ranks is one s
 N × B points of the global minibatch (``--batch-size`` is B, per rank). The estimator's
 ``differentiable_loss`` is wrapped in Pyro's ``ELBOModule`` (``elbo(model, guide)``: a
 ``torch.nn.Module`` holding model and guide) and that module in DDP, which synchronizes the
-gradients during ``backward``; the run's own optimizer (``experiments.training.optim``) then
-steps the same parameters on every rank, which therefore stay equal (``check_in_sync``
-verifies it after every epoch). An estimator without ``differentiable_loss`` (``tracegraph``:
+gradients during ``backward``: a step's one collective, which also brings every rank the mean
+loss and any rank's request to stop (``_Carrying``). The run's own optimizer
+(``experiments.training.optim``) then steps the same parameters on every rank, which
+therefore stay equal (``check_in_sync`` verifies it after every epoch). An estimator without ``differentiable_loss`` (``tracegraph``:
 Pyro computes its gradient inside ``loss_and_grads`` only) cannot be wrapped, and is refused.
 
 Random numbers: the epoch's order of the training set comes from the run's seed, the same on
@@ -28,15 +29,15 @@ from typing import Dict, List, Set
 import numpy as np
 import pyro
 import torch
-import torch.distributed as dist
 from pyro import poutine
 from pyro.infer import SVI
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from experiments.common.distributed import (RankFailure, forget_stop, gather, joined,
                                             joined_group, stop_requested, world)
-from experiments.common.ranks import launched
 from experiments.common.errors import UserError
+from experiments.common.ranks import launched
 from experiments.common.rng import isolated_rng
 from experiments.estimators import ELBOS
 from experiments.estimators.compiled import JIT_ELBOS
@@ -117,11 +118,12 @@ class DistributedSVI:
 
     def __init__(self, model, guide, optim, elbo):
         self.model, self.guide = model, guide
-        self.module = elbo(model, guide)        # pyro.infer.elbo.ELBOModule
+        self.module = _Carrying(elbo(model, guide))
+        self.carried = self.module.carried
         self.optim = optim
         self.ddp = None
         self.params: List[torch.Tensor] = []    # joined to ``optim``, in one order on all ranks
-        self._trainable = {path: p for path, p in self.module.named_parameters()
+        self._trainable = {path: p for path, p in self.module.loss.named_parameters()
                            if p.requires_grad}
         self._seen: Set[str] = set()
 
@@ -131,16 +133,15 @@ class DistributedSVI:
         stop (``request_stop``), every rank raises ``KeyboardInterrupt`` after this step."""
         if self.ddp is None:
             self._wrap(args, kwargs)
-        loss = self.ddp(*args, **kwargs)
-        loss.backward()
+        self.ddp(*args, stop=float(stop_requested()), **kwargs).backward()
+        shared = self.carried.grad.tolist()         # (mean loss, share of ranks asked to stop)
+        self.carried.grad = None
         self._join_new()
         self.optim(self.params)
-        shared = torch.stack([loss.detach(), loss.new_tensor(float(stop_requested()))])
-        dist.all_reduce(shared)                     # (Σ loss, ranks asked to stop)
         if shared[1] > 0:
             forget_stop()
             raise KeyboardInterrupt
-        return shared[0].item() / dist.get_world_size()
+        return shared[0]
 
     def _join_new(self) -> None:
         """Join the parameters with a gradient for the first time (the same on every rank)."""
@@ -163,7 +164,7 @@ class DistributedSVI:
     def _wrap(self, args, kwargs) -> None:
         device = next((a.device for a in args if torch.is_tensor(a)), torch.device("cpu"))
         with isolated_rng(WARM_UP_SEED, device), poutine.trace(param_only=True) as captured:
-            loss = self.module(*args, **kwargs)
+            loss = self.module(*args, stop=0.0, **kwargs)
         loss.backward()
         own = {id(p) for p in self.module.parameters()}
         outside = sorted(name for name, site in captured.trace.nodes.items()
@@ -179,6 +180,24 @@ class DistributedSVI:
         ids = [device.index] if device.type == "cuda" else None
         self.ddp = DistributedDataParallel(self.module, device_ids=ids,
                                            find_unused_parameters=bool(unused) or varies)
+
+
+class _Carrying(nn.Module):
+    """Pyro's ``ELBOModule`` (``loss``) whose output also carries, to every rank, the mean of
+    the ranks' losses and whether any was asked to stop, without a collective of its own: the
+    output adds c · (loss, stop) with c = ``carried`` = (0, 0), which changes nothing but makes
+    the gradient of c (loss, stop), and DDP averages it with the parameters' gradients."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+        device = next(loss.parameters(), torch.zeros(())).device
+        self.carried = nn.Parameter(torch.zeros(2, device=device))
+
+    def forward(self, *args, stop: float, **kwargs) -> torch.Tensor:
+        loss = self.loss(*args, **kwargs)
+        signals = torch.stack([loss.detach(), loss.detach().new_tensor(stop)])
+        return loss + (self.carried.to(loss.dtype) * signals).sum()
 
 
 def minibatches(n: int, batch_size: int, seed: int, epoch: int,
