@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import List, Optional
 
 from experiments.common.command import command, starting
+from experiments.common.ranks import launched, leader
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.common.distributed import request_stop
     from experiments.evaluation.metrics import TEST_METRICS
     from experiments.training.options import (add_training_options, config_from_args,
                                               explicit_options)
@@ -48,7 +50,8 @@ def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 @command
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    stops = (signal.SIGTERM, signal.SIGINT) if launched() else (signal.SIGTERM,)
+    previous = {signum: signal.signal(signum, _terminate) for signum in stops}
     try:
         if args.resume is not None:
             config = resume_config(args.resume, explicit_options(parser, argv), args.force)
@@ -56,24 +59,35 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             result = run(config_from_args(args), force=args.force)
     except RunInterrupted as exc:
-        print(f"stopped: {exc}", file=sys.stderr)
+        if leader():
+            print(f"stopped: {exc}", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    print_summary(result)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if leader():
+        print_summary(result)
     return 0
 
 
 def _terminate(signum, frame):
-    """SIGTERM (a scheduler's stop) is handled like Ctrl-C: keep the checkpoint, then stop."""
+    """SIGTERM (a scheduler's stop) is handled like Ctrl-C: keep the checkpoint, then stop. In
+    a torchrun job (which passes SIGTERM and Ctrl-C to every rank, and SIGTERM to the ranks left
+    when one fails) the ranks stop together after their current step: a rank stopped in the
+    middle of a collective would leave the others waiting for it."""
+    if launched():
+        request_stop()
+        return
     raise KeyboardInterrupt
 
 
 def print_summary(result: RunResult) -> None:
     s = result.summary
+    ranks = s.get("world_size", 1)
     print(f"{s['model']} / {s['guide']} / {s['elbo']} on {s['data']} "
           f"({s['num_train']} train, {s['num_test']} test), {s['epochs']} epochs, "
-          f"{s['seconds_per_epoch']:.2f} s per epoch")
+          f"{s['seconds_per_epoch']:.2f} s per epoch"
+          + (f", {ranks} processes (global batch {s['global_batch_size']})" if ranks > 1 else ""))
     if s.get("train_elbo") is not None:
         print(f"  {'train ELBO':<18} {s['train_elbo']:10.3f} {TRAIN_NOTES[s['binarize']]}")
     lines = {key: (metric.label, metric.note) for key, metric in TEST_METRICS.items()}

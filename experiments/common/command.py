@@ -14,6 +14,7 @@ import sys
 from typing import Callable, Iterator, List, Optional
 
 from experiments.common.errors import UserError
+from experiments.common.ranks import speaks
 
 Main = Callable[[Optional[List[str]]], int]
 
@@ -27,14 +28,16 @@ def draw_to_files() -> None:
 
 def command(main: Main) -> Main:
     """``main(argv)`` as a command: figures to files, a ``UserError`` as one ``error:`` line
-    on stderr and exit status 2."""
+    on stderr and exit status 2 (in a torchrun job, rank 0's line only, as every rank meets
+    the same refusal: ``experiments.common.ranks.speaks``)."""
     @functools.wraps(main)
     def run(argv: Optional[List[str]] = None) -> int:
         draw_to_files()
         try:
             return main(argv)
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            if speaks(exc):
+                print(f"error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:           # before the command's own handling began
             print("stopped: interrupted", file=sys.stderr)

@@ -4,10 +4,14 @@ Discrete latent sites that the model marks for parallel enumeration and the guid
 (the ``enum`` guide) are summed out exactly in both, as ``TraceEnum_ELBO`` does in training.
 Evaluation has no side effects: it runs under ``torch.no_grad`` with its own seeded random
 stream (``torch.random.fork_rng``), so it changes neither a parameter, the optimizer, nor the
-random numbers that training draws next.
+random numbers that training draws next. The test set is scored in chunks of a fixed size, chunk
+c drawing from the stream seeded with ``seed + c`` (``over_chunks``): each point's number depends
+on neither the order of the chunks nor the processes they are shared among, so in a torchrun job
+(``experiments.common.distributed.shared_work``) the ranks split the chunks and every number
+equals one process's.
 """
 import math
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pyro
 import torch
@@ -15,6 +19,7 @@ from pyro import poutine
 from pyro.distributions import TorchDistribution
 from pyro.infer import TraceEnum_ELBO
 
+from experiments.common.distributed import split_chunks
 from experiments.common.rng import isolated_rng
 
 EVAL_SEED = 2024
@@ -32,6 +37,22 @@ def chunks(x: torch.Tensor, size: int) -> Iterator[Tuple[torch.Tensor, torch.Ten
     return zip(x.split(size), index.split(size))
 
 
+def over_chunks(score: Callable[[torch.Tensor, torch.Tensor], object], x: torch.Tensor,
+                size: int, seed: Optional[int] = None) -> List:
+    """``score(rows, indices)`` of every chunk of ``size`` rows of x, in order; chunk c draws
+    from its own stream seeded with ``seed + c`` (when a seed is given), so its value is the
+    same whichever process scores it (``experiments.common.distributed.split_chunks``)."""
+    pieces = list(chunks(x, size))
+
+    def compute(c: int):
+        if seed is None:
+            return score(*pieces[c])
+        with isolated_rng(seed + c, x.device):
+            return score(*pieces[c])
+
+    return split_chunks(compute, len(pieces), x.device)
+
+
 def mean_elbo(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVAL_SEED,
               chunk: int = 2048, elbo=None, max_plate_nesting: int = 1) -> float:
     """(1/N) Σ_i ELBO(x_i), ELBO(x) = E_{q(z|x)}[log p(x, z) − log q(z|x)], one sample of z
@@ -44,10 +65,13 @@ def mean_elbo(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVA
     """
     elbo = elbo or TraceEnum_ELBO(max_plate_nesting=max_plate_nesting,
                                   strict_enumeration_warning=False)
+    with torch.no_grad():
+        losses = over_chunks(lambda x_chunk, index: elbo.loss(model, guide, x_chunk, index,
+                                                              len(x)) * len(x_chunk) / len(x),
+                             x, chunk, seed)
     total = 0.0
-    with torch.no_grad(), isolated_rng(seed, x.device):
-        for x_chunk, index in chunks(x, chunk):
-            total -= elbo.loss(model, guide, x_chunk, index, len(x)) * len(x_chunk) / len(x)
+    for loss in losses:
+        total -= loss
     return total / len(x)
 
 
@@ -113,17 +137,18 @@ def iwae_per_point(model: Callable, guide: Callable, x: torch.Tensor, num_sample
     """
     points_per_chunk = max(1, chunk_elements // num_samples)
     samples_per_chunk = min(num_samples, chunk_elements)
-    estimates = []
-    with torch.no_grad(), isolated_rng(seed, x.device):
-        for x_chunk, index in chunks(x, points_per_chunk):
-            running = x_chunk.new_full((x_chunk.shape[0],), -math.inf)
-            for start in range(0, num_samples, samples_per_chunk):
-                k = min(samples_per_chunk, num_samples - start)
-                log_w = log_importance_weights(model, guide, x_chunk, k, max_plate_nesting,
-                                               index, len(x))
-                running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
-            estimates.append(running - math.log(num_samples))
-    return torch.cat(estimates)
+
+    def estimate(x_chunk: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        running = x_chunk.new_full((x_chunk.shape[0],), -math.inf)
+        for start in range(0, num_samples, samples_per_chunk):
+            k = min(samples_per_chunk, num_samples - start)
+            log_w = log_importance_weights(model, guide, x_chunk, k, max_plate_nesting,
+                                           index, len(x))
+            running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
+        return running - math.log(num_samples)
+
+    with torch.no_grad():
+        return torch.cat(over_chunks(estimate, x, points_per_chunk, seed))
 
 
 def guide_distribution(guide: Callable, x: torch.Tensor, site: str,

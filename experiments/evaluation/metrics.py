@@ -12,14 +12,17 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 
 from experiments.evaluation.baselines import accuracy
-from experiments.evaluation.diagnostics import posterior_kl
-from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo
+from experiments.evaluation.diagnostics import posterior_kl_per_point
+from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo, over_chunks
 from experiments.evaluation.refine import fit_local_posterior
 from experiments.parts.build import Parts
 from models import LatentVariableModel
 
 #: samples of the per-epoch IWAE estimate at most (the summary's uses all of ``--iwae-samples``)
 EPOCH_IWAE_SAMPLES = 100
+#: test points per chunk of the exact diagnostics: chunks of a fixed size give every point the
+#: same number whether one process or several ranks score them (``over_chunks``)
+EXACT_CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,18 @@ def _discrete_exact_posterior(model: LatentVariableModel) -> bool:
 
 def _exact_log_likelihood(model, guide, x, row, iwae_samples) -> float:
     with torch.no_grad():
-        return model.exact_log_likelihood(x).mean().item()
+        return _mean_over_chunks(lambda rows, index: model.exact_log_likelihood(rows), x)
+
+
+def _posterior_kl(model, guide, x, row, iwae_samples) -> float:
+    site = next(iter(model.latent_sites))
+    return _mean_over_chunks(lambda rows, index: posterior_kl_per_point(model, guide, rows, site),
+                             x)
+
+
+def _mean_over_chunks(per_point, x: torch.Tensor) -> float:
+    """The mean of ``per_point(rows, index)`` (shape (B,)) over x, in chunks of EXACT_CHUNK."""
+    return torch.cat(over_chunks(per_point, x, EXACT_CHUNK)).mean().item()
 
 
 def _epoch_iwae_and_stderr(model, guide, x, iwae_samples) -> Tuple[float, float]:
@@ -116,9 +130,7 @@ TEST_METRICS: Dict[str, Metric] = {
         lambda model, guide, x, row, k: row["test_exact_log_likelihood"] - row["test_elbo"]),
     "test_posterior_kl": Metric(
         "KL(q ‖ p(z|x))", "exact, from the responsibilities", "KL(q(z|x) ‖ p(z|x)), exact",
-        _discrete_exact_posterior,
-        lambda model, guide, x, row, k: posterior_kl(model, guide, x,
-                                                     next(iter(model.latent_sites)))),
+        _discrete_exact_posterior, _posterior_kl),
     "test_accuracy": Metric(
         "test accuracy", "of argmax q(y|x) on the test labels", "q(y|x) (the model's classifier)",
         _labels, _test_accuracy, reads=("labels",)),

@@ -157,6 +157,9 @@ class Config:
     kl_warmup: int = option(
         0, "epochs E over which β rises linearly from 0 to --beta: epoch e trains at "
         "β·min(1, (e − 1)/E); 0: no warm-up", TRAINING, at_least=0)
+    dist_timeout: float = option(
+        600.0, "under torchrun: seconds a rank waits for the others at a collective before the "
+        "job stops", TRAINING, positive=True, resumable=True, runtime=True)
     iwae_samples: int = option(1000, "samples per test point of the IWAE estimate of log p(x)",
                                EVALUATION, at_least=1)
     out: Optional[str] = option(None, "run folder", shown_default="runs/<time>-<model>-<guide>-"

@@ -9,17 +9,19 @@ from typing import Callable, Iterator, List, Optional
 
 import pyro
 import torch
-from pyro.infer import SVI
 from pyro.optim import PyroOptim
 from tqdm import tqdm
 
+from experiments.common.distributed import shared_work
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv
+from experiments.common.ranks import leader
 from experiments.data.datasets import DataShape, Dataset
 from experiments.estimators import ELBOS
 from experiments.evaluation.baselines import train_classifier
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
 from experiments.parts.build import Parts, build
+from experiments.training import distributed
 from experiments.training.board import Board
 from experiments.training.config import Config
 from experiments.training.folder import save_checkpoint
@@ -77,7 +79,8 @@ def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attemp
 def fit(attempt: Attempt, data: Dataset, folder: Path,
         on_epoch: Optional[Callable[[dict], None]] = None) -> Attempt:
     """Train from the attempt's last epoch up to ``config.epochs``, evaluating on the test set
-    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch. With
+    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch (in a
+    torchrun job: every rank trains, scores its share of the test set; rank 0 writes). With
     ``--beta`` or ``--kl-warmup`` the latent terms are weighted by the epoch's β
     (``experiments.training.weighting``), recorded as the column ``beta``; the test metrics
     are the bounds at β = 1."""
@@ -86,9 +89,9 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
         parts.model.fit_baseline(data.x_train, config.epochs, config.batch_size, config.lr,
                                  config.seed, binarize=config.binarize == "dynamic")
     given = labeled_test_inputs(parts, data, config)
-    svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
+    svi = distributed.svi(parts.model, parts.guide, attempt.optim, parts.elbo)
     weight = LatentScale()            # β on the latent sites of model and guide, while training
-    board = Board(folder, attempt.optim) if config.tensorboard else None
+    board = Board(folder, attempt.optim) if config.tensorboard and leader() else None
     try:
         for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
             weight.scale = beta_at(config, epoch)
@@ -97,16 +100,19 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
             if config.beta != 1 or config.kl_warmup:
                 row["beta"] = weight.scale
             scorer = scoring_guide(parts, data.x_test)
-            row.update(metrics_on_test_set(parts.model, scorer, data.x_test,
-                                           config.iwae_samples, **given))
+            with shared_work():
+                row.update(metrics_on_test_set(parts.model, scorer, data.x_test,
+                                               config.iwae_samples, **given))
+            distributed.check_in_sync(parts.model, parts.guide)
             attempt.metrics.append(row)
             _report(config, row)
             if on_epoch is not None:
                 on_epoch(row)
-            write_csv(folder / "metrics.csv", attempt.metrics)
-            save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
-                            model=parts.model, guide=parts.guide, optim=attempt.optim,
-                            metrics=attempt.metrics, data=data.shape)
+            if leader():
+                write_csv(folder / "metrics.csv", attempt.metrics)
+                save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
+                                model=parts.model, guide=parts.guide, optim=attempt.optim,
+                                metrics=attempt.metrics, data=data.shape)
             if board is not None:
                 board.epoch(row, parts.model, scorer, data)
     finally:
@@ -138,37 +144,40 @@ def labeled_test_inputs(parts: Parts, data: Dataset, config: Config) -> dict:
     return {"labels": data.y_test, "classifier": classifier}
 
 
-def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
+def train_epoch(svi, data: Dataset, config: Config, epoch: int) -> dict:
     """One pass over the training set: the steps of ``training_steps``, with a progress bar.
 
     Each step's loss estimates −ELBO of the whole training set (the data plate scales the
-    minibatch by N / B), so the epoch's train ELBO is −mean(loss) / N nats per example; an
-    estimator without a loss value (tail-adaptive) leaves it empty.
+    minibatch by N / B; in a torchrun job, the mean over the ranks), so the epoch's train ELBO
+    is −mean(loss) / N nats per example; an estimator without a loss value leaves it empty.
     """
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
-    num_steps = math.ceil(n / config.batch_size)
-    bar = tqdm(training_steps(svi, data, config, epoch), total=num_steps, leave=False,
-               desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, file=sys.stderr)
-    total, start = 0.0, time.perf_counter()
+    bar = tqdm(training_steps(svi, data, config, epoch),
+               total=distributed.steps_per_epoch(n, config.batch_size), leave=False,
+               desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress or not leader(),
+               file=sys.stderr)
+    total, start, step = 0.0, time.perf_counter(), 0
     for step, loss in enumerate(bar, 1):
         total += loss
         if has_loss and step % 10 == 0:
             bar.set_postfix_str(f"ELBO {-total / (step * n):.3f}", refresh=False)
     seconds = time.perf_counter() - start
-    train_elbo = -total / (num_steps * n) if has_loss else None
+    train_elbo = -total / (step * n) if has_loss else None
     return {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None, "seconds": seconds}
 
 
-def training_steps(svi: SVI, data: Dataset, config: Config, epoch: int) -> Iterator[float]:
+def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[float]:
     """The SVI steps of one epoch, taken one per ``next()``, each yielding its loss: minibatches
-    in an order fixed by (seed, epoch), binarized afresh with ``--binarize dynamic``. A loss
+    in an order fixed by (seed, epoch) (in a torchrun job, this rank's shares of them:
+    ``experiments.training.distributed``), binarized afresh with ``--binarize dynamic``. A loss
     that is NaN or infinite stops training (tail-adaptive, which reports none, is not checked)."""
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
     labels = data.y_train if svi.model.takes_labels else None       # (N,), −1: unlabeled
-    order_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-    batches = torch.randperm(n, generator=order_rng).to(data.x_train.device).split(config.batch_size)
+    distributed.seed_rank(config.seed, epoch)
+    batches = distributed.minibatches(n, config.batch_size, config.seed, epoch,
+                                      data.x_train.device)
     for step, index in enumerate(batches, 1):
         x = data.x_train[index]
         if config.binarize == "dynamic":
@@ -184,8 +193,9 @@ def training_steps(svi: SVI, data: Dataset, config: Config, epoch: int) -> Itera
 
 
 def log(config: Config, message: str, force: bool = False) -> None:
-    """A line on stderr beside the progress bars, unless ``--no-progress`` (or ``force``)."""
-    if config.progress or force:
+    """A line on stderr beside the progress bars, unless ``--no-progress`` (or ``force``); in
+    a torchrun job, rank 0's only."""
+    if (config.progress or force) and leader():
         tqdm.write(message, file=sys.stderr)
 
 

@@ -50,14 +50,17 @@ class JointOptim(PyroOptim):
                 self.grad_norms.append(torch.linalg.vector_norm(norms))
         new = [p for p in params if p not in self._names]
         if new:
-            self._join(new)
+            store = pyro.get_param_store()
+            self.join({store.param_name(p): p for p in new})
         self.optimizer.step(*args, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)
 
-    def _join(self, new: List[torch.Tensor]) -> None:
-        store = pyro.get_param_store()
-        new.sort(key=store.param_name)                   # a fixed order, whatever the set's
-        self._names.update((p, store.param_name(p)) for p in new)
+    def join(self, named: Dict[str, torch.Tensor]) -> None:
+        """Add parameters under the given names (with or without their namespace), restoring
+        any state saved under the name: as ``SVI`` first hands them (named by Pyro's store),
+        or named by the caller (``experiments.training.distributed``)."""
+        new = [named[name] for name in sorted(named)]    # a fixed order, whatever the set's
+        self._names.update((p, name) for name, p in named.items())
         if self.optimizer is None:
             self.optimizer = self.pt_optim_constructor(new, **self.pt_optim_args)
         else:

@@ -6,6 +6,7 @@ from experiments.common.errors import UserError
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
 from experiments.data.labels import withhold_labels
 from experiments.training.config import Config
+from experiments.training.distributed import device_of
 from experiments.training.loop import log
 from models import MODELS
 from models.likelihoods import LIKELIHOODS
@@ -56,6 +57,7 @@ def keep_labels(config: Config, data: Dataset) -> Dataset:
 
 
 def device_named(name: str) -> torch.device:
+    """The device called ``name``; under torchrun, ``cuda`` is the GPU of the local rank."""
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: PyTorch sees no CUDA GPU here; use --device cpu")
-    return torch.device(name)
+    return device_of(name)

@@ -9,6 +9,9 @@ from typing import Callable, Iterator, List, Optional
 
 import pyro
 
+from experiments.common.distributed import (from_leader, is_collective_failure, leader_first,
+                                            lost_contact, lost_ranks, shared_work, world)
+from experiments.common.ranks import leader
 from experiments.common.errors import UserError
 from experiments.common.files import write_json
 from experiments.data.datasets import Dataset
@@ -18,6 +21,7 @@ from experiments.evaluation.metrics import TEST_METRICS, final_metrics, scoring_
 from experiments.figures.run import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
+from experiments.training import distributed
 from experiments.training import folder as run_folder
 from experiments.training.board import require_tensorboard
 from experiments.training.config import RESUMABLE, Config, flag_of, resolve
@@ -44,7 +48,11 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     """Train ``config``'s model and guide, or continue the run in ``resume`` up to
     ``config.epochs`` epochs in total; write its folder and return its summary and parts.
     ``on_start`` sees the parts and data before the first step (measurements at the initial
-    parameters), ``on_epoch`` each epoch's row of metrics (progress reports)."""
+    parameters), ``on_epoch`` each epoch's row of metrics (progress reports).
+
+    Started by torchrun, this process is one rank of the run
+    (``experiments.training.distributed``): every rank trains and evaluates its share, rank 0
+    alone writes the folder."""
     check_names(config.model, config.guide, config.elbo, config.jit)
     config = resolve(config.validate())
     if config.tensorboard:
@@ -52,18 +60,22 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     if resume is not None:
         resume = run_folder.run_folder_of(resume)         # the folder, also if given its checkpoint
         _check_epochs_ahead(resume, config.epochs)
-    with pyro.validation_enabled(config.pyro_validation):
+    with pyro.validation_enabled(config.pyro_validation), distributed.session(config):
         device = device_named(config.device)
-        data = prepare_data(config, device)
+        data = leader_first(lambda: prepare_data(config, device))
+        distributed.check_training(config, len(data.x_train))
         attempt = start_attempt(config.replace(restarts=1), data, device)
         if on_start is not None:
             on_start(attempt.parts, data)
-        run_dir = resume if resume is not None else run_folder.prepare_run_dir(
-            Path(config.out) if config.out else run_folder.default_run_dir(config), force)
-        with run_folder.exclusive(run_dir), _interruptible(config, run_dir):
-            if resume is None:
-                run_folder.remove_run(run_dir)
-            write_json(run_dir / "config.json", config.to_dict())
+        run_dir = resume if resume is not None else from_leader(
+            lambda: run_folder.prepare_run_dir(
+                Path(config.out) if config.out else run_folder.default_run_dir(config), force))
+        lock = run_folder.exclusive(run_dir) if leader() else contextlib.nullcontext()
+        with lock, _interruptible(config, run_dir):
+            if leader():
+                if resume is None:
+                    run_folder.remove_run(run_dir)
+                write_json(run_dir / "config.json", config.to_dict())
             if resume is not None:
                 restarts = {}
                 attempt.metrics = _restore(run_dir, attempt.parts, attempt.optim)
@@ -73,30 +85,45 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
                                                  config.restarts, on_epoch)
             parts, metrics = attempt.parts, attempt.metrics
             scorer = scoring_guide(parts, data.x_test)
-            summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir),
-                       **restarts}
-            write_json(run_dir / "summary.json", summary)
-            plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
+            with shared_work():
+                summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir),
+                           **restarts}
+            if leader():
+                write_json(run_dir / "summary.json", summary)
+                plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
     return RunResult(run_dir, summary, metrics, parts)
 
 
 @contextlib.contextmanager
 def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
     """Turn an interrupt into a summary marked ``interrupted`` beside the last checkpoint, and
-    one line saying how to continue."""
+    one line saying how to continue; in a torchrun job, also the loss of a rank (its
+    collectives fail, or torchrun stops the others), naming the rank where it can."""
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not is_collective_failure(exc):
+            raise
         epoch = run_folder.checkpoint_epoch(run_dir)
-        if not epoch:           # nothing to resume: leave no run behind, so starting again works
-            (run_dir / "config.json").unlink(missing_ok=True)
+        if leader():
+            if epoch:
+                _mark_interrupted(config, run_dir, epoch)
+            else:               # nothing to resume: leave no run behind, so starting again works
+                (run_dir / "config.json").unlink(missing_ok=True)
+        then = (f"continue with --resume {run_dir} --epochs {config.epochs}" if epoch else
+                "nothing was kept: run the same command again")
+        if isinstance(exc, RuntimeError) or lost_ranks():
+            raise lost_contact(exc, f"after {epoch} finished epoch(s); {then}") from None
+        if not epoch:
             raise RunInterrupted("interrupted before the first epoch finished, so nothing was "
                                  "kept: run the same command again") from None
-        write_json(run_dir / "summary.json", {
-            "status": "interrupted", "completed_epochs": epoch, "epochs": config.epochs,
-            "resume": f"python -m experiments.train --resume {run_dir} --epochs {config.epochs}"})
-        raise RunInterrupted(f"interrupted after {epoch} finished epoch(s); continue with "
-                             f"--resume {run_dir} --epochs {config.epochs}") from None
+        raise RunInterrupted(f"interrupted after {epoch} finished epoch(s); {then}") from None
+
+
+def _mark_interrupted(config: Config, run_dir: Path, epoch: int) -> None:
+    write_json(run_dir / "summary.json", {
+        "status": "interrupted", "completed_epochs": epoch, "epochs": config.epochs,
+        "resume": f"python -m experiments.train --resume {run_dir} --epochs {config.epochs}"})
 
 
 def _check_epochs_ahead(run_dir: Path, epochs: int) -> None:
@@ -115,7 +142,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
     ``--iwae-samples`` and its standard error, and the ground truth where there is one."""
     iwae, stderr = iwae_log_likelihood(model, guide, data.x_test, config.iwae_samples,
                                        max_plate_nesting=model.max_plate_nesting)
-    last = metrics[-1]
+    last, ranks = metrics[-1], world().size
     summary = {
         "status": "completed",
         "run_dir": str(run_dir),
@@ -128,6 +155,8 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "test_iwae": iwae, "test_iwae_stderr": stderr, "iwae_samples": config.iwae_samples,
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
         "beta": config.beta, "kl_warmup": config.kl_warmup,
+        "world_size": ranks, "batch_size": config.batch_size,
+        "global_batch_size": ranks * config.batch_size,
         **ground_truth_metrics(model, data.truth, data.x_test),
     }
     return {**summary, **final_metrics(summary)}
