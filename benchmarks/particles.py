@@ -6,12 +6,11 @@ in plain PyTorch (``benchmarks.reference.iwae_loss`` and ``elbo_loss``): the enc
 minibatch, the decoder on all K × B samples at once. Minibatches of 128, the two taking turns
 of a step or two.
 
-One difference is not in the timing but in the objective: ELBO Lab's ``iwae`` is Pyro's
-``RenyiELBO`` at α = 0, which applies the minibatch scale N/B to each log-weight *inside* the
-log-mean-exp, so with subsampling it maximizes Σ_i log (1/K) Σ_k w_ki^{N/B} rather than
-(N/B) Σ_i log (1/K) Σ_k w_ki, the IWAE bound the reference computes. The arithmetic, and so the
-cost, is the same.
-"""
+Both compute the same bound: per data point the log-mean-exp of its K weights, the minibatch
+scale N/B applied to the sum over points (``tests/test_benchmarks.py`` checks it at B < N).
+Until ELBO Lab had its own ``IWAE_ELBO``, its ``iwae`` was Pyro's ``RenyiELBO``, which puts the
+scale inside the log-mean-exp (docs/pyro-renyi-subsampling.md); the rows here are the fixed one.
+
 import functools
 
 from benchmarks import reference
