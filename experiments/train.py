@@ -62,12 +62,19 @@ def print_summary(result: RunResult) -> None:
     s = result.summary
     print(f"{s['model']} / {s['guide']} / {s['elbo']} on {s['data']} "
           f"({s['num_train']} train, {s['num_test']} test), {s['epochs']} epochs, "
-          f"{s['seconds_per_epoch']:.2f} s per epoch")
+          f"{s['seconds_per_epoch']:.2f} s per epoch training"
+          + (f", {s['eval_seconds_per_epoch']:.2f} s testing" if "eval_seconds_per_epoch" in s
+             else "")
+          + (f", {s['final_eval_seconds']:.1f} s final evaluation"
+             if "final_eval_seconds" in s else ""))
     lines = {key: (metric.label, metric.note) for key, metric in TEST_METRICS.items()}
     for key, (label, note) in {**lines, **GROUND_TRUTH_LINES}.items():
         if key == "test_iwae":
-            print(f"  {label:<18} {s['test_iwae']:10.3f} ± {s['test_iwae_stderr']:.3f} "
-                  f"({s['iwae_samples']} samples)")
+            mc = s["test_iwae_mc_stderr"]
+            print(f"  {label:<18} {s['test_iwae']:10.3f} "
+                  + ("(1 sample: no Monte Carlo error)" if mc is None else
+                     f"± {mc:.3f} Monte Carlo error ({s['iwae_samples']} samples)")
+                  + f"; ± {s['test_iwae_point_stderr']:.3f} over test points")
         elif key in s:
             print(f"  {label:<18} {s[key]:10.3f} {note}")
     if "recovery_means_error" in s:

@@ -6,14 +6,16 @@ metric is one entry of ``TEST_METRICS``: its labels, which models have it (read 
 model declares), and how it is computed from the model, the guide that scores the test set,
 the test data and the row measured so far.
 """
+import sys
 from dataclasses import dataclass
 from typing import Callable, Dict
 
 import torch
+from tqdm import tqdm
 
 from experiments.evaluation.diagnostics import posterior_kl
 from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo
-from experiments.evaluation.refine import fit_local_posterior
+from experiments.evaluation.refine import EPOCH_REFIT, FINAL_REFIT, fit_local_posterior
 from experiments.parts.build import Parts
 from models import LatentVariableModel
 
@@ -82,22 +84,30 @@ TEST_METRICS: Dict[str, Metric] = {
 }
 
 
-def metrics_on_test_set(model, guide, x: torch.Tensor, iwae_samples: int) -> Dict[str, float]:
+def metrics_on_test_set(model, guide, x: torch.Tensor, iwae_samples: int,
+                        progress: bool = False) -> Dict[str, float]:
     """Every metric of ``TEST_METRICS`` that ``model`` has, in order: the test ELBO, and for a
     model with an exact log-likelihood the IWAE estimate with min(``iwae_samples``,
     ``EPOCH_IWAE_SAMPLES``) samples, the exact log-likelihood, the gap, and for a discrete z the
-    exact mean KL(q(z|x) ‖ p(z|x))."""
+    exact mean KL(q(z|x) ‖ p(z|x)). ``progress`` names each on a bar on stderr as it runs."""
     row: Dict[str, float] = {}
-    for name, metric in TEST_METRICS.items():
-        if metric.applies(model):
-            row[name] = metric.compute(model, guide, x, row, iwae_samples)
+    names = [name for name, metric in TEST_METRICS.items() if metric.applies(model)]
+    with tqdm(names, desc="test metrics", leave=False, disable=not progress or len(names) < 2,
+              file=sys.stderr) as bar:
+        for name in bar:
+            bar.set_postfix_str(TEST_METRICS[name].label, refresh=True)
+            row[name] = TEST_METRICS[name].compute(model, guide, x, row, iwae_samples)
     return row
 
 
-def scoring_guide(parts: Parts, x_test: torch.Tensor):
+def scoring_guide(parts: Parts, x_test: torch.Tensor, final: bool = False,
+                  progress: bool = False):
     """The guide that scores the test set: the trained one's ``scoring_guide()`` if amortized,
     else per-point parameters fitted to the test set with the model fixed
-    (``experiments.evaluation.refine``)."""
+    (``experiments.evaluation.refine``): after every epoch a fit that stops once it gains less
+    than 0.01 nats per point (``EPOCH_REFIT``), for the summary (``final``) a closer one
+    (``FINAL_REFIT``). ``progress`` shows the fit's bar on stderr."""
     if parts.guide.amortized:
         return parts.guide.scoring_guide()
-    return fit_local_posterior(parts.model, x_test)
+    return fit_local_posterior(parts.model, x_test, schedule=FINAL_REFIT if final else EPOCH_REFIT,
+                               progress=progress)

@@ -61,19 +61,23 @@ def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attemp
 def fit(attempt: Attempt, data: Dataset, folder: Path,
         on_epoch: Optional[Callable[[dict], None]] = None) -> Attempt:
     """Train from the attempt's last epoch up to ``config.epochs``, evaluating on the test set
-    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch."""
+    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch; each
+    row times the training steps (``seconds``) and the test metrics (``eval_seconds``)."""
     config, parts = attempt.config, attempt.parts
     svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
     for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
         row = train_epoch(svi, data, config, epoch)
-        row.update(metrics_on_test_set(parts.model, scoring_guide(parts, data.x_test),
-                                       data.x_test, config.iwae_samples))
+        start = time.perf_counter()
+        row.update(metrics_on_test_set(
+            parts.model, scoring_guide(parts, data.x_test, progress=config.progress),
+            data.x_test, config.iwae_samples, progress=config.progress))
+        row["eval_seconds"] = time.perf_counter() - start
         attempt.metrics.append(row)
         exact = row.get("test_exact_log_likelihood")
         log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
                     f"  test ELBO {_nats(row['test_elbo'])}"
                     + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
-                    + f"  ({row['seconds']:.2f} s)")
+                    + f"  ({row['seconds']:.2f} s training, {row['eval_seconds']:.2f} s test)")
         if on_epoch is not None:
             on_epoch(row)
         write_csv(folder / "metrics.csv", attempt.metrics)

@@ -3,6 +3,8 @@ evaluates them, and leaves a run folder behind (config.json, metrics.csv, summar
 checkpoint.pt and the figures); ``load_trained`` gives a finished run's parts back."""
 import contextlib
 import dataclasses
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -11,11 +13,11 @@ import pyro
 import torch
 
 from experiments.common.errors import UserError
-from experiments.common.files import write_json
+from experiments.common.files import write_csv, write_json
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
 from experiments.evaluation.diagnostics import ground_truth_metrics
-from experiments.evaluation.likelihood import iwae_log_likelihood
-from experiments.evaluation.metrics import TEST_METRICS, scoring_guide
+from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
+from experiments.evaluation.metrics import TEST_METRICS, metrics_on_test_set, scoring_guide
 from experiments.figures.run import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
@@ -32,6 +34,10 @@ class RunResult:
     summary: dict
     metrics: List[dict]
     parts: Parts
+
+
+#: each test point's ELBO and IWAE estimate after training, one row per point
+TEST_POINTS = "test_points.csv"
 
 
 class RunInterrupted(UserError):
@@ -65,9 +71,11 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
                 attempt, restarts = fit_restarts(attempt, data, device, run_dir,
                                                  config.restarts, on_epoch)
             parts, metrics = attempt.parts, attempt.metrics
-            scorer = scoring_guide(parts, data.x_test)
-            summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir),
-                       **restarts}
+            start = time.perf_counter()
+            scorer = scoring_guide(parts, data.x_test, final=True, progress=config.progress)
+            summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir,
+                                   refitted=not parts.guide.amortized),
+                       **restarts, "final_eval_seconds": time.perf_counter() - start}
             write_json(run_dir / "summary.json", summary)
             plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
     return RunResult(run_dir, summary, metrics, parts)
@@ -125,12 +133,23 @@ def prepare_data(config: Config, device: torch.device) -> Dataset:
 
 
 def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
-              run_dir: Path) -> dict:
-    """The final numbers: the last epoch's test metrics, the IWAE estimate with all of
-    ``--iwae-samples`` and its standard error, and the ground truth where there is one."""
-    iwae, stderr = iwae_log_likelihood(model, guide, data.x_test, config.iwae_samples,
-                                       max_plate_nesting=model.max_plate_nesting)
+              run_dir: Path, refitted: bool = False) -> dict:
+    """The final numbers: the last epoch's test metrics (measured again with ``guide`` where it
+    was ``refitted`` to the test set more closely than after each epoch), the IWAE estimate
+    with all of ``--iwae-samples``, its Monte Carlo standard error and its standard error over
+    test points, and the ground truth where there is one. Writes each test point's ELBO and
+    IWAE estimate to ``test_points.csv`` (the comparison pairs them across runs)."""
     last = metrics[-1]
+    tested = {k: last[k] for k in TEST_METRICS if k in last}
+    if refitted:
+        tested = metrics_on_test_set(model, guide, data.x_test, config.iwae_samples,
+                                     progress=config.progress)
+    iwae = iwae_estimate(model, guide, data.x_test, config.iwae_samples,
+                         max_plate_nesting=model.max_plate_nesting, progress=config.progress)
+    elbo = elbo_per_point(model, guide, data.x_test, max_plate_nesting=model.max_plate_nesting)
+    write_csv(run_dir / TEST_POINTS, [{"point": i, "test_elbo": e, "test_iwae": w}
+                                      for i, (e, w) in enumerate(zip(elbo.tolist(),
+                                                                     iwae.per_point.tolist()))])
     return {
         "status": "completed",
         "run_dir": str(run_dir),
@@ -139,9 +158,13 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "num_train": len(data.x_train), "num_test": len(data.x_test),
         "epochs": last["epoch"],
         "train_elbo": last["train_elbo"],
-        **{k: last[k] for k in TEST_METRICS if k in last},
-        "test_iwae": iwae, "test_iwae_stderr": stderr, "iwae_samples": config.iwae_samples,
+        **tested,
+        "test_iwae": iwae.value,        # no Monte Carlo error from one sample: None
+        "test_iwae_mc_stderr": None if math.isnan(iwae.mc_stderr) else iwae.mc_stderr,
+        "test_iwae_point_stderr": iwae.point_stderr, "iwae_samples": config.iwae_samples,
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
+        "eval_seconds_per_epoch": sum(row.get("eval_seconds", 0.0) for row in metrics)
+        / len(metrics),
         **ground_truth_metrics(model, data.truth, data.x_test),
     }
 
