@@ -8,7 +8,11 @@ Each (estimator, K, seed) is a full training run in its own folder; runs with th
 share the initial parameters and the data order. Every estimator optimizes its own bound, so
 all are judged on common yardsticks: the one-sample test ELBO, the test IWAE estimate with the
 same number of samples, the exact log-likelihood and gap where the model has one, the gradient
-variance and SNR at fixed parameters (initial and final) on a fixed minibatch, and wall time.
+variance and SNR at fixed parameters (initial and final) on a fixed minibatch, and wall time,
+with paired differences against the first estimator on the same test points.
+
+Ctrl-C or SIGTERM stops every run at its last checkpoint (exit status 130); the same command
+with the same --out, or --resume DIR, keeps the finished runs and finishes the others.
 """
 import argparse
 import json

@@ -213,6 +213,9 @@ def test_a_rerun_with_other_settings_or_a_folder_without_a_comparison_is_refused
         "or one written before comparisons could be resumed)")
     assert compare.main(["--resume", str(out), "--force"]) == 2
     assert "--resume keeps the runs that finished; --force retrains them" in capsys.readouterr().err
+    text = " ".join(compare.parser().format_help().split())     # what --help promises
+    assert "--resume DIR finish the comparison in DIR" in text
+    assert "also when resuming" not in text
 
 
 def test_a_failed_run_is_listed_in_the_comparison_not_hidden(tmp_path, capsys):
@@ -222,6 +225,7 @@ def test_a_failed_run_is_listed_in_the_comparison_not_hidden(tmp_path, capsys):
                          str(missing), "--jobs", "1", "--out", str(out)]) == 1
     (row,) = _csv(out / "comparison.csv")
     assert row["label"] == "trace" and row["seeds"] == "0"
-    assert row["status"].startswith("1 of 1 runs failed: seed 0: ") and str(missing) in row["status"]
+    assert row["status"].startswith("1 of 1 runs failed: seed 0: ")
+    assert str(missing) in row["status"]
     assert "| status |" in (out / "comparison.md").read_text()
     assert "error: trace seed 0 failed: " in capsys.readouterr().err

@@ -177,15 +177,16 @@ def execute(jobs: List[Job], workers: int, progress: bool = True) -> List[dict]:
         try:
             while len(records) < len(jobs):
                 _show_progress(pool.progress, bars)
-                for future in [f for f in futures if f.done() and futures[f].number not in records]:
-                    job = futures[future]
+                for future, job in futures.items():
+                    if not future.done() or job.number in records:
+                        continue
                     records[job.number] = _record(job, future)
                     _say(_done_line(job, records[job.number]), bars)
         except KeyboardInterrupt:
             pool.interrupt()
             for bar in bars:
                 bar.close()
-            raise ComparisonInterrupted(_interrupted(jobs, futures)) from None
+            raise ComparisonInterrupted(_interrupted(jobs)) from None
     for bar in bars:
         bar.close()
     return [records[job.number] for job in jobs]
@@ -237,8 +238,8 @@ def _say(line: str, bars: List[tqdm]) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
-def _interrupted(jobs: List[Job], futures: dict) -> str:
-    """What an interrupt left: runs finished, stopped at a checkpoint, not started."""
+def _interrupted(jobs: List[Job]) -> str:
+    """What an interrupt left: runs finished, and runs stopped at a checkpoint."""
     finished = sum(1 for job in jobs if (Path(job.config["out"]) / RESULT).exists())
     started = sum(1 for job in jobs if checkpoint_epoch(Path(job.config["out"])) > 0)
     out = Path(jobs[0].config["out"]).parent.parent

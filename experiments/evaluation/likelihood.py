@@ -138,8 +138,8 @@ def iwae_estimate(model: Callable, guide: Callable, x: torch.Tensor, num_samples
     points_per_chunk = max(1, chunk_elements // num_samples)
     samples_per_chunk = min(num_samples, chunk_elements)
     per_point, mc_var = [], []
-    bar = tqdm(total=math.ceil(len(x) / points_per_chunk) * math.ceil(num_samples / samples_per_chunk),
-               desc=f"IWAE, {num_samples} samples", leave=False, disable=not progress,
+    chunk_count = math.ceil(len(x) / points_per_chunk) * math.ceil(num_samples / samples_per_chunk)
+    bar = tqdm(total=chunk_count, desc=f"IWAE, {num_samples} samples", leave=False, disable=not progress,
                file=sys.stderr)
     with bar, torch.no_grad(), isolated_rng(seed, x.device):
         for x_chunk, index in chunks(x, points_per_chunk):
@@ -159,8 +159,8 @@ def iwae_estimate(model: Callable, guide: Callable, x: torch.Tensor, num_samples
 
 def _delta_method_variance(log_s1: torch.Tensor, log_s2: torch.Tensor, k: int) -> torch.Tensor:
     """Var[log mean_k w_k] ≈ Var_k(w) / (K mean(w)²) from S1 = Σ w and S2 = Σ w², with the
-    unbiased Var_k(w) = (S2 − S1²/K) / (K − 1): (K S2 / S1² − 1) / (K − 1), in logs so that
-    weights of any size work; rounding below zero (equal weights) is clamped to zero."""
+    unbiased Var_k(w) = (S2 − S1²/K) / (K − 1): (K S2 / S1² − 1) / (K − 1), in logs so
+    that weights of any size work; rounding below zero (equal weights) is clamped to zero."""
     if k < 2:
         return torch.full_like(log_s1, math.nan)
     relative = torch.expm1(math.log(k) + log_s2 - 2 * log_s1).clamp(min=0.0)

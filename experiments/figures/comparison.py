@@ -60,7 +60,7 @@ def plot_gradient_variance(rows: List[dict], path: Path) -> Path:
         init = [r[f"grad_var_{group}_init"] for r in rows]
         final = [r[f"grad_var_{group}"] for r in rows]
         for i, (a, b) in enumerate(zip(init, final)):
-            if a == 0 and b == 0:       # no randomness in the gradient: nothing to draw on a log axis
+            if a == 0 and b == 0:       # no randomness in the gradient: no place on a log axis
                 ax.annotate("0: exact", (i, 0.04), xycoords=("data", "axes fraction"),
                             ha="center", fontsize=8)
                 continue

@@ -102,7 +102,8 @@ def plot_density_2d(model: GaussianMixture, data: Dataset, path: Path, points: i
         handles.append(Line2D([], [], color=TRUTH_COLOR, linestyle="--", label="true p*(x)"))
     for n in range(model.components):
         (mx, my), (sx, sy) = model.locs[n].tolist(), model.scales[n].tolist()
-        ax.add_patch(Ellipse((mx, my), 4 * sx, 4 * sy, fill=False, color=component_color(n), linewidth=2))
+        ax.add_patch(Ellipse((mx, my), 4 * sx, 4 * sy, fill=False, color=component_color(n),
+                             linewidth=2))
         ax.plot(mx, my, marker="x", color=component_color(n), markersize=9, mew=2)
         handles.append(Line2D([], [], color=component_color(n), marker="x", linewidth=2,
                               label=_component_label(model, n)))
@@ -139,7 +140,8 @@ def plot_responsibilities(model: GaussianMixture, guide, data: Dataset, path: Pa
 
 def _responsibility_curves(ax, x: np.ndarray, exact: np.ndarray, q: Optional[np.ndarray]) -> None:
     for n in range(exact.shape[1]):
-        ax.plot(x, exact[:, n], color=component_color(n), linewidth=2, label=f"p(z={n + 1}|x), exact")
+        ax.plot(x, exact[:, n], color=component_color(n), linewidth=2,
+                label=f"p(z={n + 1}|x), exact")
         if q is not None:
             ax.plot(x, q[:, n], color=component_color(n), linestyle="--", linewidth=1.5,
                     label=f"q(z={n + 1}|x), guide")
