@@ -73,7 +73,7 @@ def print_summary(result: RunResult) -> None:
             mc = s["test_iwae_mc_stderr"]
             print(f"  {label:<18} {s['test_iwae']:10.3f} "
                   + ("(1 sample: no Monte Carlo error)" if mc is None else
-                     f"± {mc:.3f} Monte Carlo error ({s['iwae_samples']} samples)")
+                     f"± {_error(mc)} Monte Carlo error ({s['iwae_samples']} samples)")
                   + f"; ± {s['test_iwae_point_stderr']:.3f} over test points")
         elif key in s:
             print(f"  {label:<18} {s[key]:10.3f} {note}")
@@ -86,6 +86,11 @@ def print_summary(result: RunResult) -> None:
               f"restarts: {', '.join(f'{v:.3f}' for v in s['restart_train_elbos'])}")
     print(f"results in {result.run_dir}/: summary.json, metrics.csv, config.json, "
           "checkpoint.pt and the figures")
+
+
+def _error(value: float) -> str:
+    """A standard error to three decimals, or in scientific notation where that shows 0.000."""
+    return f"{value:.3f}" if value >= 5e-4 or value == 0 else f"{value:.1e}"
 
 
 if __name__ == "__main__":

@@ -98,3 +98,14 @@ def test_binarize_is_resolved_to_none_for_grey_level_likelihoods(quick_config):
     result = run(quick_config(likelihood="continuous-bernoulli", epochs=1))
     assert result.summary["binarize"] == "none"
     assert json.loads((result.run_dir / "config.json").read_text())["binarize"] == "none"
+
+
+def test_the_printed_summary_names_each_error_of_the_iwae_estimate(trained, capsys):
+    from experiments.train import print_summary
+
+    print_summary(trained)
+    (line,) = [t for t in capsys.readouterr().out.splitlines() if "test IWAE" in t]
+    s = trained.summary
+    assert f"{s['test_iwae']:.3f} ± " in line and "Monte Carlo error (200 samples)" in line
+    assert line.endswith(f"; ± {s['test_iwae_point_stderr']:.3f} over test points")
+    assert 0 < s["test_iwae_mc_stderr"] < s["test_iwae_point_stderr"]
