@@ -134,7 +134,7 @@ def test_gaps_refuses_a_missing_run_naming_its_option(capsys, tmp_path):
 
 
 # a comparison small enough to interrupt and finish twice: two runs, one after the other
-SMALL = ["--elbos", "trace,stl", "--seeds", "1", "--epochs", "40", "--num-train", "128",
+SMALL = ["--elbos", "trace,stl", "--seeds", "1", "--epochs", "50", "--num-train", "256",
          "--num-test", "32", "--hidden-dims", "8", "--batch-size", "64", "--grad-draws", "4",
          "--iwae-samples", "10", "--jobs", "1"]
 TIMING = {"seconds_per_step"}             # wall time: the one column that may differ

@@ -12,6 +12,7 @@ a worker that is idle or still starting up. A job stopped so, or never started, 
 import contextlib
 import multiprocessing
 import signal
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from typing import Callable, Iterator, List, Optional
@@ -56,7 +57,8 @@ class Workers:
         """Stop every job: those not started never start, those in progress get a SIGTERM
         and are waited for (``STOP_SECONDS`` at most, then killed). Further interrupts of this
         process are ignored meanwhile."""
-        previous = {sig: signal.signal(sig, _ignore) for sig in SIGNALS}
+        main = threading.current_thread() is threading.main_thread()
+        previous = {sig: signal.signal(sig, _ignore) for sig in SIGNALS} if main else {}
         self.stop.set()
         for future in self.futures:
             future.cancel()
@@ -93,6 +95,9 @@ def progress_queue():
 def _signals_ignored() -> Iterator[None]:
     """SIGINT and SIGTERM ignored in this process meanwhile, and in the processes it starts
     (an ignored signal stays ignored across exec, and Python then installs no handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield                           # only the main thread may change signal handlers
+        return
     previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in SIGNALS}
     try:
         yield
