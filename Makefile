@@ -17,8 +17,9 @@ test: $(STAMP)  ## set up and run the test suite
 bench: $(STAMP)  ## time ELBO Lab against plain PyTorch (a few minutes), write benchmarks/RESULTS.md
 	$(BIN)/python -m benchmarks.run
 
-lessons: $(STAMP)  ## regenerate the lessons' figures and quoted numbers in docs/ (about 10 minutes)
+lessons: $(STAMP)  ## regenerate the lessons' figures and numbers in docs/ (about 25 minutes)
 	$(BIN)/python -m experiments.lessons
+	PY=$(BIN)/python bash docs/lesson7.sh
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }

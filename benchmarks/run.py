@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from benchmarks import estimators, evaluation, particles, report, training
+from benchmarks import estimators, evaluation, particles, processes, report, training
 from experiments.common.command import command
 from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
 from experiments.training.config import Config
-from experiments.training.run import prepare_data
+from experiments.training.prepare import prepare_data
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 
@@ -35,12 +35,15 @@ class Scale:
     iwae_images: int
     iwae_rounds: int
     estimator_rounds: int
+    process_epochs: int = 4         # training on 1 and 2 processes (the first epoch untimed)
+    process_iwae_images: int = 200  # IWAE-5000 by 1 and 2 ranks
+    process_rounds: int = 3
 
 
 FULL = Scale(training_rounds=30, particle_rounds=10, iwae_images=1000, iwae_rounds=10,
              estimator_rounds=4)
 QUICK = Scale(training_rounds=8, particle_rounds=3, iwae_images=100, iwae_rounds=2,
-              estimator_rounds=2)
+              estimator_rounds=2, process_epochs=2, process_iwae_images=20, process_rounds=1)
 
 
 def default_data(data_dir: str) -> str:
@@ -102,6 +105,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         ("exact log-likelihoods", lambda: evaluation.exact(config)),
         ("estimators", lambda: estimators.benchmark(config, data,
                                                     rounds=scale.estimator_rounds)),
+        ("processes", lambda: processes.benchmark(
+            config, iwae_images(data, scale.process_iwae_images), scale.process_epochs,
+            scale.process_rounds)),
     ]
     sections = [report.Section("Data", summary)]
     for number, (name, benchmark) in enumerate(benchmarks, 1):

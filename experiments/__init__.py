@@ -1,9 +1,27 @@
 """Data, training, evaluation and comparisons: everything that runs models and guides.
 
 The top-level modules are the commands (``python -m experiments.train``, ``compare``, ``gaps``,
-``list``, ``lessons``); the library sits in the subpackages, one room each."""
-from experiments.common.errors import UserError
-from experiments.parts.build import Parts, build
-from experiments.training.config import Config
+``list``, ``lessons``); the library sits in the subpackages, one room each. What
+``from experiments import …`` offers is imported on first use, so that importing the package,
+which every command does first, takes no time (a command then imports what it needs inside
+``experiments.common.command.starting``, where Ctrl-C ends it in one line).
+"""
+import importlib
 
-__all__ = ["Config", "Parts", "UserError", "build"]
+#: the names ``from experiments import …`` offers, each with the module it lives in
+EXPORTS = {
+    "Config": "experiments.training.config",
+    "Parts": "experiments.parts.build",
+    "TrainedRun": "experiments.training.trained",
+    "UserError": "experiments.common.errors",
+    "build": "experiments.parts.build",
+    "load": "experiments.training.trained",
+}
+
+__all__ = sorted(EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in EXPORTS:
+        return getattr(importlib.import_module(EXPORTS[name]), name)
+    raise AttributeError(f"module 'experiments' has no attribute {name!r}")

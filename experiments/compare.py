@@ -4,6 +4,10 @@
         --elbos trace,meanfield,iwae,score-function --data digits --seeds 3 --epochs 20 \\
         --jobs 2 --out runs/compare
 
+On a cluster, ``--plan-only`` writes one command line per run (commands.txt) for any scheduler
+(a Slurm job array, GNU parallel), and ``--collect DIR`` gathers the finished run folders into
+the same report (``experiments.comparison.sweep``).
+
 Each (estimator, K, seed) is a full training run in its own folder; runs with the same seed
 share the initial parameters and the data order. Every estimator optimizes its own bound, so
 all are judged on common yardsticks: the one-sample test ELBO, the test IWAE estimate with the
@@ -15,18 +19,22 @@ Ctrl-C or SIGTERM stops every run at its last checkpoint (exit status 130); the 
 with the same --out, or --resume DIR, keeps the finished runs and finishes the others.
 """
 import argparse
+import dataclasses
 import json
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from experiments.common.command import command
 from experiments.common.errors import UserError
-from experiments.common.files import write_json
-from experiments.comparison.jobs import ComparisonInterrupted, execute, parse_elbos, plan
+from experiments.common.files import write_text
+from experiments.comparison.jobs import (ComparisonInterrupted, Job, execute, parse_elbos, plan,
+                                         threads_per_job)
 from experiments.comparison.report import markdown, report
+from experiments.comparison.sweep import (PLAN, collect, missing_section, read_plan,
+                                          report_settings, run_planned, write_plan)
 from experiments.estimators import ELBOS
 from experiments.training.config import Config
 from experiments.training.options import add_training_options, config_from_args
@@ -72,18 +80,27 @@ def parser() -> argparse.ArgumentParser:
                         "finished runs are kept and the others continue from their checkpoints")
     c.add_argument("--resume", metavar="DIR", type=Path, default=None,
                    help="finish the comparison in DIR with the settings it was started with "
-                        "(options given beside it must match them; --jobs may change)")
+                        "(its plan.json); only --jobs and --no-progress may be given beside it")
     c.add_argument("--force", action="store_true",
                    help="start the comparison in --out afresh, retraining every run")
+    s = p.add_argument_group("sweeps on a scheduler (experiments.comparison.sweep)")
+    s.add_argument("--plan-only", action="store_true",
+                   help="write plan.json and commands.txt (one command line per run) into --out "
+                        "and train nothing")
+    s.add_argument("--collect", metavar="DIR", type=Path,
+                   help="report the runs of the plan in DIR that have finished; list the others "
+                        "(exit status 1 when any is missing)")
+    s.add_argument("--run-job", metavar="PLAN", type=Path,
+                   help="train one run of a plan.json (what each line of commands.txt does)")
+    s.add_argument("--job", type=int, default=0, help="the run of --run-job, from 0")
     return p
 
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        return _compare(argv)
+        return _compare(parser().parse_args(argv))
     except ComparisonInterrupted as exc:
         print(f"stopped: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
@@ -99,33 +116,30 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
-def _compare(argv: List[str]) -> int:
-    args = parser().parse_args(argv)
-    resuming = args.resume is not None
-    if resuming:
-        args = parser().parse_args(saved_argv(args.resume) + ["--out", str(args.resume)]
-                                   + _without_resume(argv))
-    config = config_from_args(args).replace(progress=False).validate()
-    elbos = parse_elbos(args.elbos, config.guide)
-    for name, value in (("--seeds", args.seeds), ("--jobs", args.jobs),
-                        ("--grad-draws", args.grad_draws)):
-        if value < 1 or (name == "--grad-draws" and value < 2):
-            raise UserError(f"{name} must be at least {2 if name == '--grad-draws' else 1}")
-    out = args.out or Path("runs") / (time.strftime("%Y%m%d-%H%M%S")
-                                      + f"-compare-{config.model}-{config.guide}")
-    settings = {"config": {k: v for k, v in config.to_dict().items() if k != "out"},
-                "elbos": [list(pair) for pair in elbos], "num_particles": args.particle_sweep,
-                "seeds": args.seeds, "grad_draws": args.grad_draws,
-                "target_elbo": args.target_elbo, "snr_sweep": args.snr_sweep}
-    jobs = plan(config, elbos, args.particle_sweep, args.seeds, out, args.grad_draws, args.jobs,
-                resume=continuing(out, settings, args.force, resuming))
+def _compare(args: argparse.Namespace) -> int:
+    if args.run_job is not None:
+        result = run_planned(args.run_job, args.job)
+        print(f"done: {result['label']} seed {result['seed']}, test ELBO "
+              f"{result['summary']['test_elbo']:.3f}, in {result['run_dir']}")
+        return 0
+    if args.collect is not None:
+        return _collect(args.collect)
+    if args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    if args.resume is not None:
+        out, jobs, settings = _resumed(args)
+    else:
+        out, jobs, settings = _planned(args)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / SETTINGS, {"format": SETTINGS_FORMAT, "argv": _reusable(argv),
-                                "settings": settings})
+    commands = write_plan(out, jobs, settings)
+    if args.plan_only:
+        print(f"{len(jobs)} runs planned: one command line each in {commands}; then "
+              f"python -m experiments.compare --collect {out}")
+        return 0
     try:
-        results = execute(jobs, args.jobs, progress=config_from_args(args).progress)
-        rows = report(results, out, args.target_elbo, args.snr_sweep or args.particle_sweep,
-                      args.grad_draws)
+        results = execute(jobs, args.jobs, progress=args.progress)
+        rows = report(results, out, settings["target_elbo"], settings["sweep_ks"],
+                      settings["grad_draws"])
     except KeyboardInterrupt:           # outside the runs: while starting or reporting
         raise ComparisonInterrupted(f"interrupted; the runs that finished are kept: continue "
                                     f"with python -m experiments.compare --resume {out}") from None
@@ -137,100 +151,94 @@ def _compare(argv: List[str]) -> int:
     return 1 if failed else 0
 
 
-#: the settings a comparison was started with, in its folder: what a rerun must match
-SETTINGS = "comparison.json"
-SETTINGS_FORMAT = "elbo-lab-comparison/1"
+def _planned(args: argparse.Namespace) -> Tuple[Path, List[Job], dict]:
+    """The comparison the options describe: its folder, runs and report settings; continued
+    where its folder holds the same one (``continuing``)."""
+    config = config_from_args(args).replace(progress=False).validate()
+    elbos = parse_elbos(args.elbos, config.guide)
+    for name, value in (("--seeds", args.seeds), ("--grad-draws", args.grad_draws)):
+        if value < 1 or (name == "--grad-draws" and value < 2):
+            raise UserError(f"{name} must be at least {2 if name == '--grad-draws' else 1}")
+    out = args.out or Path("runs") / (time.strftime("%Y%m%d-%H%M%S")
+                                      + f"-compare-{config.model}-{config.guide}")
+    out = out.resolve() if args.plan_only else out
+    jobs = plan(config, elbos, args.particle_sweep, args.seeds, out, args.grad_draws, args.jobs)
+    settings = report_settings(args.target_elbo, args.snr_sweep or args.particle_sweep,
+                               args.grad_draws)
+    resume = continuing(out, jobs, settings, args.force)
+    return out, [dataclasses.replace(job, resume=resume) for job in jobs], settings
 
 
-def continuing(out: Path, settings: dict, force: bool, resuming: bool) -> bool:
+def continuing(out: Path, jobs: List[Job], settings: dict, force: bool) -> bool:
     """Whether the comparison in ``out`` is continued (finished runs kept, the others resumed)
-    rather than started afresh; refuses a folder that holds another comparison unless
-    ``force``."""
+    rather than started afresh: it is when ``out`` holds the plan of the same runs; a folder
+    with another comparison is refused unless ``force``."""
     if force:
-        if resuming:
-            raise UserError("--resume keeps the runs that finished; --force retrains them: "
-                            "pass one of the two")
         return False
-    path = out / SETTINGS
-    if not path.exists():
+    if not (out / PLAN).exists():
         if (out / "comparison.csv").exists():
             raise UserError(f"--out {out} already holds a comparison; pass --force to "
                             "overwrite it or choose another --out")
         return True
-    saved = _load_settings(out)["settings"]
-    if saved != json.loads(json.dumps(settings)):
-        raise UserError(f"--out {out} holds a comparison with other settings "
-                        f"({_difference(saved, settings)}); finish it with --resume {out}, "
-                        "pass --force to replace it, or choose another --out")
+    saved, saved_settings = read_plan(out, "--out")
+    difference = _difference(saved, saved_settings, jobs, settings)
+    if difference:
+        raise UserError(f"--out {out} holds a comparison with other settings ({difference}); "
+                        f"finish it with --resume {out}, pass --force to replace it, or "
+                        "choose another --out")
     return True
 
 
-def saved_argv(folder: Path) -> List[str]:
-    """The options a comparison in ``folder`` was started with."""
-    if not Path(folder).is_dir():
-        raise UserError(f"--resume {folder}: no such comparison folder")
-    return list(_load_settings(Path(folder))["argv"])
+def _difference(saved: List[Job], saved_settings: dict, jobs: List[Job], settings: dict) -> str:
+    """The first difference between two plans, as ``epochs was 20, now 10``; empty if none."""
+    if len(saved) != len(jobs):
+        return f"{len(saved)} runs there, {len(jobs)} here"
+    pairs = [({**a.config, "grad_draws": a.grad_draws}, {**b.config, "grad_draws": b.grad_draws})
+             for a, b in zip(saved, jobs)] + [(saved_settings, settings)]
+    for old, new in pairs:
+        new = json.loads(json.dumps(new))               # as plan.json holds it
+        for key in {**old, **new}:
+            if old.get(key) != new.get(key):
+                return f"{key} was {old.get(key)}, now {new.get(key)}"
+    return ""
 
 
-def _load_settings(folder: Path) -> dict:
-    path = folder / SETTINGS
-    try:
-        saved = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"--resume {folder}: it holds no {SETTINGS} (not a comparison folder, "
-                        "or one written before comparisons could be resumed)") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} is unreadable ({type(exc).__name__}); pass --force to start "
-                        "the comparison afresh") from None
-    if not isinstance(saved, dict) or saved.get("format") != SETTINGS_FORMAT:
-        raise UserError(f"{path} is not an ELBO Lab comparison's settings (expected format "
-                        f"{SETTINGS_FORMAT})")
-    return saved
+def _resumed(args: argparse.Namespace) -> Tuple[Path, List[Job], dict]:
+    """``--resume DIR``: the runs and report settings of the plan in DIR, with the threads of
+    this --jobs; any option but --jobs and --no-progress is refused."""
+    given = [a.option_strings[0] for a in parser()._actions
+             if a.dest not in ("help", "resume", "jobs", "progress")
+             and getattr(args, a.dest) != a.default]
+    if given:
+        raise UserError(f"--resume {args.resume} finishes the comparison with the settings it "
+                        f"was started with; drop {', '.join(given)} (or start another with "
+                        "--out)")
+    if not Path(args.resume).is_dir():
+        raise UserError(f"--resume {args.resume}: no such comparison folder")
+    if not (Path(args.resume) / PLAN).exists():
+        raise UserError(f"--resume {args.resume}: it holds no {PLAN} (not a comparison "
+                        "folder, or one written before comparisons could be resumed)")
+    jobs, settings = read_plan(args.resume, "--resume")
+    threads = threads_per_job(args.jobs)
+    return Path(args.resume), [dataclasses.replace(job, threads=threads, resume=True)
+                               for job in jobs], settings
 
 
-def _difference(saved: dict, settings: dict) -> str:
-    """The first setting that differs, as ``epochs was 20, now 10``."""
-    old, new = _flat(saved), _flat(json.loads(json.dumps(settings)))
-    name = next((k for k in {**old, **new} if old.get(k) != new.get(k)), "format")
-    return f"{name} was {old.get(name)}, now {new.get(name)}"
-
-
-def _flat(settings: dict) -> dict:
-    config = settings.get("config")
-    return {**(config if isinstance(config, dict) else {}),
-            **{k: v for k, v in settings.items() if k != "config"}}
-
-
-#: options that do not change what a comparison computes, left out of its saved command line
-_PER_INVOCATION = {"--jobs": True, "--out": True, "--resume": True, "--force": False,
-                   "--no-progress": False}
-
-
-def _reusable(argv: List[str]) -> List[str]:
-    """``argv`` without the options that belong to one invocation (and their values)."""
-    kept, skip = [], False
-    for item in argv:
-        flag = item.split("=", 1)[0]
-        if skip:
-            skip = False
-        elif flag in _PER_INVOCATION:
-            skip = _PER_INVOCATION[flag] and "=" not in item
-        else:
-            kept.append(item)
-    return kept
-
-
-def _without_resume(argv: List[str]) -> List[str]:
-    """``argv`` without ``--resume DIR``."""
-    kept, skip = [], False
-    for item in argv:
-        if skip:
-            skip = False
-        elif item.split("=", 1)[0] == "--resume":
-            skip = "=" not in item
-        else:
-            kept.append(item)
-    return kept
+def _collect(folder: Path) -> int:
+    """``--collect``: the report of the finished runs; the missing ones listed (exit 1)."""
+    results, missing, settings = collect(folder)
+    rows = report(results, folder, settings["target_elbo"], settings["sweep_ks"],
+                  settings["grad_draws"])
+    table = markdown(rows)
+    if missing:
+        table += missing_section(missing)
+        write_text(folder / "comparison.md", table)
+    print(table)
+    for line in missing:
+        print(f"missing: {line}", file=sys.stderr)
+    print(f"results of {len(results)} run(s) in {folder}/: comparison.csv, comparison.md and "
+          f"the figures" + (f"; {len(missing)} run(s) missing" if missing else ""))
+    return 1 if missing else 0
 
 
 if __name__ == "__main__":

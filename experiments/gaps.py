@@ -5,13 +5,16 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command
-from experiments.common.errors import UserError
-from experiments.common.files import write_json
-from experiments.evaluation import gaps as gap_measures
-from experiments.evaluation.gaps import inference_gaps
-from experiments.figures.gaps import plot_gaps
-from experiments.training.run import load_trained
+from experiments.common.command import command, starting
+
+with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.common.errors import UserError
+    from experiments.common.files import write_json
+    from experiments.evaluation import gaps as gap_measures
+    from experiments.evaluation.gaps import inference_gaps
+    from experiments.figures.gaps import plot_gaps
+    from experiments.training.folder import run_folder_of
+    from experiments.training.trained import load_trained
 
 USAGE = "    python -m experiments.gaps --run RUN_DIR [--num-points 100]"
 WRITTEN = "written to RUN_DIR/gaps.json and drawn as a stacked bar in RUN_DIR/gaps.png."
@@ -34,6 +37,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     if args.num_points < 1 or args.iwae_samples < 1:
         raise UserError("--num-points and --iwae-samples must be at least 1")
+    args.run = run_folder_of(args.run)                  # the folder, also if given its checkpoint
     config, data, parts = load_trained(args.run)
     if config.guide != "normal":
         raise UserError(f"{args.run} was trained with the {config.guide} guide; the gaps "

@@ -20,11 +20,13 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command
-from experiments.common.errors import UserError
-from experiments.docs.lessons import regenerate
-from experiments.docs.markers import fill_lessons
-from experiments.docs.runs import Budget
+from experiments.common.command import command, starting
+
+with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.common.errors import UserError
+    from experiments.docs.lessons import regenerate
+    from experiments.docs.markers import fill_lessons
+    from experiments.docs.runs import Budget
 
 DOCS = Path("docs")
 

@@ -8,13 +8,15 @@ import json
 import sys
 from typing import Dict, List, Optional
 
-from experiments.common.command import command
-from experiments.data.datasets import DATASETS
-from experiments.estimators import ELBOS
-from experiments.parts.compatibility import matrix
-from experiments.training.config import Config
-from guides import GUIDES
-from models import MODELS
+from experiments.common.command import command, starting
+
+with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.data.datasets import DATASETS
+    from experiments.estimators import ELBOS
+    from experiments.parts.compatibility import matrix
+    from experiments.training.config import Config
+    from guides import GUIDES
+    from models import MODELS
 
 
 def _summary(obj, registry: dict, width: int = 96) -> str:

@@ -10,10 +10,23 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command
-from experiments.evaluation.metrics import TEST_METRICS
-from experiments.training.options import add_training_options, config_from_args, explicit_options
-from experiments.training.run import RunInterrupted, RunResult, resume_config, run
+from experiments.common.command import command, starting
+from experiments.common.ranks import launched, leader
+
+with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.common.distributed import request_stop
+    from experiments.evaluation.metrics import TEST_METRICS
+    from experiments.training.options import (add_training_options, config_from_args,
+                                              explicit_options)
+    from experiments.training.run import RunInterrupted, RunResult, resume_config, run
+
+#: what the printed train ELBO is, by --binarize: with dynamic binarization it estimates what
+#: the test ELBO does (no binary image is seen twice), so it may sit below it (README, "A run")
+TRAIN_NOTES = {
+    "dynamic": "mean over the last epoch's steps, fresh binarizations (may sit below test: README)",
+    "static": "mean over the last epoch's steps",
+    "none": "mean over the last epoch's steps",
+}
 
 #: ground truth that a summary may hold, as the command prints it
 GROUND_TRUTH_LINES = {
@@ -37,7 +50,8 @@ def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 @command
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    stops = (signal.SIGTERM, signal.SIGINT) if launched() else (signal.SIGTERM,)
+    previous = {signum: signal.signal(signum, _terminate) for signum in stops}
     try:
         if args.resume is not None:
             config = resume_config(args.resume, explicit_options(parser, argv), args.force)
@@ -45,28 +59,41 @@ def main(argv: Optional[List[str]] = None) -> int:
         else:
             result = run(config_from_args(args), force=args.force)
     except RunInterrupted as exc:
-        print(f"stopped: {exc}", file=sys.stderr)
+        if leader():
+            print(f"stopped: {exc}", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    print_summary(result)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if leader():
+        print_summary(result)
     return 0
 
 
 def _terminate(signum, frame):
-    """SIGTERM (a scheduler's stop) is handled like Ctrl-C: keep the checkpoint, then stop."""
+    """SIGTERM (a scheduler's stop) is handled like Ctrl-C: keep the checkpoint, then stop. In
+    a torchrun job (which passes SIGTERM and Ctrl-C to every rank, and SIGTERM to the ranks left
+    when one fails) the ranks stop together after their current step: a rank stopped in the
+    middle of a collective would leave the others waiting for it."""
+    if launched():
+        request_stop()
+        return
     raise KeyboardInterrupt
 
 
 def print_summary(result: RunResult) -> None:
     s = result.summary
+    ranks = s.get("world_size", 1)
     print(f"{s['model']} / {s['guide']} / {s['elbo']} on {s['data']} "
           f"({s['num_train']} train, {s['num_test']} test), {s['epochs']} epochs, "
           f"{s['seconds_per_epoch']:.2f} s per epoch training"
           + (f", {s['eval_seconds_per_epoch']:.2f} s testing" if "eval_seconds_per_epoch" in s
              else "")
           + (f", {s['final_eval_seconds']:.1f} s final evaluation"
-             if "final_eval_seconds" in s else ""))
+             if "final_eval_seconds" in s else "")
+          + (f", {ranks} processes (global batch {s['global_batch_size']})" if ranks > 1 else ""))
+    if s.get("train_elbo") is not None:
+        print(f"  {'train ELBO':<18} {s['train_elbo']:10.3f} {TRAIN_NOTES[s['binarize']]}")
     lines = {key: (metric.label, metric.note) for key, metric in TEST_METRICS.items()}
     for key, (label, note) in {**lines, **GROUND_TRUTH_LINES}.items():
         if key == "test_iwae":
@@ -77,6 +104,10 @@ def print_summary(result: RunResult) -> None:
                   + f"; ± {s['test_iwae_point_stderr']:.3f} over test points")
         elif key in s:
             print(f"  {label:<18} {s[key]:10.3f} {note}")
+    if s.get("beta", 1) != 1 or s.get("kl_warmup"):
+        warmup = f", reached after a warm-up of {s['kl_warmup']} epochs" if s["kl_warmup"] else ""
+        print(f"  trained at β = {s['beta']:g}{warmup} (train ELBO: the β-weighted objective); "
+              "the test numbers are the bounds at β = 1")
     if "recovery_means_error" in s:
         print(f"  recovery errors    weights {s['recovery_weights_error']:.3f}, means "
               f"{s['recovery_means_error']:.3f}, scales {s['recovery_scales_error']:.3f} "

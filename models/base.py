@@ -1,7 +1,9 @@
 """What every model declares about itself, so guides, estimators and figures can rely on it."""
+import itertools
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+import torch
 from pyro.nn import PyroModule
 
 
@@ -31,6 +33,8 @@ class LatentSite:
 class LatentVariableModel(PyroModule):
     """Base of every model p(z) p(x|z): a ``PyroModule`` whose ``forward(x, index, num_data)``
     is the Pyro model, with one ``pyro.plate("data")`` (see ``models.plates.data_plate``).
+    Called with ``x`` None it draws x instead of observing it, ``num_data`` points (default
+    one), so ``pyro.infer.Predictive(model, num_samples=…)`` gives ancestral samples.
 
     Subclasses set ``latent_sites`` and ``data_dim``. ``latent_sites`` is ordered from x
     outwards: first the site x is drawn from, then the site that one is drawn from, and so on
@@ -56,7 +60,15 @@ class LatentVariableModel(PyroModule):
     - ``starts_from_clusters``: ``set_from_clusters(x, labels)`` starts its ``components``
       from a partition of the training data (``--init``);
     - ``mixture_of_gaussians``: p(x) = Σ_n λ_n N(x | μ_n, diag σ_n²) with ``weights``, ``locs``,
-      ``scales`` and ``log_joint(x)`` = log p(x_i, z = n), shape (N, K).
+      ``scales`` and ``log_joint(x)`` = log p(x_i, z = n), shape (N, K);
+    - ``takes_labels``: ``forward(x, index, num_data, y)`` takes the minibatch's class labels y
+      (long, −1 where unknown) and observes the known ones; its ``num_classes`` values come
+      from the data's labels, ``decode(z, y)`` is E[x | y, z], and its guides ``classify(x)``;
+    - ``conditional``: x is split into a visible and a hidden part (``split(x)``), the model
+      observes only the hidden one, so its bounds are on log p(x_h | x_v); a baseline network
+      predicts x_h from x_v, trained alone before SVI by ``fit_baseline(x, epochs, batch_size,
+      lr, seed)`` and scored by ``baseline_log_likelihood(x)``; ``predict(x, S)`` and
+      ``baseline_completion(x)`` complete images.
     """
 
     max_plate_nesting = 1
@@ -67,9 +79,20 @@ class LatentVariableModel(PyroModule):
     has_decoder = False
     starts_from_clusters = False
     mixture_of_gaussians = False
+    takes_labels = False
+    conditional = False
     network: str = "mlp"
     image_shape: Optional[Tuple[int, int, int]] = None
 
     def __init__(self, data_dim: int):
         super().__init__(name="model")
         self.data_dim = data_dim
+
+    def like(self, x: Optional[torch.Tensor]) -> torch.Tensor:
+        """What the model's distributions take their device and dtype from: the data x, or
+        with no data (x None) the model's own parameters or buffers."""
+        if x is not None:
+            return x
+        for tensor in itertools.chain(self.parameters(), self.buffers()):
+            return tensor.detach().new_zeros(0)
+        return torch.zeros(0)

@@ -59,7 +59,7 @@ class CVAE(LatentVariableModel):
     so log p(x) here means the conditional log p(x_h | x_v): the model observes only x_h, and
     its test ELBO and IWAE are bounds on it. The recognition network q(z | x_v, x_h) is any
     guide of a continuous z (``normal``, ``mvn``, ``flow``): its encoder reads the whole image.
-    The importance-sampled IWAE estimate of the test set (``experiments.evaluate``) is then the
+    The importance-sampled IWAE estimate of the test set (``experiments.evaluation.likelihood``) is then the
     estimate of log p(x_h | x_v) with K samples of q, and its negative the conditional NLL.
 
     The baseline is an MLP trained first, alone, by ``train_baseline`` (minimizing
@@ -74,6 +74,8 @@ class CVAE(LatentVariableModel):
     :param image_shape: (H, W) or (C, H, W) with product D; default ``default_image_shape``.
     :param likelihood: ``bernoulli`` or ``continuous-bernoulli``.
     """
+
+    conditional = True
 
     def __init__(self, data_dim: int, latent_dim: int = 2, hidden_dims: Sequence[int] = (400,),
                  visible: int = 1, image_shape: Optional[Sequence[int]] = None,
@@ -127,10 +129,18 @@ class CVAE(LatentVariableModel):
         """p_θ(x_h | z, x_v), the batch shapes of z (…, d) and x (…, D) broadcast."""
         return self.likelihood(self.generation_net(join(z, self.split(x)[0])))
 
-    def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
+    def forward(self, x: Optional[torch.Tensor] = None, index=None, num_data=None) -> None:
+        if x is None:
+            raise ValueError("the cvae is a model of the hidden pixels given the visible ones, "
+                             "p(x_h | x_v): it draws x_h for given images x, not x from nothing")
         with data_plate(x, index, num_data):
             z = pyro.sample("z", self.prior(x))                               # (…, batch, d)
             pyro.sample("x_hidden", self.generation(z, x), obs=self.split(x)[1])   # (batch, D_h)
+
+    def fit_baseline(self, x: torch.Tensor, epochs: int = 10, batch_size: int = 128,
+                     lr: float = 1e-3, seed: int = 0, binarize: bool = False) -> List[float]:
+        """``train_baseline(self, …)``: the baseline fitted alone, before SVI."""
+        return train_baseline(self, x, epochs, batch_size, lr, seed, binarize)
 
     def baseline_log_likelihood(self, x: torch.Tensor) -> torch.Tensor:
         """log p(x_h | ŷ(x_v)) of the baseline, per row of x: shape (N,). The baseline's
@@ -152,21 +162,24 @@ class CVAE(LatentVariableModel):
 
 
 def train_baseline(model: CVAE, x: torch.Tensor, epochs: int = 10, batch_size: int = 128,
-                   lr: float = 1e-3, seed: int = 0) -> List[float]:
+                   lr: float = 1e-3, seed: int = 0, binarize: bool = False) -> List[float]:
     """Fit the baseline network alone, by Adam on −(1/N) Σ_i log p(x_h,i | ŷ(x_v,i)) over the
     rows of x, before the CVAE trains (the prior network reads ŷ, the way Pyro's example
     pre-trains its ``BaselineNet``). Returns the training NLL per epoch, nats per example.
-    Minibatches come from a generator seeded with ``seed``; the global random stream is left
-    alone."""
+    Minibatches come from a generator seeded with ``seed``; with ``binarize``, each minibatch's
+    pixels are drawn afresh from it, x ~ Bernoulli(grey levels), as the CVAE sees them under
+    dynamic binarization. The global random stream is left alone."""
     parameters = list(model.baseline.parameters())
     optimizer = torch.optim.Adam(parameters, lr=lr)
     order = torch.Generator().manual_seed(seed)
+    pixels = torch.Generator(device=x.device).manual_seed(seed)
     history = []
     for _ in range(epochs):
         total = 0.0
         for index in torch.randperm(len(x), generator=order).to(x.device).split(batch_size):
+            batch = torch.bernoulli(x[index], generator=pixels) if binarize else x[index]
             optimizer.zero_grad()
-            loss = -model.baseline_log_likelihood(x[index]).mean()
+            loss = -model.baseline_log_likelihood(batch).mean()
             loss.backward()
             optimizer.step()
             total += loss.item() * len(index)

@@ -38,8 +38,9 @@ class DecoderModel(LatentVariableModel):
         self.decoder = make_network(code_dim, hidden_dims, data_dim, network, image_shape)
         self.likelihood = LIKELIHOODS[likelihood](data_dim)
 
-    def observe(self, x: torch.Tensor, code: torch.Tensor) -> None:
-        """The site ``x`` ~ p_θ(x|z), observed at x (batch, D), inside the caller's data plate."""
+    def observe(self, x: Optional[torch.Tensor], code: torch.Tensor) -> None:
+        """The site ``x`` ~ p_θ(x|z), observed at x (batch, D), or drawn where x is None,
+        inside the caller's data plate."""
         pyro.sample("x", self.likelihood(self.decoder(code)), obs=x)
 
     def decode(self, code: torch.Tensor) -> torch.Tensor:

@@ -43,9 +43,9 @@ class DiscreteVAE(DecoderModel):
         probs = like.new_full((self.latent_dim, self.categories), 1.0 / self.categories)
         return dist.OneHotCategorical(probs=probs).to_event(1)
 
-    def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
+    def forward(self, x: Optional[torch.Tensor] = None, index=None, num_data=None) -> None:
         with data_plate(x, index, num_data):
-            z = pyro.sample("z", self.prior(x))                                  # (batch, L, C)
+            z = pyro.sample("z", self.prior(self.like(x)))                       # (batch, L, C)
             self.observe(x, z.flatten(-2))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,6 @@
 """The Gaussian mixture: a latent variable model with a discrete z, whose log p(x) is exact."""
+from typing import Optional
+
 import pyro
 import pyro.distributions as dist
 import torch
@@ -41,7 +43,7 @@ class GaussianMixture(LatentVariableModel):
         self.locs = PyroParam(torch.randn(components, data_dim))
         self.scales = PyroParam(torch.ones(components, data_dim), constraint=constraints.positive)
 
-    def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
+    def forward(self, x: Optional[torch.Tensor] = None, index=None, num_data=None) -> None:
         with data_plate(x, index, num_data):
             z = pyro.sample("z", dist.Categorical(self.weights),
                             infer={"enumerate": "parallel"})                  # (batch,) or (K, 1)

@@ -57,9 +57,9 @@ class HVAE(DecoderModel):
         """p_θ(z₁|z₂) = N(μ_θ(z₂), diag σ_θ(z₂)²): batch shape z2.shape[:-1], event (d₁,)."""
         return diagonal_normal(self.z1_decoder(z2))
 
-    def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
+    def forward(self, x: Optional[torch.Tensor] = None, index=None, num_data=None) -> None:
         with data_plate(x, index, num_data):
-            z2 = pyro.sample("z2", self.prior(x))                             # (batch, d₂)
+            z2 = pyro.sample("z2", self.prior(self.like(x)))                  # (batch, d₂)
             z1 = pyro.sample("z1", self.z1_prior(z2))                         # (batch, d₁)
             self.observe(x, z1)                                               # (batch, D)
 

@@ -28,7 +28,8 @@ class SSVAE(LatentVariableModel):
         x ~ p_θ(x | y, z) = likelihood(decoder_θ([z, onehot(y)]))
 
     ``forward(x, index, num_data, y)`` takes the minibatch's labels ``y`` (long, ``UNLABELED`` =
-    −1 where unknown; None: no label known). Labeled rows observe y, in the plate
+    −1 where unknown; None: no label known); with x None it draws ``num_data`` unlabeled points
+    (default one), y, z and x. Labeled rows observe y, in the plate
     ``"labeled"`` with sites ``z_labeled`` and ``x_labeled``; unlabeled rows leave y latent, in
     the plate ``"data"`` with sites ``y``, ``z`` and ``x`` (the model's ``latent_sites``, which
     the test bounds integrate: log p(x) = log Σ_y ∫ p(y) p(z) p(x|y, z) dz). The guide sums y out
@@ -42,6 +43,8 @@ class SSVAE(LatentVariableModel):
     :param num_classes: C, the number of values of y (given by the data's labels).
     :param likelihood: a key of ``models.likelihoods.LIKELIHOODS``.
     """
+
+    takes_labels = True
 
     def __init__(self, data_dim: int, latent_dim: int = 20, hidden_dims: Sequence[int] = (400,),
                  num_classes: int = 10, likelihood: str = "bernoulli"):
@@ -65,18 +68,21 @@ class SSVAE(LatentVariableModel):
         """p(y) = Cat(1/C, …, 1/C)."""
         return dist.Categorical(logits=like.new_zeros(self.num_classes))
 
-    def forward(self, x: torch.Tensor, index=None, num_data=None, y=None) -> None:
+    def forward(self, x: Optional[torch.Tensor] = None, index=None, num_data=None,
+                y=None) -> None:
         with label_plates(x, y, index, num_data) as groups:
             for group in groups:
                 with group.plate:
                     self._generate(group.x, group.y, group.suffix)
 
-    def _generate(self, x: torch.Tensor, y: Optional[torch.Tensor], suffix: str) -> None:
-        z = pyro.sample("z" + suffix, self.prior(x))                           # (…, batch, d)
+    def _generate(self, x: Optional[torch.Tensor], y: Optional[torch.Tensor],
+                  suffix: str) -> None:
+        like = self.like(x)
+        z = pyro.sample("z" + suffix, self.prior(like))                        # (…, batch, d)
         if y is None:
-            y = pyro.sample("y", self.label_prior(x))          # (…, batch), or (C, 1) enumerated
+            y = pyro.sample("y", self.label_prior(like))       # (…, batch), or (C, 1) enumerated
         else:
-            pyro.sample("y" + suffix, self.label_prior(x), obs=y)
+            pyro.sample("y" + suffix, self.label_prior(like), obs=y)
         out = self.decoder(join(z, self.onehot(y, like=z)))                 # (…, batch, D)
         pyro.sample("x" + suffix, self.likelihood(out), obs=x)
 
@@ -108,13 +114,14 @@ class LabelGroup:
     """The rows of a minibatch that share a status: their ``x``, their labels ``y`` (None where
     unlabeled), the ``plate`` over them and the ``suffix`` of their site names."""
 
-    def __init__(self, name: str, x: torch.Tensor, y: Optional[torch.Tensor], suffix: str):
+    def __init__(self, name: str, x: Optional[torch.Tensor], y: Optional[torch.Tensor],
+                 suffix: str, size: Optional[int] = None):
         self.x, self.y, self.suffix = x, y, suffix
-        self.plate = pyro.plate(name, x.shape[0], dim=-1)
+        self.plate = pyro.plate(name, x.shape[0] if x is not None else size, dim=-1)
 
 
 @contextlib.contextmanager
-def label_plates(x: torch.Tensor, y: Optional[torch.Tensor], index=None,
+def label_plates(x: Optional[torch.Tensor], y: Optional[torch.Tensor], index=None,
                  num_data=None) -> Iterator[List[LabelGroup]]:
     """``with label_plates(x, y, index, num_data) as groups``: the labeled and the unlabeled rows
     of a minibatch as ``LabelGroup``s (only those that have rows), inside a
@@ -126,7 +133,12 @@ def label_plates(x: torch.Tensor, y: Optional[torch.Tensor], index=None,
     unlabeled rows (y_i = ``UNLABELED``, or all rows when ``y`` is None) the plate ``"data"``.
     Both plates occupy dim −1 one after the other, never nested, so the model and the guide
     open them identically and enumeration of y stays within the unlabeled rows.
+
+    With x None (the model drawing x) there is one group, ``num_data`` unlabeled rows (or one).
     """
+    if x is None:
+        yield [LabelGroup("data", None, None, "", size=num_data or 1)]
+        return
     with poutine.scale(scale=minibatch_scale(x, index, num_data)):
         yield split_labels(x, y)
 

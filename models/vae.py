@@ -35,9 +35,9 @@ class VAE(DecoderModel):
         """p(z) = N(0, I_d), on the device and dtype of ``like``."""
         return standard_normal(like, self.latent_dim)
 
-    def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
+    def forward(self, x: Optional[torch.Tensor] = None, index=None, num_data=None) -> None:
         with data_plate(x, index, num_data):
-            z = pyro.sample("z", self.prior(x))                                # (batch, d)
+            z = pyro.sample("z", self.prior(self.like(x)))                     # (batch, d)
             self.observe(x, z)                                                 # (batch, D)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

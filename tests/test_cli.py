@@ -9,9 +9,12 @@ import pytest
 import torch
 from pyro.infer import SVI
 
+import experiments
 from experiments import train
 from experiments.common.errors import UserError
+from experiments.data.datasets import DataShape
 from experiments.training.config import Config, flag_of
+from experiments.training.loop import parts_for
 
 QUICK = ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--hidden-dims", "32",
          "--iwae-samples", "20", "--no-progress"]
@@ -41,6 +44,15 @@ def error_line(capsys) -> str:
      "--model lvm: the latent dimension must be 1 or 2"),
     (["--model", "gmm", "--guide", "enum", "--elbo", "enum", "--data", "gmm-1d",
       "--num-train", "2", "--components", "3"], "--components 3 needs at least as many"),
+    (["--model", "ssvae", "--guide", "m2", "--labels", "201"],
+     "--labels 201 is more than the 200 training examples"),
+    (["--labels", "50"], "--labels applies to the models that learn from labels (ssvae); vae"),
+    (["--model", "ssvae", "--guide", "m2", "--data", "ring"],
+     "--model ssvae learns from labels, and ring has none"),
+    (["--model", "ssvae", "--guide", "m2", "--jit"], "--jit compiles a model of fixed structure"),
+    (["--model", "cvae", "--visible", "4"], "--visible must be at most 3 (got 4)"),
+    (["--model", "ssvae", "--guide", "m2", "--aux-weight", "-1"],
+     "--aux-weight must be at least 0"),
 ])
 def test_bad_options_are_refused_in_one_line(argv, expected, capsys, tmp_path):
     assert train.main(QUICK + argv + ["--out", str(tmp_path / "run")]) == 2
@@ -135,6 +147,8 @@ def test_every_config_field_is_one_option_with_its_default_and_its_declared_rang
         wrong = {}
         if rule["at_least"] is not None:
             wrong[rule["at_least"] - 1] = f"{flag} must be at least {rule['at_least']}"
+        if rule["at_most"] is not None:
+            wrong[rule["at_most"] + 1] = f"{flag} must be at most {rule['at_most']}"
         if rule["positive"]:
             wrong[0.0] = f"{flag} must be positive"
         if rule["between"] is not None:
@@ -145,3 +159,56 @@ def test_every_config_field_is_one_option_with_its_default_and_its_declared_rang
         for value, message in wrong.items():
             with pytest.raises(UserError, match=message):
                 Config(**{field.name: value}).validate()
+
+
+@pytest.mark.parametrize("model, guide", [("vae", "normal"), ("hvae", "chain"),
+                                          ("discrete-vae", "relaxed"), ("gmm", "categorical"),
+                                          ("lvm", "normal"), ("ppca", "normal"), ("ssvae", "m2"),
+                                          ("cvae", "normal"), ("vae", "local")])
+def test_the_python_api_builds_what_the_command_line_builds(model, guide):
+    """``experiments.build`` fills what it is not given from ``Config``'s defaults, as the
+    command line does (it once gave the vae a latent_dim of 20 where the command line gave 2)."""
+    api = experiments.build(model, guide, "trace", data_dim=16, num_data=10)
+    cli = parts_for(Config(model=model, guide=guide), DataShape("x", 16, 10, 5),
+                    torch.device("cpu"))
+    for part in ("model", "guide"):
+        shapes = [{k: v.shape for k, v in getattr(p, part).state_dict().items()}
+                  for p in (api, cli)]
+        assert shapes[0] == shapes[1]
+    if model == "vae":
+        assert api.model.latent_dim == Config().latent_dim == 2
+
+
+def test_resume_to_fewer_epochs_than_finished_is_refused_and_rewrites_nothing(tmp_path,
+                                                                              capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "2", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert train.main(["--resume", str(out), "--epochs", "1"]) == 2
+    assert error_line(capsys) == (f"error: --resume {out}: the run has finished 2 epochs and "
+                                  "--epochs is the total, so 1 would go back; give --epochs 2 "
+                                  "or more (or start a new run for fewer)")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_resume_takes_the_checkpoint_file_for_its_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--out", str(out)]) == 0
+    assert train.main(["--resume", str(out / "checkpoint.pt"), "--epochs", "2",
+                       "--no-progress"]) == 0
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 2
+    assert not (out / "checkpoint.pt" / "summary.json").exists()
+    capsys.readouterr()
+    assert train.main(["--resume", str(out / "metrics.csv"), "--epochs", "3"]) == 2
+    assert "metrics.csv is a file; pass the run folder that holds checkpoint.pt" in \
+        error_line(capsys)
+
+
+def test_the_printed_summary_says_why_the_train_elbo_may_sit_below_the_test_elbo(tmp_path,
+                                                                                 capsys):
+    assert train.main(QUICK + ["--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    line = next(text for text in capsys.readouterr().out.splitlines() if "train ELBO" in text)
+    assert f"{summary['train_elbo']:10.3f}" in line
+    assert "fresh binarizations (may sit below test: README)" in line

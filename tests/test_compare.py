@@ -1,7 +1,6 @@
 """The estimator comparison end to end, and the inference gaps."""
 import csv
 import json
-import math
 import os
 import signal
 import subprocess
@@ -200,19 +199,19 @@ def test_an_interrupted_comparison_finishes_with_the_numbers_of_an_uninterrupted
 def test_a_rerun_with_other_settings_or_a_folder_without_a_comparison_is_refused(
         tmp_path, capsys):
     out = tmp_path / "cmp"
-    out.mkdir()
-    (out / "comparison.json").write_text(json.dumps(
-        {"format": "elbo-lab-comparison/1", "argv": SMALL, "settings": {}}))
-    assert compare.main(SMALL + ["--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(f"error: --out {out} holds a comparison with other settings (")
-    assert f"finish it with --resume {out}, pass --force to replace it" in err
+    assert compare.main(SMALL + ["--out", str(out), "--plan-only"]) == 0     # its plan.json
+    assert compare.main(SMALL + ["--out", str(out), "--epochs", "7"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: --out {out} holds a comparison with other settings (epochs was 50, now 7); "
+        f"finish it with --resume {out}, pass --force to replace it, or choose another --out")
     assert compare.main(["--resume", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"error: --resume {tmp_path}: it holds no comparison.json (not a comparison folder, "
-        "or one written before comparisons could be resumed)")
-    assert compare.main(["--resume", str(out), "--force"]) == 2
-    assert "--resume keeps the runs that finished; --force retrains them" in capsys.readouterr().err
+        f"error: --resume {tmp_path}: it holds no plan.json (not a comparison folder, or one "
+        "written before comparisons could be resumed)")
+    assert compare.main(["--resume", str(out), "--force", "--epochs", "7"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume {out} finishes the comparison with the settings it was started "
+        "with; drop --epochs, --force (or start another with --out)")
     text = " ".join(compare.parser().format_help().split())     # what --help promises
     assert "--resume DIR finish the comparison in DIR" in text
     assert "also when resuming" not in text

@@ -1,12 +1,20 @@
 """Convolutional encoders and decoders on flat image vectors, and what ``network="mlp"`` keeps."""
 import math
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pyro
 import pytest
 import torch
 
-from experiments.parts.build import build
+from experiments import train
 from experiments.common.errors import UserError
+from experiments.data.datasets import load_dataset
+from experiments.figures.images import _image_grid
+from experiments.parts.build import build
+from experiments.parts.compatibility import check_combination, matrix
+from experiments.training.config import Config
+from experiments.training.run import run
 from guides import GUIDES
 from models import MODELS
 from models.networks import ConvDecoder, ConvEncoder, make_network
@@ -112,3 +120,66 @@ def test_mlp_networks_keep_their_parameter_names():
         saved = {k: torch.randn(shape) for k, shape in MAIN_KEYS[name].items()}
         module.load_state_dict(saved)                                     # strict
         assert all(torch.equal(module.state_dict()[k], v) for k, v in saved.items())
+
+
+# --- image data and --network on the command line ------------------------------------------
+
+def colour_patterns(n: int = 40, shape=(3, 6, 10)) -> np.ndarray:
+    """(n, C, H, W) uint8 images, each one of two random binary patterns with 5% of its
+    pixels flipped."""
+    rng = np.random.default_rng(0)
+    patterns = rng.integers(0, 2, size=(2, *shape))
+    flips = rng.random((n, *shape)) < 0.05
+    return ((patterns[np.arange(n) % 2] ^ flips) * 255).astype(np.uint8)
+
+
+def test_mosaics_keep_each_pixel_and_channel_in_place():
+    """2 × 3 tiles of (C, H, W) images: RGB pixels land at (r·(H+1) + i, c·(W+1) + j), grey
+    gaps between tiles; one channel gives a grey image, two channels sit side by side."""
+    images = np.random.default_rng(1).random((6, 3, 2, 4))
+    mosaic = _image_grid(images.reshape(6, -1), 2, 3, (3, 2, 4))
+    assert mosaic.shape == (2 * 3 - 1, 3 * 5 - 1, 3)
+    for r, c, i, j in [(0, 0, 0, 0), (1, 2, 1, 3), (0, 1, 1, 2)]:
+        assert np.array_equal(mosaic[r * 3 + i, c * 5 + j], images[r * 3 + c, :, i, j])
+    assert (mosaic[2] == 0.5).all() and (mosaic[:, 4] == 0.5).all()
+    grey = _image_grid(images[:, 0].reshape(6, -1), 2, 3, (1, 2, 4))
+    assert grey.shape == (5, 14) and grey[3 + 1, 5 * 2 + 3] == images[5, 0, 1, 3]
+    pairs = _image_grid(images[:, :2].reshape(6, -1), 2, 3, (2, 2, 4))
+    assert pairs.shape == (5, 3 * 9 - 1) and pairs[0, 4 + 1] == images[0, 1, 0, 1]
+
+
+def test_a_conv_vae_runs_end_to_end_on_a_colour_npz(tmp_path):
+    """A (N, 3, 6, 10) file: its shape is kept as (C, H, W), the conv vae trains on it, and the
+    figures are drawn in colour."""
+    np.savez(tmp_path / "colour.npz", x=colour_patterns())
+    data = load_dataset(str(tmp_path / "colour.npz"))
+    assert data.image_shape == (3, 6, 10) and data.data_dim == 180
+    result = run(Config(data=str(tmp_path / "colour.npz"), network="conv", epochs=2,
+                        hidden_dims=(16,), batch_size=8, iwae_samples=10, progress=False,
+                        pyro_validation=True, out=str(tmp_path / "run")))
+    assert isinstance(result.parts.model.decoder, ConvDecoder)
+    assert isinstance(result.parts.guide.encoder, ConvEncoder)
+    assert math.isfinite(result.summary["test_iwae"])
+    for name in ("reconstructions.png", "samples.png", "manifold.png"):
+        image = plt.imread(result.run_dir / name)
+        assert image.ndim == 3 and image.shape[-1] in (3, 4)
+        assert not np.allclose(image[..., 0], image[..., 1])    # colour, not grey: R ≠ G
+
+
+def test_network_is_refused_in_one_line_where_no_model_network_reads_images(capsys, tmp_path):
+    argv = ["--epochs", "1", "--num-train", "50", "--no-progress", "--out", str(tmp_path / "r")]
+    assert train.main(argv + ["--model", "gmm", "--guide", "enum", "--elbo", "enum",
+                              "--network", "conv"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --network conv: the gmm model's networks are MLPs only; --network "
+                   "applies to vae, hvae, discrete-vae"]
+    assert train.main(argv + ["--network", "conv", "--data", "moons", "--likelihood",
+                              "gaussian"]) == 2
+    assert "the conv network needs image data" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_compatibility_probe_builds_mlps_whatever_the_network():
+    conv = matrix(**Config(network="conv").part_options())
+    assert conv == matrix(**Config().part_options())
+    check_combination("hvae", "chain", "trace", network="conv", image_shape=(3, 6, 10))

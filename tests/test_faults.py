@@ -142,3 +142,69 @@ def test_two_runs_in_different_folders_at_once_do_not_interfere(tmp_path):
         summary = json.loads((tmp_path / name / "summary.json").read_text())
         assert summary["test_elbo"] == pytest.approx(alone.summary["test_elbo"], abs=1e-5)
         assert summary["test_iwae"] == pytest.approx(alone.summary["test_iwae"], abs=1e-5)
+
+
+def test_ctrl_c_before_the_first_epoch_leaves_nothing_so_the_same_command_starts_again(
+        tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    real_step = SVI.step
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SVI, "step", interrupted)
+    argv = QUICK + ["--epochs", "2", "--out", str(out)]
+    assert train.main(argv) == 130
+    assert capsys.readouterr().err.strip() == ("stopped: interrupted before the first epoch "
+                                               "finished, so nothing was kept: run the same "
+                                               "command again")
+    assert not [p.name for p in out.iterdir()]
+    monkeypatch.setattr(SVI, "step", real_step)
+    assert train.main(argv) == 0                          # no --force, no --resume needed
+
+
+def test_force_removes_the_old_run_before_the_new_one_starts(tmp_path, capsys, monkeypatch):
+    """Else a new run stopped before its first epoch would leave the old checkpoint beside the
+    new config, and the message would offer to resume the old run."""
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
+    monkeypatch.setattr(SVI, "step", lambda self, *a, **k: (_ for _ in ()).throw(
+        KeyboardInterrupt))
+    assert train.main(QUICK + ["--epochs", "1", "--out", str(out), "--force"]) == 130
+    assert "nothing was kept" in capsys.readouterr().err
+    assert not (out / "checkpoint.pt").exists() and not (out / "config.json").exists()
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_run_files_follow_the_umask(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        result = run(Config(num_train=200, num_test=50, hidden_dims=(8,), iwae_samples=10,
+                            progress=False, epochs=1, out=str(tmp_path / "run")))
+    finally:
+        os.umask(previous)
+    for name in ("config.json", "metrics.csv", "summary.json", "checkpoint.pt", "elbo.png"):
+        assert (result.run_dir / name).stat().st_mode & 0o777 == mode, name
+
+
+def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130(tmp_path):
+    """Interrupted while importing torch and Pyro (the first seconds), the command says so in
+    one line instead of a traceback from inside an import."""
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *QUICK, "--out",
+                             str(tmp_path / "run")], stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stopped: interrupted"), err
+
+
+def test_ctrl_c_before_training_begins_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("experiments.training.run.prepare_data", interrupted)
+    assert train.main(QUICK + ["--out", str(tmp_path / "run")]) == 130
+    assert capsys.readouterr().err.strip() == "stopped: interrupted"
+    assert not (tmp_path / "run").exists()

@@ -23,6 +23,9 @@ from experiments.parts.build import build
 from experiments.parts.compatibility import check_combination, matrix
 from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
+from experiments.evaluation.bounds import elbo_terms, importance_weights
+from experiments.evaluation.likelihood import iwae_log_likelihood
+from experiments.training.run import run
 from guides import GUIDES
 from models import MODELS
 
@@ -304,3 +307,71 @@ def test_a_conv_hvae_takes_iwae_steps():
                   vectorize_particles=True)
     svi = pyro.infer.SVI(parts.model, parts.guide, pyro.optim.Adam({"lr": 1e-2}), parts.elbo)
     assert all(math.isfinite(svi.step(x[:4], torch.arange(4), 8)) for _ in range(3))
+
+
+# --- evaluation: every guide site in the importance weights --------------------------------
+
+def test_iwae_estimate_equals_the_two_layer_weights_by_hand():
+    """``iwae_log_likelihood`` with S = 10 samples per point, taken in chunks of 4 samples (so
+    its running log-sum-exp joins three calls), against log (1/S) Σ_k w_ik by hand at the
+    draws the guide made, w_ik from ``log_p`` − ``log_q``: mean and standard error over the
+    N = 20 points."""
+    model, guide = make_pair()
+    x, _ = data()
+    calls = []
+
+    def recording_guide(x_chunk, index=None, num_data=None):
+        with poutine.trace() as tape:
+            guide(x_chunk, index, num_data)
+        calls.append((x_chunk, *(tape.trace.nodes[n]["value"] for n in ("z1", "z2"))))
+
+    mean, stderr = iwae_log_likelihood(model, recording_guide, x, 10, chunk_elements=4)
+    pm, pg = dict(model.named_parameters()), dict(guide.named_parameters())
+    with torch.no_grad():
+        log_w = [log_p(pm, xc, z1, z2) - log_q(pg, xc, z1, z2) for xc, z1, z2 in calls]
+    assert [w.shape for w in log_w[:3]] == [(4, 1), (4, 1), (2, 1)]      # per point: 4 + 4 + 2
+    per_point = torch.cat([torch.cat(log_w[3 * i:3 * i + 3]) for i in range(N)], dim=1)
+    expected = per_point.logsumexp(0) - math.log(10)                                 # (N,)
+    assert mean == pytest.approx(expected.mean().item(), rel=1e-10)
+    assert stderr == pytest.approx(expected.std().item() / math.sqrt(N), rel=1e-8)
+
+
+def test_elbo_terms_of_a_hierarchy_split_the_same_draws():
+    """For the hvae, E_q[log p(x|z)] is averaged over the very draws of the log weights, and
+    KL(q(z₁, z₂|x) ‖ p(z₁, z₂)) = E_q[log q − log p(z₁|z₂) − log p(z₂)] is the rest: both
+    against ``log_p``/``log_q`` by hand at those draws."""
+    model, guide = make_pair()
+    x, _ = data()
+    calls = []
+
+    def recording_guide(x_chunk, index=None, num_data=None):
+        with poutine.trace() as tape:
+            guide(x_chunk, index, num_data)
+        calls.append([tape.trace.nodes[n]["value"] for n in ("z1", "z2")])
+
+    log_w = importance_weights(model, recording_guide, x, 6)
+    terms = elbo_terms(model, recording_guide, x, log_w)
+    (z1, z2), again = calls
+    assert torch.equal(z1, again[0]) and torch.equal(z2, again[1])   # the same draws, twice
+    pm, pg = dict(model.named_parameters()), dict(guide.named_parameters())
+    with torch.no_grad():
+        log_joint, log_guide = log_p(pm, x, z1, z2), log_q(pg, x, z1, z2)            # (S, N)
+        logits = dense(pm, "decoder", z1)
+        log_lik = (x * logits - softplus(logits)).sum(-1)
+    assert torch.allclose(terms["elbo"], (log_joint - log_guide).mean(0), rtol=1e-10)
+    assert torch.allclose(terms["expected_log_likelihood"], log_lik.mean(0), rtol=1e-10)
+    assert torch.allclose(terms["kl_prior"], (log_guide - log_joint + log_lik).mean(0),
+                          rtol=1e-8, atol=1e-10)
+
+
+def test_the_hvae_run_of_the_issue_completes_with_its_summary_and_figures(quick_config):
+    """``--model hvae --guide chain --elbo iwae --num-particles 5 --vectorize-particles
+    --latent-dims 8,4 --data digits``, shortened."""
+    result = run(quick_config(model="hvae", guide="chain", elbo="iwae", num_particles=5,
+                              vectorize_particles=True, latent_dims=(8, 4)))
+    s = result.summary
+    assert s["test_iwae"] >= s["test_elbo"] - 3 * s["test_iwae_point_stderr"]
+    assert math.isfinite(s["test_elbo"]) and s["iwae_samples"] == 50
+    for name in ("elbo.png", "reconstructions.png", "samples.png", "latent.png"):
+        assert (result.run_dir / name).read_bytes()[:4] == b"\x89PNG"
+    assert not (result.run_dir / "manifold.png").exists()

@@ -16,7 +16,7 @@ import pytest
 import torch
 from pyro import poutine
 from pyro.distributions.transforms import affine_autoregressive
-from pyro.infer import SVI
+
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints, transform_to
 

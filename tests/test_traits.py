@@ -15,6 +15,9 @@ PROMISES = {
     "has_decoder": ("decode", "ancestral_means"),
     "starts_from_clusters": ("set_from_clusters", "components"),
     "mixture_of_gaussians": ("weights", "locs", "scales", "log_joint"),
+    "takes_labels": ("num_classes", "decode"),
+    "conditional": ("split", "fit_baseline", "baseline_log_likelihood", "predict",
+                    "baseline_completion"),
 }
 
 

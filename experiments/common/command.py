@@ -1,14 +1,20 @@
-"""What every command does the same way: figures go to files, and a ``UserError`` ends the
-command with one line ``error: <message>`` and exit status 2 instead of a traceback.
+"""What every command does the same way: figures go to files, a ``UserError`` ends the
+command with one line ``error: <message>`` and exit status 2 instead of a traceback, and Ctrl-C
+ends it with one line ``stopped: …`` and exit status 130, also while it is still importing
+(``starting``).
 
 Only a command (and the worker processes a command starts) chooses matplotlib's backend;
 importing the library leaves it as the user's session has it.
 """
+import contextlib
 import functools
+import os
+import signal
 import sys
-from typing import Callable, List, Optional
+from typing import Callable, Iterator, List, Optional
 
 from experiments.common.errors import UserError
+from experiments.common.ranks import speaks
 
 Main = Callable[[Optional[List[str]]], int]
 
@@ -22,14 +28,41 @@ def draw_to_files() -> None:
 
 def command(main: Main) -> Main:
     """``main(argv)`` as a command: figures to files, a ``UserError`` as one ``error:`` line
-    on stderr and exit status 2."""
+    on stderr and exit status 2 (in a torchrun job, rank 0's line only, as every rank meets
+    the same refusal: ``experiments.common.ranks.speaks``)."""
     @functools.wraps(main)
     def run(argv: Optional[List[str]] = None) -> int:
         draw_to_files()
         try:
             return main(argv)
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            if speaks(exc):
+                print(f"error: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:           # before the command's own handling began
+            print("stopped: interrupted", file=sys.stderr)
+            return 130
 
     return run
+
+
+@contextlib.contextmanager
+def starting(name: str) -> Iterator[None]:
+    """``with starting(__name__):`` around a command's imports (seconds: torch, Pyro): run as
+    the program (``name`` is ``"__main__"``), Ctrl-C meanwhile ends it with one line and exit
+    status 130 instead of a traceback from deep inside an import. Nothing has been written
+    then, so the process just ends (``os._exit``: a half-imported module needs no cleanup)."""
+    if name != "__main__":
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _stop_starting)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_starting(signum, frame) -> None:
+    sys.stderr.write("stopped: interrupted while starting, before any work\n")
+    sys.stderr.flush()
+    os._exit(130)

@@ -1,6 +1,7 @@
 """Files written atomically: each goes to a temporary name in the same folder and is renamed
 over the old one (``os.replace`` is atomic on POSIX), so a crash mid-write leaves the previous
-version intact."""
+version intact. They get the mode a plain ``open`` gives, 0666 less the umask (0644 under the
+usual 022), not the 0600 of a temporary file."""
 import csv
 import io
 import json
@@ -15,6 +16,7 @@ def write_atomically(path: Path, write: Callable[[io.IOBase], None], binary: boo
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
             write(f)
             f.flush()
@@ -23,6 +25,13 @@ def write_atomically(path: Path, write: Callable[[io.IOBase], None], binary: boo
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def copy_file(source: Path, path: Path) -> None:

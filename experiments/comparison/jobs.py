@@ -33,7 +33,7 @@ from guides import GUIDES
 GROUPS = ("guide", "model")
 #: what the comparison reads of a finished run, in the run's folder: written last, so a run
 #: with this file is done (a rerun skips it) and one without is continued from its checkpoint
-RESULT = "comparison_run.json"
+RESULT = "comparison-run.json"
 
 
 @dataclass
@@ -84,7 +84,7 @@ def plan(config: Config, elbos: List[Tuple[str, str]], ks: List[int], seeds: int
     """Every (estimator, guide, K, seed) run, refusing impossible combinations before any
     starts; with ``resume``, finished runs are skipped and stopped ones continued."""
     planned = []
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job(jobs)
     for elbo, guide in elbos:
         for k in (ks if ELBOS[elbo].k_sample else ks[:1]):
             vectorize = config.vectorize_particles or (ELBOS[elbo].k_sample and k > 1)
@@ -99,6 +99,11 @@ def plan(config: Config, elbos: List[Tuple[str, str]], ks: List[int], seeds: int
                                                   "out": str(folder)},
                                    grad_draws, threads, config.guide, resume))
     return planned
+
+
+def threads_per_job(jobs: int) -> int:
+    """Intra-op threads for each of ``jobs`` runs in parallel: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def fixed_minibatch(config: Config, data: Dataset):

@@ -2,8 +2,10 @@
 with ground truth (``experiments.data.synthetic``), and user files.
 
 Every loader returns a ``Dataset`` of float32 rows (N, D) in a fixed train/test split; images
-keep their (H, W) shape for figures. Nothing here trains or downloads at import time.
+keep their shape (C, H, W), D = C·H·W, for the convolutional networks and the figures. Nothing
+here trains or downloads at import time.
 """
+import dataclasses
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ import numpy as np
 import torch
 
 from experiments.common.errors import UserError
-from experiments.data.synthetic import TRUTHS, draw
+from experiments.data.synthetic import TRUTHS, describe, draw
 
 SPLIT_SEED = 0          # one test split for every run, so test numbers compare across seeds
 BINARIZE_SEED = 12345   # the test set is binarized once, identically for every run
@@ -23,8 +25,10 @@ BINARIZE_SEED = 12345   # the test set is binarized once, identically for every 
 class Dataset:
     """A train/test split of N examples as float32 tensors of shape (N, D).
 
-    ``image_shape`` is (H, W) for images, None for plain vectors; ``y_*`` are integer labels
-    or None; ``truth`` is the generating distribution of a synthetic data set, if known.
+    ``image_shape`` is (C, H, W) for images (C = 1 for grey levels), None for plain vectors;
+    ``y_*`` are integer labels or None (−1 where a label is withheld,
+    ``experiments.data.labels``); ``truth`` is the generating distribution of a synthetic data
+    set, if known.
     """
 
     name: str
@@ -32,17 +36,53 @@ class Dataset:
     x_test: torch.Tensor
     y_train: Optional[torch.Tensor] = None
     y_test: Optional[torch.Tensor] = None
-    image_shape: Optional[Tuple[int, int]] = None
+    image_shape: Optional[Tuple[int, int, int]] = None
     truth: Optional[object] = None
 
     @property
     def data_dim(self) -> int:
         return self.x_train.shape[1]
 
+    @property
+    def num_classes(self) -> Optional[int]:
+        """C = 1 + the largest label of either split (labels withheld as −1 do not count),
+        None without labels."""
+        labels = [y.max() for y in (self.y_train, self.y_test) if y is not None and len(y)]
+        return int(max(labels)) + 1 if labels else None
+
     def to(self, device) -> "Dataset":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Dataset(self.name, move(self.x_train), move(self.x_test), move(self.y_train),
                        move(self.y_test), self.image_shape, self.truth)
+
+    @property
+    def shape(self) -> "DataShape":
+        return DataShape(self.name, self.data_dim, len(self.x_train), len(self.x_test),
+                         self.image_shape, self.num_classes)
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What the parts of a run need to know of its data, and what a checkpoint records of it,
+    so that a finished run loads without the data: its name, D, the numbers of training and
+    test examples, the shape of one image (None for plain vectors) and the number of classes
+    of its labels (None without labels)."""
+
+    name: str
+    data_dim: int
+    num_train: int
+    num_test: int
+    image_shape: Optional[Tuple[int, ...]] = None
+    num_classes: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self),
+                "image_shape": None if self.image_shape is None else list(self.image_shape)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DataShape":
+        shape = values.get("image_shape")
+        return cls(**{**values, "image_shape": None if shape is None else tuple(shape)})
 
 
 def load_dataset(name: str, data_dir: str = "data", num_train: Optional[int] = None,
@@ -89,7 +129,8 @@ def load_digits(test_fraction: float = 0.2, **_) -> Dataset:
 
     bunch = sklearn_digits()
     x = (bunch.data / 16.0).astype(np.float32)
-    return split("digits", x, bunch.target.astype(np.int64), test_fraction, image_shape=(8, 8))
+    return split("digits", x, bunch.target.astype(np.int64), test_fraction,
+                 image_shape=(1, 8, 8))
 
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -117,18 +158,28 @@ def _torchvision_images(name: str, folder: str) -> Callable[..., Dataset]:
                     ) from None
         as_x = lambda s: (s.data.reshape(len(s.data), -1).float() / 255.0)  # noqa: E731
         return Dataset(name, as_x(sets[True]), as_x(sets[False]), sets[True].targets.long(),
-                       sets[False].targets.long(), image_shape=(28, 28))
+                       sets[False].targets.long(), image_shape=(1, 28, 28))
 
     load.__doc__ = (f"torchvision's {folder}: 28×28 grey-level images, 60,000 for training and "
                     "10,000 for testing")
     return load
 
 
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"     # how a .npy and a .npz begin
+
+
 def load_array_file(path: str, test_fraction: float = 0.2) -> Dataset:
-    """A user's .npz (``x``, or ``x_train`` and ``x_test``; optional ``y``/``y_train``/``y_test``)
-    or .npy file of (N, D) vectors or (N, H, W) images; uint8 0–255 is scaled to [0, 1]."""
+    """A user's .npz (``x``, or ``x_train`` and ``x_test``, never both; optional
+    ``y``/``y_train``/``y_test``) or .npy file of (N, D) vectors, (N, H, W) grey-level images or
+    (N, C, H, W) images (channels first); uint8 0–255 is scaled to [0, 1]."""
     name = Path(path).name
     try:
+        with open(path, "rb") as f:
+            head = f.read(len(NPY_MAGIC))
+        if not head.startswith((NPY_MAGIC, ZIP_MAGIC)):
+            raise UserError(f"data file {path} is not a NumPy file (a .npy starts with "
+                            f"{NPY_MAGIC!r}, a .npz is a zip; this one starts with {head!r}); "
+                            "write it with numpy.save or numpy.savez")
         loaded = np.load(path, allow_pickle=False)
         arrays = dict(loaded) if isinstance(loaded, np.lib.npyio.NpzFile) else {"x": loaded}
     except FileNotFoundError:
@@ -140,6 +191,10 @@ def load_array_file(path: str, test_fraction: float = 0.2) -> Dataset:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise UserError(f"data file {path} is not a readable .npz/.npy file "
                         f"({type(exc).__name__}: {exc})") from None
+    if "x" in arrays and ("x_train" in arrays or "x_test" in arrays):
+        other = "x_train" if "x_train" in arrays else "x_test"
+        raise UserError(f"{name} holds both x and {other}, so which examples to use is "
+                        "ambiguous: keep x (split by --test-fraction) or x_train and x_test")
     if "x_train" in arrays and "x_test" in arrays:
         x_train, shape = _examples(arrays["x_train"], f"{name}: x_train")
         x_test, test_shape = _examples(arrays["x_test"], f"{name}: x_test")
@@ -158,16 +213,18 @@ def load_array_file(path: str, test_fraction: float = 0.2) -> Dataset:
     return split(name, x, y, test_fraction, image_shape=shape)
 
 
-def _examples(array: np.ndarray, what: str) -> Tuple[np.ndarray, Optional[Tuple[int, int]]]:
-    """(N, D) float32 rows from (N, D) vectors or (N, H, W) images, with the image shape."""
+def _examples(array: np.ndarray, what: str
+              ) -> Tuple[np.ndarray, Optional[Tuple[int, int, int]]]:
+    """(N, D) float32 rows from (N, D) vectors, (N, H, W) or (N, C, H, W) images, with the
+    image shape (C, H, W)."""
     if array.dtype.kind not in "biuf":
         raise UserError(f"{what} has dtype {array.dtype}; expected numbers (uint8 or float)")
-    if array.ndim not in (2, 3):
-        raise UserError(f"{what} has shape {array.shape}; expected (N, D) vectors or "
-                        "(N, H, W) images")
+    if array.ndim not in (2, 3, 4):
+        raise UserError(f"{what} has shape {array.shape}; expected (N, D) vectors, (N, H, W) "
+                        "images or (N, C, H, W) images with their channels first")
     if min(array.shape) < 1:
         raise UserError(f"{what} has shape {array.shape}: it holds no values")
-    image_shape = tuple(array.shape[1:]) if array.ndim == 3 else None
+    image_shape = None if array.ndim == 2 else (1,) * (4 - array.ndim) + tuple(array.shape[1:])
     if array.dtype == np.uint8:
         rows = array.reshape(len(array), -1).astype(np.float32) / 255.0
     else:
@@ -210,6 +267,7 @@ def _synthetic(name: str) -> Callable[..., Dataset]:
         x_train, x_test = draw(name, num_train, num_test)
         return Dataset(name, x_train, x_test, truth=TRUTHS[name])
 
+    load.__doc__ = describe(TRUTHS[name])
     return load
 
 

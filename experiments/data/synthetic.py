@@ -90,6 +90,15 @@ TRUTHS = {
 }
 
 
+def describe(truth: Distribution) -> str:
+    """One line on a generating distribution (``experiments.list`` shows it)."""
+    if isinstance(truth, MixtureSameFamily):
+        k, d = truth.mixture_distribution.probs.shape[-1], truth.event_shape[-1]
+        return f"synthetic: a mixture of {k} Gaussians in {d}-D (--components {k} to match)"
+    curve = truth.curve.__doc__.split(":")[0].strip().rstrip(".").replace("``", "")
+    return f"synthetic: {curve[0].lower() + curve[1:]}, plus N(0, {truth.noise}² I) noise"
+
+
 def draw(name: str, num_train: Optional[int] = None,
          num_test: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """``num_train`` (default 5,000) training and ``num_test`` (default 500) test points

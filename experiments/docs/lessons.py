@@ -21,7 +21,7 @@ from experiments.evaluation.gradients import gaussian_mean_gradients
 from experiments.figures.bounds import plot_bounds_against_k_and_alpha, plot_gap_against_kl
 from experiments.figures.gaps import plot_gaps
 from experiments.figures.gradients import plot_gradient_draws
-from experiments.training.run import load_trained
+from experiments.training.trained import load_trained
 from guides.categorical import CategoricalGuide
 from models.lvm import GRID_POINTS
 

@@ -1,8 +1,8 @@
 """ELBO estimators, registered by the name users pass to ``--elbo``.
 
 Each entry is a class: a Pyro ``ELBO`` that declares what it needs of a guide
-(``experiments.estimators.traits``), so that ``experiments.compatibility`` refuses impossible
-combinations before anything trains. ``experiments.build`` constructs it with the options its
+(``experiments.estimators.traits``), so that ``experiments.parts.compatibility`` refuses impossible
+combinations before anything trains. ``experiments.parts.build`` constructs it with the options its
 ``__init__`` names: the model's ``max_plate_nesting`` and the run's ``num_particles``,
 ``vectorize_particles`` and ``alpha``. The notation: ELBO(x) = E_{q(z|x)}[log p(x, z) − log
 q(z|x)], with K = ``num_particles`` samples z_k ~ q(z|x). Pyro's own estimators appear as

@@ -21,7 +21,6 @@ from pyro import poutine
 from pyro.distributions.score_parts import ScoreParts
 from pyro.infer import Trace_ELBO
 from pyro.poutine import Trace
-from pyro.poutine.trace_messenger import TraceHandler
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import warn_if_nan
 

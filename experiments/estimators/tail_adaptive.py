@@ -1,5 +1,4 @@
 """The tail-adaptive f-divergence (Wang, Liu & Liu 2018), ranked per data point."""
-import torch
 from pyro.infer import TraceTailAdaptive_ELBO
 from pyro.util import warn_if_nan
 

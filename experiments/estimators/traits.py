@@ -1,6 +1,6 @@
 """What an ELBO estimator needs of a guide, declared on its class.
 
-``experiments.compatibility`` reads these attributes to refuse impossible combinations before
+``experiments.parts.compatibility`` reads these attributes to refuse impossible combinations before
 anything trains; the training loop reads ``has_loss``. An estimator registered in
 ``experiments.estimators.ELBOS`` lists ``EstimatorTraits`` first among its bases and sets the
 attributes that differ from the defaults.

@@ -4,12 +4,16 @@ Discrete latent sites that the model marks for parallel enumeration and the guid
 (the ``enum`` guide) are summed out exactly in both, as ``TraceEnum_ELBO`` does in training.
 Evaluation has no side effects: it runs under ``torch.no_grad`` with its own seeded random
 stream (``torch.random.fork_rng``), so it changes neither a parameter, the optimizer, nor the
-random numbers that training draws next.
+random numbers that training draws next. The test set is scored in chunks of a fixed size, chunk
+c drawing from the stream seeded with ``seed + c`` (``over_chunks``): each point's number depends
+on neither the order of the chunks nor the processes they are shared among, so in a torchrun job
+(``experiments.common.distributed.shared_work``) the ranks split the chunks and every number
+equals one process's.
 """
 import math
 import sys
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pyro
 import torch
@@ -18,6 +22,7 @@ from pyro.distributions import TorchDistribution
 from pyro.infer import TraceEnum_ELBO
 from tqdm import tqdm
 
+from experiments.common.distributed import split_chunks
 from experiments.common.rng import isolated_rng
 
 EVAL_SEED = 2024
@@ -35,6 +40,22 @@ def chunks(x: torch.Tensor, size: int) -> Iterator[Tuple[torch.Tensor, torch.Ten
     return zip(x.split(size), index.split(size))
 
 
+def over_chunks(score: Callable[[torch.Tensor, torch.Tensor], object], x: torch.Tensor,
+                size: int, seed: Optional[int] = None) -> List:
+    """``score(rows, indices)`` of every chunk of ``size`` rows of x, in order; chunk c draws
+    from its own stream seeded with ``seed + c`` (when a seed is given), so its value is the
+    same whichever process scores it (``experiments.common.distributed.split_chunks``)."""
+    pieces = list(chunks(x, size))
+
+    def compute(c: int):
+        if seed is None:
+            return score(*pieces[c])
+        with isolated_rng(seed + c, x.device):
+            return score(*pieces[c])
+
+    return split_chunks(compute, len(pieces), x.device)
+
+
 def mean_elbo(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVAL_SEED,
               chunk: int = 2048, elbo=None, max_plate_nesting: int = 1) -> float:
     """(1/N) Σ_i ELBO(x_i), ELBO(x) = E_{q(z|x)}[log p(x, z) − log q(z|x)], one sample of z
@@ -47,18 +68,25 @@ def mean_elbo(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVA
     """
     elbo = elbo or TraceEnum_ELBO(max_plate_nesting=max_plate_nesting,
                                   strict_enumeration_warning=False)
+    with torch.no_grad():
+        losses = over_chunks(lambda x_chunk, index: elbo.loss(model, guide, x_chunk, index,
+                                                              len(x)) * len(x_chunk) / len(x),
+                             x, chunk, seed)
     total = 0.0
-    with torch.no_grad(), isolated_rng(seed, x.device):
-        for x_chunk, index in chunks(x, chunk):
-            total -= elbo.loss(model, guide, x_chunk, index, len(x)) * len(x_chunk) / len(x)
+    for loss in losses:
+        total -= loss
     return total / len(x)
 
 
 def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor,
                            num_samples: int, max_plate_nesting: int = 1,
                            index: Optional[torch.Tensor] = None,
-                           num_data: Optional[int] = None) -> torch.Tensor:
+                           num_data: Optional[int] = None,
+                           observed_only: bool = False) -> torch.Tensor:
     """log w_ki = log p(x_i, z_ki) − log q(z_ki|x_i), z_ki ~ q(z|x_i); shape (num_samples, N).
+    Every latent site of the guide counts: z = (z₁, z₂, …) for a hierarchy. With
+    ``observed_only``, log p(x_i | z_ki) alone (the model's observed sites), at the same draws
+    for the same random state (a model without enumerated sites).
 
     This is ``pyro.infer.importance.vectorized_importance_weights`` kept per data point: that
     function sums the weights over the data plate, which estimates log p(x_1, …, x_N) jointly
@@ -77,7 +105,8 @@ def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor,
     for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
         trace.compute_log_prob()
         for site in trace.nodes.values():
-            if site["type"] == "sample":       # unscaled: a minibatch's plate scale is N / B
+            if site["type"] == "sample" and (site["is_observed"] or not observed_only):
+                # unscaled: a minibatch's plate scale is N / B
                 log_w = log_w + sign * site["unscaled_log_prob"]    # (enumerated…, samples, N)
     while log_w.dim() > 2:
         log_w = log_w.logsumexp(0)
@@ -137,24 +166,25 @@ def iwae_estimate(model: Callable, guide: Callable, x: torch.Tensor, num_samples
     """
     points_per_chunk = max(1, chunk_elements // num_samples)
     samples_per_chunk = min(num_samples, chunk_elements)
-    per_point, mc_var = [], []
-    chunk_count = math.ceil(len(x) / points_per_chunk) * math.ceil(num_samples / samples_per_chunk)
-    bar = tqdm(total=chunk_count, desc=f"IWAE, {num_samples} samples", leave=False, disable=not progress,
-               file=sys.stderr)
-    with bar, torch.no_grad(), isolated_rng(seed, x.device):
-        for x_chunk, index in chunks(x, points_per_chunk):
-            log_s1 = x_chunk.new_full((x_chunk.shape[0],), -math.inf, dtype=torch.float64)
-            log_s2 = log_s1.clone()                     # log Σ_k w_k and log Σ_k w_k², (B,)
-            for start in range(0, num_samples, samples_per_chunk):
-                k = min(samples_per_chunk, num_samples - start)
-                log_w = log_importance_weights(model, guide, x_chunk, k, max_plate_nesting,
-                                               index, len(x)).double()
-                log_s1 = torch.logaddexp(log_s1, torch.logsumexp(log_w, dim=0))
-                log_s2 = torch.logaddexp(log_s2, torch.logsumexp(2 * log_w, dim=0))
-                bar.update(1)
-            per_point.append((log_s1 - math.log(num_samples)).to(x.dtype))
-            mc_var.append(_delta_method_variance(log_s1, log_s2, num_samples).to(x.dtype))
-    return IWAEEstimate(torch.cat(per_point), torch.cat(mc_var), num_samples)
+    bar = tqdm(total=math.ceil(len(x) / points_per_chunk), desc=f"IWAE, {num_samples} samples",
+               leave=False, disable=not progress, file=sys.stderr)
+
+    def estimate(x_chunk: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        log_s1 = x_chunk.new_full((x_chunk.shape[0],), -math.inf, dtype=torch.float64)
+        log_s2 = log_s1.clone()                         # log Σ_k w_k and log Σ_k w_k², (B,)
+        for start in range(0, num_samples, samples_per_chunk):
+            k = min(samples_per_chunk, num_samples - start)
+            log_w = log_importance_weights(model, guide, x_chunk, k, max_plate_nesting,
+                                           index, len(x)).double()
+            log_s1 = torch.logaddexp(log_s1, torch.logsumexp(log_w, dim=0))
+            log_s2 = torch.logaddexp(log_s2, torch.logsumexp(2 * log_w, dim=0))
+        bar.update(1)
+        return torch.stack([log_s1 - math.log(num_samples),
+                            _delta_method_variance(log_s1, log_s2, num_samples)]).to(x.dtype)
+
+    with bar, torch.no_grad():
+        per_point, mc_var = torch.cat(over_chunks(estimate, x, points_per_chunk, seed), dim=1)
+    return IWAEEstimate(per_point, mc_var, num_samples)
 
 
 def _delta_method_variance(log_s1: torch.Tensor, log_s2: torch.Tensor, k: int) -> torch.Tensor:
@@ -177,15 +207,25 @@ def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_s
     return estimate.value, estimate.point_stderr
 
 
+def iwae_per_point(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int,
+                   seed: int = EVAL_SEED, max_plate_nesting: int = 1,
+                   chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+    """log p̂(x_i) = log (1/K) Σ_k w_ki for every row of x, shape (N,), as
+    ``iwae_log_likelihood`` averages it (for paired comparisons point by point)."""
+    return iwae_estimate(model, guide, x, num_samples, seed, max_plate_nesting,
+                         chunk_elements).per_point
+
+
 def elbo_per_point(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVAL_SEED,
                    chunk: int = 2048, max_plate_nesting: int = 1) -> torch.Tensor:
     """ELBO(x_i) = log p(x_i, z_i) − log q(z_i|x_i), one z_i ~ q(z|x_i) per data point, shape
     (N,): the per-point terms whose mean is ``mean_elbo`` (the same draws, in the same chunks,
-    from the same seed); enumerated sites are summed out as there."""
-    with torch.no_grad(), isolated_rng(seed, x.device):
-        return torch.cat([log_importance_weights(model, guide, x_chunk, 1, max_plate_nesting,
-                                                 index, len(x))[0]
-                          for x_chunk, index in chunks(x, chunk)])
+    from the same seeds); enumerated sites are summed out as there."""
+    with torch.no_grad():
+        return torch.cat(over_chunks(
+            lambda x_chunk, index: log_importance_weights(model, guide, x_chunk, 1,
+                                                          max_plate_nesting, index, len(x))[0],
+            x, chunk, seed))
 
 
 def guide_distribution(guide: Callable, x: torch.Tensor, site: str,

@@ -81,6 +81,9 @@ def fit_local_posterior(model: LatentVariableModel, x: torch.Tensor, steps: int 
     training random stream stay untouched. ``progress`` shows a bar on stderr; the fit's
     ``steps`` attribute says how many steps it took.
     """
+    if len(model.latent_sites) != 1:
+        raise ValueError(f"a per-point q(z_i) is fitted for one latent site, and the model has "
+                         f"{len(model.latent_sites)} ({', '.join(model.latent_sites)})")
     schedule = schedule or Schedule(steps, lr, num_particles)
     num_particles = schedule.particles
     (site,) = model.latent_sites.values()

@@ -14,6 +14,7 @@ from sklearn.decomposition import PCA
 
 from experiments.data.datasets import Dataset
 from experiments.figures.common import save_figure
+from models.networks import image_channels_first
 
 
 def posterior_samples(guide: Callable, x: torch.Tensor, site: str,
@@ -52,15 +53,24 @@ def plot_latent_codes(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
 
 
 def _image_grid(images: np.ndarray, rows: int, cols: int, shape, gap: int = 1) -> np.ndarray:
-    """(rows·cols, H·W) → one mosaic of rows × cols images, ``gap`` grey pixels between them."""
-    h, w = shape
-    tiles = np.pad(images.reshape(rows, cols, h, w), ((0, 0), (0, 0), (0, gap), (0, gap)),
-                   constant_values=0.5)
-    mosaic = tiles.transpose(0, 2, 1, 3).reshape(rows * (h + gap), cols * (w + gap))
-    return mosaic[:-gap, :-gap] if gap else mosaic
+    """(rows·cols, C·H·W) images of ``shape`` (C, H, W) or (H, W) → one mosaic of rows × cols
+    images, ``gap`` grey pixels between them: (rows·(H+gap) − gap, cols·(W+gap) − gap) for grey
+    levels, with a last axis of 3 for RGB (C = 3); any other C shows its channels side by side,
+    grey."""
+    c, h, w = image_channels_first(shape)
+    tiles = images.reshape(rows, cols, c, h, w)
+    if c != 3:                                    # channels side by side: (…, 1, H, C·W)
+        tiles = tiles.transpose(0, 1, 3, 2, 4).reshape(rows, cols, 1, h, c * w)
+    tiles = tiles.transpose(0, 1, 3, 4, 2)                               # (rows, cols, H, W', C')
+    tiles = np.pad(tiles, ((0, 0), (0, 0), (0, gap), (0, gap), (0, 0)), constant_values=0.5)
+    height, width, depth = tiles.shape[2:]
+    mosaic = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * height, cols * width, depth)
+    mosaic = mosaic[:-gap, :-gap] if gap else mosaic
+    return mosaic[..., 0] if depth == 1 else mosaic
 
 
 def _show(ax, mosaic: np.ndarray, title: str) -> None:
+    """A mosaic of probabilities in [0, 1]: grey levels (2-d) or RGB (3-d)."""
     ax.imshow(mosaic, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_title(title)
     ax.set_xticks([])

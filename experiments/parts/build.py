@@ -1,5 +1,6 @@
 """Assemble a model, a guide and an ELBO estimator from their registered names."""
 from dataclasses import dataclass
+from inspect import signature
 from typing import Any, Optional
 
 from pyro.infer import ELBO
@@ -10,6 +11,7 @@ from experiments.estimators.compiled import JIT_ELBOS
 from experiments.parts.compatibility import check_combination
 from experiments.parts.namespaces import new_namespace, place
 from experiments.parts.registries import check_names, construct, lookup
+from experiments.training.config import Config
 from guides import GUIDES
 from guides.base import Guide
 from models import MODELS, LatentVariableModel
@@ -34,28 +36,48 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
 
     Each part's constructor receives exactly the ``options`` it names (``latent_dim``,
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
-    (a ``Config``'s fields) serves every combination. An impossible combination, or a model
-    that refuses its options (a ``ValueError``), is refused with a ``UserError`` in one line
-    saying why and what would work.
+    (a ``Config``'s fields) serves every combination. An option left out takes ``Config``'s
+    default, so ``build`` and the command line build the same parts. An impossible
+    combination, or a model that refuses its options (a ``ValueError``), is refused with a
+    ``UserError`` in one line saying why and what would work.
     """
     check_names(model, guide, elbo, jit)
+    options = with_defaults(options)
     namespace = new_namespace()
     model_part = build_model(model, data_dim=data_dim, namespace=namespace, **options)
     check_combination(model, guide, elbo, model=model_part, **options)
     guide_part = place(construct(GUIDES[guide], model=model_part, num_data=num_data, **options),
                        namespace, "guide")
+    if jit and model_part.takes_labels:
+        raise UserError(f"--jit compiles a model of fixed structure, and {model}'s labeled and "
+                        "unlabeled rows change with every minibatch: leave --jit out")
     estimator = JIT_ELBOS[elbo] if jit else ELBOS[elbo]
-    elbo_part = construct(estimator, max_plate_nesting=model_part.max_plate_nesting, **options)
+    # a minibatch whose every row is labeled enumerates nothing, which Pyro would warn of
+    elbo_part = construct(estimator, max_plate_nesting=model_part.max_plate_nesting,
+                          strict_enumeration_warning=not model_part.takes_labels, **options)
     return Parts(model_part, guide_part, elbo_part)
 
 
 def build_model(name: str, *, data_dim: int, namespace: Optional[str] = None,
                 **options: Any) -> LatentVariableModel:
     """The model called ``name`` alone (e.g. to time its exact log-likelihood), from the
-    ``options`` its constructor names, in ``namespace`` (default: a new one); a model that
-    refuses its options (a ``ValueError``) is refused in one line."""
+    ``options`` its constructor names (``Config``'s defaults for the rest), in ``namespace``
+    (default: a new one); a model that refuses its options (a ``ValueError``), or a network it
+    cannot build (``network``), is refused in one line."""
+    factory, options = lookup(MODELS, name, "model"), with_defaults(options)
+    if options["network"] != "mlp" and "network" not in signature(factory).parameters:
+        takers = [m for m, cls in MODELS.items() if "network" in signature(cls).parameters]
+        raise UserError(f"--network {options['network']}: the {name} model's networks are MLPs "
+                        f"only; --network applies to {', '.join(takers)}")
     try:
-        model = construct(lookup(MODELS, name, "model"), data_dim=data_dim, **options)
+        model = construct(factory, data_dim=data_dim, **options)
     except ValueError as exc:
         raise UserError(f"--model {name}: {exc}") from None
     return place(model, namespace or new_namespace(), "model")
+
+
+def with_defaults(options: dict) -> dict:
+    """``options`` over ``Config``'s defaults: the settings a part's constructor names take
+    the command line's defaults, not the constructor's own."""
+    defaults = {k: v for k, v in Config().part_options().items() if k != "jit"}
+    return {**defaults, **options}

@@ -57,8 +57,35 @@ def option_error(elbo_name: str, num_particles: int, vectorize_particles: bool,
     return None
 
 
+def weighting_error(guide_name: str, elbo_name: str, beta: float = 1.0,
+                    kl_warmup: int = 0) -> Optional[str]:
+    """Why ``--beta``/``--kl-warmup`` cannot weight the latent terms with this guide and
+    estimator, or None. They scale the log-densities of the latent sites of model and guide
+    (``experiments.training.weighting``), which is the β-weighted objective
+    E_q[log p(x|z)] − β KL(q ‖ p(z)) and its gradient only where every draw of q is
+    reparameterized and every site is averaged on its own."""
+    if beta == 1 and not kl_warmup:
+        return None
+    estimator, guide = ELBOS[elbo_name], GUIDES[guide_name]
+    flag = "--beta" if beta != 1 else "--kl-warmup"
+    if estimator.k_sample:
+        return (f"{flag} scales the latent sites alone, and {elbo_name}'s K-sample bound needs "
+                "one scale on every site (it has no β-weighted form)")
+    if estimator.enumerates or guide.enumerates:
+        return (f"{flag} weights log p(z) − log q(z|x), and {elbo_name} with the {guide_name} "
+                "guide sums discrete sites out inside log Σ_z, where no such term exists")
+    if estimator.detaches_samples or not guide.reparameterized:
+        why = (f"{elbo_name} draws q's samples without their path gradient"
+               if estimator.detaches_samples else f"the {guide_name} guide's samples are discrete")
+        return (f"{flag} would scale q's score-function gradient too, which is then not the "
+                f"β-weighted objective's ({why})")
+    return None
+
+
 def probe_model(model_name: str, **options) -> LatentVariableModel:
-    """A small instance of the model, to read its latent sites before any data is loaded."""
+    """A small instance of the model, to read its latent sites before any data is loaded; its
+    networks are MLPs, which fit any data (a conv network needs the data's image shape)."""
+    options.update(network="mlp", image_shape=None)
     return construct(MODELS[model_name], data_dim=4, **options)
 
 
@@ -77,6 +104,14 @@ def check_combination(model_name: str, guide_name: str, elbo_name: str,
             hints.append(f"with --elbo {elbo_name}: --guide {', '.join(guides)}")
         raise UserError(f"{model_name} + {guide_name} + {elbo_name} cannot work: {reason}"
                         + (f"; {model_name} works {' or '.join(hints)}" if hints else ""))
+    weighting = weighting_error(guide_name, elbo_name, options.get("beta", 1.0),
+                                options.get("kl_warmup", 0))
+    if weighting:
+        elbos = [e for e in ELBOS if not incompatibility(model_name, model, guide_name, e)
+                 and not weighting_error(guide_name, e, 0.5)]
+        raise UserError(f"{weighting}; " + (
+            f"with --guide {guide_name} use --elbo {', '.join(elbos)}" if elbos else
+            f"with the {guide_name} guide no estimator can: use a reparameterized guide"))
     problem = option_error(elbo_name, options.get("num_particles", 1),
                            options.get("vectorize_particles", False), options.get("alpha", 0.5))
     if problem:

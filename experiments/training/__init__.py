@@ -1,4 +1,5 @@
 """Training runs: the ``config`` and the command-line ``options`` generated from it, one ``run``
-end to end, its epoch ``loop``, ``restarts``, the run ``folder`` and its checkpoints, the
-optimizer (``optim``), where training starts (``initialize``), and ``workers`` for runs in
-other processes."""
+end to end, its data and device (``prepare``), its epoch ``loop``, ``restarts``, the run
+``folder`` and its checkpoints, a finished run loaded (``trained``), TensorBoard (``board``),
+the optimizer (``optim``), where training starts (``initialize``), ``workers`` for runs in
+other processes, and one run on several processes under torchrun (``distributed``)."""

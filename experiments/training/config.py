@@ -17,6 +17,7 @@ from experiments.estimators import ELBOS
 from guides import GUIDES
 from models import MODELS
 from models.likelihoods import LIKELIHOODS
+from models.networks import NETWORKS
 
 BINARIZE_CHOICES = ("dynamic", "static", "none")
 INIT_CHOICES = ("random", "kmeans")
@@ -24,15 +25,16 @@ INIT_CHOICES = ("random", "kmeans")
 
 def option(default, help: str, group: Optional[str] = None, *,
            choices: Optional[Sequence[str]] = None, at_least: Optional[int] = None,
-           positive: bool = False, between: Optional[Tuple[float, float]] = None,
-           shown_default: str = "%(default)s", parse=None, resumable: bool = False,
-           runtime: bool = False):
+           at_most: Optional[int] = None, positive: bool = False,
+           between: Optional[Tuple[float, float]] = None, shown_default: str = "%(default)s",
+           parse=None, resumable: bool = False, runtime: bool = False):
     """A ``Config`` field and everything said about it once.
 
     :param help: what the option does, as ``--help`` shows it.
     :param group: its section of ``--help`` (None: the general options).
     :param choices: its only valid values.
     :param at_least: its smallest valid value (an integer; None stays valid for an optional).
+    :param at_most: its largest valid value (likewise).
     :param positive: it must be > 0.
     :param between: (low, high): it must lie strictly between them.
     :param shown_default: the default as ``--help`` states it (a flag states none).
@@ -41,18 +43,27 @@ def option(default, help: str, group: Optional[str] = None, *,
     :param runtime: how a run is watched, not what it computes: not saved in config.json.
     """
     return dataclasses.field(default=default, metadata=dict(
-        help=help, group=group, choices=choices, at_least=at_least, positive=positive,
-        between=between, shown_default=shown_default, parse=parse, resumable=resumable,
-        runtime=runtime))
+        help=help, group=group, choices=choices, at_least=at_least, at_most=at_most,
+        positive=positive, between=between, shown_default=shown_default, parse=parse,
+        resumable=resumable, runtime=runtime))
 
 
 def widths(text: str) -> Tuple[int, ...]:
     """``512,256`` → (512, 256): hidden widths as the command line gives them."""
+    return _numbers(text, "widths such as 400 or 512,256")
+
+
+def sizes(text: str) -> Tuple[int, ...]:
+    """``100,50`` → (100, 50): the sizes of a hierarchy's latent layers, from x outwards."""
+    return _numbers(text, "sizes such as 100,50")
+
+
+def _numbers(text: str, example: str) -> Tuple[int, ...]:
     try:
         return tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated widths such as 400 or "
-                                         f"512,256, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated {example}, "
+                                         f"got {text!r}") from None
 
 
 PARTS, DATA, MODEL, TRAINING, EVALUATION = ("parts (swap them by name)", "data", "model and guide",
@@ -78,8 +89,14 @@ class Config:
     test_fraction: float = option(0.2, "held-out share when the data has no test split", DATA,
                                   between=(0, 1))
     binarize: str = option(
-        "dynamic", "Bernoulli likelihood only: a fresh draw per batch (dynamic), one draw "
-        "(static), or grey levels as they are (none)", DATA, choices=BINARIZE_CHOICES)
+        "dynamic", "Bernoulli likelihood only: a fresh draw per batch (dynamic; no binary "
+        "image is seen twice, so the train ELBO estimates the test ELBO and may sit below "
+        "it), one draw (static), or grey levels as they are (none)", DATA,
+        choices=BINARIZE_CHOICES)
+    labels: Optional[int] = option(
+        None, "models with labels (ssvae): keep the labels of N training points, as many of each "
+        "class as possible, chosen by --seed; the others train unlabeled", DATA, at_least=1,
+        shown_default="all")
     likelihood: str = option(
         "bernoulli", "observation model p(x|z) of the vae; the gmm, lvm and ppca are always "
         "gaussian", MODEL, choices=tuple(LIKELIHOODS))
@@ -101,6 +118,19 @@ class Config:
                               MODEL, at_least=1)
     temperature: float = option(0.5, "relaxed guide: Gumbel-softmax temperature τ", MODEL,
                                 positive=True)
+    aux_weight: float = option(
+        0.0, "m2 guides: weight α of the classification term α·log q(y|x) on labeled points "
+        "(Kingma et al. 2014; Pyro's example uses 46); 0 trains q(y|x) on unlabeled points "
+        "only", MODEL, at_least=0)
+    visible: int = option(1, "cvae: visible quadrants of each image, 1 (bottom-left), 2 (left "
+                          "half) or 3 (all but the bottom-right)", MODEL, at_least=1, at_most=3)
+    latent_dims: Tuple[int, ...] = option(
+        (20, 10), "hvae: sizes d₁,d₂ of its latent layers z₁ (the one x is drawn from) and z₂, "
+        "comma-separated (Burda et al.: 100,50)", MODEL, shown_default="20,10", parse=sizes)
+    network: str = option(
+        "mlp", "the decoder of the vae, hvae and discrete-vae and their guides' encoders: dense "
+        "layers (mlp) or, for image data, strided convolutions (conv) with --hidden-dims as the "
+        "dense layers between them and z", MODEL, choices=NETWORKS)
     lr: float = option(1e-3, "Adam learning rate", TRAINING, positive=True)
     epochs: int = option(50, "total number of epochs, also when resuming", TRAINING,
                          at_least=1, resumable=True)
@@ -119,11 +149,26 @@ class Config:
     device: str = option("cpu", "cpu or cuda", TRAINING, resumable=True)
     pyro_validation: bool = option(
         False, "check distributions and model/guide sites at every step (slower)", TRAINING)
+    beta: float = option(
+        1.0, "weight β of the latent terms log p(z) − log q(z|x) in the training objective "
+        "(poutine.scale on the latent sites of model and guide); 1 is the ELBO. The train ELBO "
+        "is then the β-weighted objective; test numbers stay the bounds at β = 1", TRAINING,
+        positive=True)
+    kl_warmup: int = option(
+        0, "epochs E over which β rises linearly from 0 to --beta: epoch e trains at "
+        "β·min(1, (e − 1)/E); 0: no warm-up", TRAINING, at_least=0)
+    dist_timeout: float = option(
+        600.0, "under torchrun: seconds a rank waits for the others at a collective before the "
+        "job stops", TRAINING, positive=True, resumable=True, runtime=True)
     iwae_samples: int = option(1000, "samples per test point of the IWAE estimate of log p(x)",
                                EVALUATION, at_least=1)
     out: Optional[str] = option(None, "run folder", shown_default="runs/<time>-<model>-<guide>-"
                                 "<elbo>", resumable=True)
     progress: bool = option(True, "no progress bars", resumable=True, runtime=True)
+    tensorboard: bool = option(
+        False, "write each epoch's numbers and images as TensorBoard event files into "
+        "RUN_DIR/tensorboard/ (needs: pip install -e .[tensorboard])", resumable=True,
+        runtime=True)
 
     def validate(self) -> "Config":
         """Refuse settings no run can use, before any work is done."""
@@ -132,6 +177,12 @@ class Config:
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise UserError(f"--hidden-dims must be positive widths, e.g. 400 or 512,256 "
                             f"(got {','.join(map(str, self.hidden_dims)) or 'nothing'})")
+        if min(self.latent_dims, default=0) < 1:
+            raise UserError(f"--latent-dims must be positive sizes, e.g. 100,50 (got "
+                            f"{','.join(map(str, self.latent_dims)) or 'nothing'})")
+        if self.jit and self.kl_warmup:
+            raise UserError("--jit compiles β into the estimator once, and --kl-warmup changes "
+                            "it every epoch: drop one of them")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserError(f"--device must be cpu or cuda (got {self.device!r})")
         return self
@@ -151,10 +202,8 @@ class Config:
         if unknown:
             raise UserError(f"config has unknown settings {', '.join(unknown)}: "
                             "was it written by another version of ELBO Lab?")
-        values = dict(values)
-        if "hidden_dims" in values:
-            values["hidden_dims"] = tuple(values["hidden_dims"])
-        return cls(**values)
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)      # JSON has no tuples: hidden_dims, latent_dims
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
@@ -169,6 +218,8 @@ def _check(f: dataclasses.Field, value) -> None:
     rule, flag = f.metadata, flag_of(f.name)
     if rule["at_least"] is not None and value is not None and value < rule["at_least"]:
         raise UserError(f"{flag} must be at least {rule['at_least']} (got {value})")
+    if rule["at_most"] is not None and value is not None and value > rule["at_most"]:
+        raise UserError(f"{flag} must be at most {rule['at_most']} (got {value})")
     if rule["positive"] and not value > 0:
         raise UserError(f"{flag} must be positive (got {value})")
     if rule["between"] is not None and not rule["between"][0] < value < rule["between"][1]:

@@ -15,6 +15,7 @@ import torch
 
 from experiments.common.errors import UserError
 from experiments.common.files import write_atomically
+from experiments.data.datasets import DataShape
 from experiments.parts.namespaces import local_names
 from experiments.training.config import Config
 
@@ -41,6 +42,13 @@ def prepare_run_dir(out: Path, force: bool) -> Path:
     except OSError as exc:
         raise UserError(f"cannot create the run folder {out}: {exc.strerror}") from None
     return out
+
+
+def remove_run(run_dir: Path) -> None:
+    """Remove the files of the run that ``run_dir`` held (``--force``), so that nothing of it
+    (a checkpoint above all) is taken for the new run's; call it holding the folder."""
+    for name in RUN_FILES:
+        (Path(run_dir) / name).unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -88,10 +96,13 @@ def _alive(pid: int) -> bool:
 
 
 def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, optim,
-                    metrics: List[dict]) -> None:
+                    metrics: List[dict], data: Optional[DataShape] = None) -> None:
+    """The state of a run after ``epoch`` epochs, with the shape of its ``data``, so that the
+    run can be resumed, and loaded without its data (``experiments.training.trained``)."""
     state = {
         "format": CHECKPOINT_FORMAT,
         "config": config.to_dict(),
+        **({} if data is None else {"data": data.to_dict()}),
         "epoch": epoch,
         "model": model.state_dict(),
         "guide": guide.state_dict(),
@@ -104,10 +115,20 @@ def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, opt
     write_atomically(path, lambda f: torch.save(state, f), binary=True)
 
 
+def run_folder_of(path: Path) -> Path:
+    """The run folder that ``path`` names: ``path`` itself, or the folder of a checkpoint.pt."""
+    path = Path(path)
+    return path.parent if path.name == "checkpoint.pt" and path.is_file() else path
+
+
 def load_checkpoint(run_dir: Path, option: str = "--resume") -> dict:
-    """The checkpoint of ``run_dir``, refused with one line (naming the ``option`` that gave the
-    folder) if missing, corrupt or foreign."""
+    """The checkpoint of ``run_dir`` (or the checkpoint.pt it names), refused with one line
+    (naming the ``option`` that gave the folder) if missing, corrupt or foreign."""
+    run_dir = run_folder_of(run_dir)
     path = Path(run_dir) / "checkpoint.pt"
+    if Path(run_dir).is_file():
+        raise UserError(f"{option} {run_dir} is a file; pass the run folder that holds "
+                        "checkpoint.pt")
     if not Path(run_dir).is_dir():
         raise UserError(f"{option} {run_dir}: no such run folder")
     if not path.exists():
@@ -137,3 +158,14 @@ def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+def load_parts(run_dir: Path, state: dict, parts) -> None:
+    """The trained parameters of the checkpoint ``state`` into ``parts``' model and guide,
+    refused in one line where they do not fit."""
+    try:
+        parts.model.load_state_dict(state["model"])
+        parts.guide.load_state_dict(state["guide"])
+    except (RuntimeError, KeyError) as exc:
+        raise UserError(f"{run_dir}: the checkpoint does not fit this model and guide "
+                        f"({str(exc).splitlines()[0]})") from None

@@ -9,20 +9,25 @@ from typing import Callable, Iterator, List, Optional
 
 import pyro
 import torch
-from pyro.infer import SVI
 from pyro.optim import PyroOptim
 from tqdm import tqdm
 
+from experiments.common.distributed import shared_work
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv
-from experiments.data.datasets import Dataset
+from experiments.common.ranks import leader
+from experiments.data.datasets import DataShape, Dataset
 from experiments.estimators import ELBOS
+from experiments.evaluation.baselines import train_classifier
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
 from experiments.parts.build import Parts, build
+from experiments.training import distributed
+from experiments.training.board import Board
 from experiments.training.config import Config
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
 from experiments.training.optim import adam
+from experiments.training.weighting import LatentScale, beta_at
 
 
 class TrainingDiverged(UserError):
@@ -40,20 +45,33 @@ class Attempt:
     metrics: List[dict]
 
 
-def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device) -> Parts:
-    """The parts ``config`` names, for data of dimension ``data_dim``, on ``device``."""
+def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device,
+                **from_data) -> Parts:
+    """The parts ``config`` names, for data of dimension ``data_dim``, on ``device``, with
+    what they read off the data (``from_data``: ``parts_for``)."""
     parts = build(config.model, config.guide, config.elbo, data_dim=data_dim,
-                  num_data=num_data, **config.part_options())
+                  num_data=num_data, **from_data, **config.part_options())
     parts.model.to(device)
     parts.guide.to(device)
     return parts
+
+
+def parts_for(config: Config, shape: DataShape, device: torch.device) -> Parts:
+    """The parts ``config`` names for data of this ``shape`` (what a checkpoint records of the
+    data), on ``device``, with what they read off it: the image shape (the cvae's quadrants,
+    --network conv) and the number of classes of its labels (the ssvae's y). A run and a
+    loaded run build them alike."""
+    from_data = {"image_shape": shape.image_shape}
+    if shape.num_classes is not None:
+        from_data["num_classes"] = shape.num_classes
+    return build_parts(config, shape.data_dim, shape.num_train, device, **from_data)
 
 
 def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attempt:
     """Fresh parts for ``config.seed``, started from the training data as ``--init`` says;
     refuses what the parts refuse before any file is written."""
     pyro.set_rng_seed(config.seed)
-    parts = build_parts(config, data.data_dim, len(data.x_train), device)
+    parts = parts_for(config, data.shape, device)
     initialize(parts.model, data.x_train, config.init, config.seed)
     return Attempt(config, parts, adam(config.lr), [])
 
@@ -61,67 +79,114 @@ def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attemp
 def fit(attempt: Attempt, data: Dataset, folder: Path,
         on_epoch: Optional[Callable[[dict], None]] = None) -> Attempt:
     """Train from the attempt's last epoch up to ``config.epochs``, evaluating on the test set
-    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch; each
-    row times the training steps (``seconds``) and the test metrics (``eval_seconds``)."""
+    and writing ``metrics.csv`` and ``checkpoint.pt`` into ``folder`` after every epoch (in a
+    torchrun job: every rank trains, scores its share of the test set; rank 0 writes). With
+    ``--beta`` or ``--kl-warmup`` the latent terms are weighted by the epoch's β
+    (``experiments.training.weighting``), recorded as the column ``beta``; the test metrics
+    are the bounds at β = 1. Each row times the training steps (``seconds``) and the test
+    metrics (``eval_seconds``)."""
     config, parts = attempt.config, attempt.parts
-    svi = SVI(parts.model, parts.guide, attempt.optim, parts.elbo)
-    for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
-        row = train_epoch(svi, data, config, epoch)
-        start = time.perf_counter()
-        row.update(metrics_on_test_set(
-            parts.model, scoring_guide(parts, data.x_test, progress=config.progress),
-            data.x_test, config.iwae_samples, progress=config.progress))
-        row["eval_seconds"] = time.perf_counter() - start
-        attempt.metrics.append(row)
-        exact = row.get("test_exact_log_likelihood")
-        log(config, f"epoch {epoch:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
-                    f"  test ELBO {_nats(row['test_elbo'])}"
-                    + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
-                    + f"  ({row['seconds']:.2f} s training, {row['eval_seconds']:.2f} s test)")
-        if on_epoch is not None:
-            on_epoch(row)
-        write_csv(folder / "metrics.csv", attempt.metrics)
-        save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
-                        model=parts.model, guide=parts.guide, optim=attempt.optim,
-                        metrics=attempt.metrics)
+    if not attempt.metrics and parts.model.conditional:     # a resumed run has it in its state
+        parts.model.fit_baseline(data.x_train, config.epochs, config.batch_size, config.lr,
+                                 config.seed, binarize=config.binarize == "dynamic")
+    given = labeled_test_inputs(parts, data, config)
+    svi = distributed.svi(parts.model, parts.guide, attempt.optim, parts.elbo)
+    weight = LatentScale()            # β on the latent sites of model and guide, while training
+    board = Board(folder, attempt.optim) if config.tensorboard and leader() else None
+    try:
+        for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
+            weight.scale = beta_at(config, epoch)
+            with weight:
+                row = train_epoch(svi, data, config, epoch)
+            if config.beta != 1 or config.kl_warmup:
+                row["beta"] = weight.scale
+            start, progress = time.perf_counter(), config.progress and leader()
+            scorer = scoring_guide(parts, data.x_test, progress=progress)
+            with shared_work():
+                row.update(metrics_on_test_set(parts.model, scorer, data.x_test,
+                                               config.iwae_samples, progress=progress, **given))
+            row["eval_seconds"] = time.perf_counter() - start
+            distributed.check_in_sync(parts.model, parts.guide)
+            attempt.metrics.append(row)
+            _report(config, row)
+            if on_epoch is not None:
+                on_epoch(row)
+            if leader():
+                write_csv(folder / "metrics.csv", attempt.metrics)
+                save_checkpoint(folder / "checkpoint.pt", config=config, epoch=epoch,
+                                model=parts.model, guide=parts.guide, optim=attempt.optim,
+                                metrics=attempt.metrics, data=data.shape)
+            if board is not None:
+                board.epoch(row, parts.model, scorer, data)
+    finally:
+        if board is not None:
+            board.close()
     return attempt
 
 
-def train_epoch(svi: SVI, data: Dataset, config: Config, epoch: int) -> dict:
+def _report(config: Config, row: dict) -> None:
+    exact = row.get("test_exact_log_likelihood")
+    log(config, f"epoch {row['epoch']:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
+                f"  test ELBO {_nats(row['test_elbo'])}"
+                + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
+                + f"  ({row['seconds']:.2f} s training, {row['eval_seconds']:.2f} s test)")
+
+
+def labeled_test_inputs(parts: Parts, data: Dataset, config: Config) -> dict:
+    """What the test metrics of a model with labels read beside the model, guide and x: the
+    test ``labels``, and the ``classifier`` of q(y|x)'s architecture trained on the labeled
+    training points alone (the baseline to beat), for as many steps as SVI takes in
+    ``--epochs``; for other models, nothing."""
+    if not parts.model.takes_labels:
+        return {}
+    known = data.y_train >= 0
+    steps = config.epochs * math.ceil(len(data.x_train) / config.batch_size)
+    classifier = train_classifier(parts.guide.classifier, data.x_train[known],
+                                  data.y_train[known], steps, config.batch_size, config.lr,
+                                  config.seed, binarize=config.binarize == "dynamic")
+    return {"labels": data.y_test, "classifier": classifier}
+
+
+def train_epoch(svi, data: Dataset, config: Config, epoch: int) -> dict:
     """One pass over the training set: the steps of ``training_steps``, with a progress bar.
 
     Each step's loss estimates −ELBO of the whole training set (the data plate scales the
-    minibatch by N / B), so the epoch's train ELBO is −mean(loss) / N nats per example; an
-    estimator without a loss value (tail-adaptive) leaves it empty.
+    minibatch by N / B; in a torchrun job, the mean over the ranks), so the epoch's train ELBO
+    is −mean(loss) / N nats per example; an estimator without a loss value leaves it empty.
     """
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
-    num_steps = math.ceil(n / config.batch_size)
-    bar = tqdm(training_steps(svi, data, config, epoch), total=num_steps, leave=False,
-               desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress, file=sys.stderr)
-    total, start = 0.0, time.perf_counter()
+    bar = tqdm(training_steps(svi, data, config, epoch),
+               total=distributed.steps_per_epoch(n, config.batch_size), leave=False,
+               desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress or not leader(),
+               file=sys.stderr)
+    total, start, step = 0.0, time.perf_counter(), 0
     for step, loss in enumerate(bar, 1):
         total += loss
         if has_loss and step % 10 == 0:
             bar.set_postfix_str(f"ELBO {-total / (step * n):.3f}", refresh=False)
     seconds = time.perf_counter() - start
-    train_elbo = -total / (num_steps * n) if has_loss else None
+    train_elbo = -total / (step * n) if has_loss else None
     return {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None, "seconds": seconds}
 
 
-def training_steps(svi: SVI, data: Dataset, config: Config, epoch: int) -> Iterator[float]:
+def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[float]:
     """The SVI steps of one epoch, taken one per ``next()``, each yielding its loss: minibatches
-    in an order fixed by (seed, epoch), binarized afresh with ``--binarize dynamic``. A loss
+    in an order fixed by (seed, epoch) (in a torchrun job, this rank's shares of them:
+    ``experiments.training.distributed``), binarized afresh with ``--binarize dynamic``. A loss
     that is NaN or infinite stops training (tail-adaptive, which reports none, is not checked)."""
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
-    order_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-    batches = torch.randperm(n, generator=order_rng).to(data.x_train.device).split(config.batch_size)
+    labels = data.y_train if svi.model.takes_labels else None       # (N,), −1: unlabeled
+    distributed.seed_rank(config.seed, epoch)
+    batches = distributed.minibatches(n, config.batch_size, config.seed, epoch,
+                                      data.x_train.device)
     for step, index in enumerate(batches, 1):
         x = data.x_train[index]
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
-        loss = svi.step(x, index, num_data=n)          # keywords: --jit traces tensors only
+        given = {} if labels is None else {"y": labels[index]}
+        loss = svi.step(x, index, num_data=n, **given)    # keywords: --jit traces tensors only
         if has_loss and not math.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "
@@ -131,8 +196,9 @@ def training_steps(svi: SVI, data: Dataset, config: Config, epoch: int) -> Itera
 
 
 def log(config: Config, message: str, force: bool = False) -> None:
-    """A line on stderr beside the progress bars, unless ``--no-progress`` (or ``force``)."""
-    if config.progress or force:
+    """A line on stderr beside the progress bars, unless ``--no-progress`` (or ``force``); in
+    a torchrun job, rank 0's only."""
+    if (config.progress or force) and leader():
         tqdm.write(message, file=sys.stderr)
 
 

@@ -17,7 +17,7 @@ After each step the gradients are released (``zero_grad(set_to_none=True)``), so
 backward pass writes them afresh instead of adding into tensors of zeros that ``SVI.step``
 would otherwise allocate and fill every step.
 """
-from typing import Dict, Iterable, List
+from typing import Dict, Iterable, List, Optional
 
 import pyro
 import torch
@@ -38,18 +38,29 @@ class JointOptim(PyroOptim):
         super().__init__(optim_constructor, optim_args)
         self.optimizer = None
         self._names: Dict[nn.Parameter, str] = {}        # every parameter joined so far
+        #: a list to collect ‖g‖₂ of each step's gradient into (``--tensorboard``), or None
+        self.grad_norms: Optional[List[torch.Tensor]] = None
 
     def __call__(self, params: Iterable[torch.Tensor], *args, **kwargs) -> None:
+        params = list(params)
+        if self.grad_norms is not None:
+            grads = [p.grad for p in params if p.grad is not None]
+            if grads:                                    # a 0-d tensor: no sync per step
+                norms = torch.stack([torch.linalg.vector_norm(g) for g in grads])
+                self.grad_norms.append(torch.linalg.vector_norm(norms))
         new = [p for p in params if p not in self._names]
         if new:
-            self._join(new)
+            store = pyro.get_param_store()
+            self.join({store.param_name(p): p for p in new})
         self.optimizer.step(*args, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)
 
-    def _join(self, new: List[torch.Tensor]) -> None:
-        store = pyro.get_param_store()
-        new.sort(key=store.param_name)                   # a fixed order, whatever the set's
-        self._names.update((p, store.param_name(p)) for p in new)
+    def join(self, named: Dict[str, torch.Tensor]) -> None:
+        """Add parameters under the given names (with or without their namespace), restoring
+        any state saved under the name: as ``SVI`` first hands them (named by Pyro's store),
+        or named by the caller (``experiments.training.distributed``)."""
+        new = [named[name] for name in sorted(named)]    # a fixed order, whatever the set's
+        self._names.update((p, name) for name, p in named.items())
         if self.optimizer is None:
             self.optimizer = self.pt_optim_constructor(new, **self.pt_optim_args)
         else:

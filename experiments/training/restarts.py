@@ -5,6 +5,7 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
+from experiments.common.ranks import leader
 from experiments.common.files import copy_file
 from experiments.data.datasets import Dataset
 from experiments.training.loop import Attempt, fit, log, start_attempt
@@ -25,11 +26,12 @@ def fit_restarts(first: Attempt, data: Dataset, device: torch.device, run_dir: P
             first.config.replace(seed=first.config.seed + r), data, device)
         log(attempt.config, f"restart {r + 1}/{restarts}: seed {attempt.config.seed}")
         folder = run_dir / "restarts" / f"seed-{attempt.config.seed}"
-        folder.mkdir(parents=True, exist_ok=True)
+        if leader():
+            folder.mkdir(parents=True, exist_ok=True)
         finals.append(fit(attempt, data, folder, on_epoch).metrics[-1]["train_elbo"])
         if best is None or finals[-1] > best.metrics[-1]["train_elbo"]:
             best, best_folder = attempt, folder
-    for name in ("metrics.csv", "checkpoint.pt"):
+    for name in ("metrics.csv", "checkpoint.pt") if leader() else ():
         copy_file(best_folder / name, run_dir / name)
     log(best.config, f"kept seed {best.config.seed}: final train ELBO "
                      f"{best.metrics[-1]['train_elbo']:.3f}, the best of {restarts} restarts")

@@ -1,31 +1,36 @@
 """One training run end to end: ``run(Config(...))`` trains the model and guide with SVI,
 evaluates them, and leaves a run folder behind (config.json, metrics.csv, summary.json,
-checkpoint.pt and the figures); ``load_trained`` gives a finished run's parts back."""
+checkpoint.pt and the figures); ``experiments.training.trained`` loads a finished one."""
 import contextlib
 import dataclasses
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Optional
 
 import pyro
-import torch
 
+from experiments.common.distributed import (from_leader, is_collective_failure, leader_first,
+                                            lost_contact, lost_ranks, shared_work, world)
+from experiments.common.ranks import leader
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv, write_json
-from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
+from experiments.data.datasets import Dataset
 from experiments.evaluation.diagnostics import ground_truth_metrics
 from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
-from experiments.evaluation.metrics import TEST_METRICS, metrics_on_test_set, scoring_guide
+from experiments.evaluation.metrics import (TEST_METRICS, final_metrics, metrics_on_test_set,
+                                            scoring_guide)
 from experiments.figures.run import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
+from experiments.training import distributed
 from experiments.training import folder as run_folder
+from experiments.training.board import require_tensorboard
 from experiments.training.config import RESUMABLE, Config, flag_of, resolve
-from experiments.training.loop import build_parts, fit, log, start_attempt
+from experiments.training.loop import fit, start_attempt
+from experiments.training.prepare import device_named, prepare_data
 from experiments.training.restarts import fit_restarts
-from models.likelihoods import LIKELIHOODS
 
 
 @dataclass
@@ -50,19 +55,34 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     """Train ``config``'s model and guide, or continue the run in ``resume`` up to
     ``config.epochs`` epochs in total; write its folder and return its summary and parts.
     ``on_start`` sees the parts and data before the first step (measurements at the initial
-    parameters), ``on_epoch`` each epoch's row of metrics (progress reports)."""
+    parameters), ``on_epoch`` each epoch's row of metrics (progress reports).
+
+    Started by torchrun, this process is one rank of the run
+    (``experiments.training.distributed``): every rank trains and evaluates its share, rank 0
+    alone writes the folder."""
     check_names(config.model, config.guide, config.elbo, config.jit)
     config = resolve(config.validate())
-    with pyro.validation_enabled(config.pyro_validation):
+    if config.tensorboard:
+        require_tensorboard()
+    if resume is not None:
+        resume = run_folder.run_folder_of(resume)         # the folder, also if given its checkpoint
+        _check_epochs_ahead(resume, config.epochs)
+    with pyro.validation_enabled(config.pyro_validation), distributed.session(config):
         device = device_named(config.device)
-        data = prepare_data(config, device)
+        data = leader_first(lambda: prepare_data(config, device))
+        distributed.check_training(config, len(data.x_train))
         attempt = start_attempt(config.replace(restarts=1), data, device)
         if on_start is not None:
             on_start(attempt.parts, data)
-        run_dir = Path(resume) if resume is not None else run_folder.prepare_run_dir(
-            Path(config.out) if config.out else run_folder.default_run_dir(config), force)
-        with run_folder.exclusive(run_dir), _interruptible(config, run_dir):
-            write_json(run_dir / "config.json", config.to_dict())
+        run_dir = resume if resume is not None else from_leader(
+            lambda: run_folder.prepare_run_dir(
+                Path(config.out) if config.out else run_folder.default_run_dir(config), force))
+        lock = run_folder.exclusive(run_dir) if leader() else contextlib.nullcontext()
+        with lock, _interruptible(config, run_dir):
+            if leader():
+                if resume is None:
+                    run_folder.remove_run(run_dir)
+                write_json(run_dir / "config.json", config.to_dict())
             if resume is not None:
                 restarts = {}
                 attempt.metrics = _restore(run_dir, attempt.parts, attempt.optim)
@@ -71,65 +91,58 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
                 attempt, restarts = fit_restarts(attempt, data, device, run_dir,
                                                  config.restarts, on_epoch)
             parts, metrics = attempt.parts, attempt.metrics
-            start = time.perf_counter()
-            scorer = scoring_guide(parts, data.x_test, final=True, progress=config.progress)
-            summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir,
-                                   refitted=not parts.guide.amortized),
-                       **restarts, "final_eval_seconds": time.perf_counter() - start}
-            write_json(run_dir / "summary.json", summary)
-            plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
+            start, progress = time.perf_counter(), config.progress and leader()
+            scorer = scoring_guide(parts, data.x_test, final=True, progress=progress)
+            with shared_work():
+                summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir,
+                                       refitted=not parts.guide.amortized),
+                           **restarts, "final_eval_seconds": time.perf_counter() - start}
+            if leader():
+                write_json(run_dir / "summary.json", summary)
+                plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
     return RunResult(run_dir, summary, metrics, parts)
 
 
 @contextlib.contextmanager
 def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
     """Turn an interrupt into a summary marked ``interrupted`` beside the last checkpoint, and
-    one line saying how to continue."""
+    one line saying how to continue; in a torchrun job, also the loss of a rank (its
+    collectives fail, or torchrun stops the others), naming the rank where it can."""
     try:
         yield
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and not is_collective_failure(exc):
+            raise
         epoch = run_folder.checkpoint_epoch(run_dir)
-        write_json(run_dir / "summary.json", {
-            "status": "interrupted", "completed_epochs": epoch, "epochs": config.epochs,
-            "resume": f"python -m experiments.train --resume {run_dir} --epochs {config.epochs}"})
-        raise RunInterrupted(
-            f"interrupted after {epoch} finished epoch(s); "
-            + (f"continue with --resume {run_dir} --epochs {config.epochs}" if epoch else
-               "no epoch finished, so there is no checkpoint: start the run again")) from None
+        if leader():
+            if epoch:
+                _mark_interrupted(config, run_dir, epoch)
+            else:               # nothing to resume: leave no run behind, so starting again works
+                (run_dir / "config.json").unlink(missing_ok=True)
+        then = (f"continue with --resume {run_dir} --epochs {config.epochs}" if epoch else
+                "nothing was kept: run the same command again")
+        if isinstance(exc, RuntimeError) or lost_ranks():
+            raise lost_contact(exc, f"after {epoch} finished epoch(s); {then}") from None
+        if not epoch:
+            raise RunInterrupted("interrupted before the first epoch finished, so nothing was "
+                                 "kept: run the same command again") from None
+        raise RunInterrupted(f"interrupted after {epoch} finished epoch(s); {then}") from None
 
 
-def load_trained(run_dir: Path, option: str = "--run") -> Tuple[Config, Dataset, Parts]:
-    """A finished run's config, data (as it trained on) and parts with the trained parameters."""
-    state = run_folder.load_checkpoint(run_dir, option)
-    config = Config.from_dict(state["config"])
-    device = device_named(config.device)
-    data = prepare_data(config.replace(progress=False), device)
-    parts = build_parts(config, data.data_dim, len(data.x_train), device)
-    _load_parts(run_dir, state, parts)
-    return config, data, parts
+def _mark_interrupted(config: Config, run_dir: Path, epoch: int) -> None:
+    write_json(run_dir / "summary.json", {
+        "status": "interrupted", "completed_epochs": epoch, "epochs": config.epochs,
+        "resume": f"python -m experiments.train --resume {run_dir} --epochs {config.epochs}"})
 
 
-def prepare_data(config: Config, device: torch.device) -> Dataset:
-    """The data set on ``device``, checked against the likelihood's support and binarized:
-    the test set (and with ``static`` the training set) once, with a fixed seed."""
-    data = load_dataset(config.data, config.data_dir, config.num_train, config.num_test,
-                        config.test_fraction)
-    low, high = LIKELIHOODS[config.likelihood].support
-    for x in (data.x_train, data.x_test):
-        if x.min() < low or x.max() > high:
-            raise UserError(f"{config.data}: values span [{x.min():.3g}, {x.max():.3g}] but the "
-                            f"{config.likelihood} likelihood needs [{low}, {high}]; rescale the "
-                            "data or choose --likelihood gaussian")
-    if config.likelihood == "bernoulli":
-        if config.binarize == "none":
-            log(config, "warning: --binarize none scores grey levels with a Bernoulli "
-                        "likelihood, which is not a normalized density: these numbers are "
-                        "not comparable with the binarized-MNIST literature", force=True)
-        else:
-            data.x_test = binarize(data.x_test, seed=BINARIZE_SEED)
-        if config.binarize == "static":
-            data.x_train = binarize(data.x_train, seed=BINARIZE_SEED + 1)
-    return data.to(device)
+def _check_epochs_ahead(run_dir: Path, epochs: int) -> None:
+    """Refuse to resume a run to fewer epochs than it has finished, before anything is
+    written: ``--epochs`` is the total, and a run cannot go back."""
+    done = run_folder.checkpoint_epoch(run_dir)
+    if epochs < done:
+        raise UserError(f"--resume {run_dir}: the run has finished {done} epochs and --epochs "
+                        f"is the total, so {epochs} would go back; give --epochs {done} or more "
+                        "(or start a new run for fewer)")
 
 
 def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
@@ -139,18 +152,20 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
     with all of ``--iwae-samples``, its Monte Carlo standard error and its standard error over
     test points, and the ground truth where there is one. Writes each test point's ELBO and
     IWAE estimate to ``test_points.csv`` (the comparison pairs them across runs)."""
-    last = metrics[-1]
+    last, ranks = metrics[-1], world().size
+    progress = config.progress and leader()
     tested = {k: last[k] for k in TEST_METRICS if k in last}
     if refitted:
-        tested = metrics_on_test_set(model, guide, data.x_test, config.iwae_samples,
-                                     progress=config.progress)
+        tested.update(metrics_on_test_set(model, guide, data.x_test, config.iwae_samples,
+                                          progress=progress))
     iwae = iwae_estimate(model, guide, data.x_test, config.iwae_samples,
-                         max_plate_nesting=model.max_plate_nesting, progress=config.progress)
+                         max_plate_nesting=model.max_plate_nesting, progress=progress)
     elbo = elbo_per_point(model, guide, data.x_test, max_plate_nesting=model.max_plate_nesting)
-    write_csv(run_dir / TEST_POINTS, [{"point": i, "test_elbo": e, "test_iwae": w}
-                                      for i, (e, w) in enumerate(zip(elbo.tolist(),
-                                                                     iwae.per_point.tolist()))])
-    return {
+    if leader():
+        write_csv(run_dir / TEST_POINTS, [{"point": i, "test_elbo": e, "test_iwae": w}
+                                          for i, (e, w) in enumerate(zip(elbo.tolist(),
+                                                                         iwae.per_point.tolist()))])
+    summary = {
         "status": "completed",
         "run_dir": str(run_dir),
         "model": config.model, "guide": config.guide, "elbo": config.elbo, "data": config.data,
@@ -165,8 +180,12 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
         "eval_seconds_per_epoch": sum(row.get("eval_seconds", 0.0) for row in metrics)
         / len(metrics),
+        "beta": config.beta, "kl_warmup": config.kl_warmup,
+        "world_size": ranks, "batch_size": config.batch_size,
+        "global_batch_size": ranks * config.batch_size,
         **ground_truth_metrics(model, data.truth, data.x_test),
     }
+    return {**summary, **final_metrics(summary)}
 
 
 def resume_config(run_dir: Path, explicit: dict, force: bool = False) -> Config:
@@ -184,25 +203,10 @@ def resume_config(run_dir: Path, explicit: dict, force: bool = False) -> Config:
     return saved.replace(**changed)
 
 
-def _load_parts(run_dir: Path, state: dict, parts: Parts) -> None:
-    try:
-        parts.model.load_state_dict(state["model"])
-        parts.guide.load_state_dict(state["guide"])
-    except (RuntimeError, KeyError) as exc:
-        raise UserError(f"{run_dir}: the checkpoint does not fit this model and guide "
-                        f"({str(exc).splitlines()[0]})") from None
-
-
 def _restore(run_dir: Path, parts: Parts, optim) -> List[dict]:
     """Load the checkpoint of ``run_dir`` into ``parts`` and ``optim``; its metrics so far."""
     state = run_folder.load_checkpoint(run_dir)
-    _load_parts(run_dir, state, parts)
+    run_folder.load_parts(run_dir, state, parts)
     optim.set_state(state["optim"])
     run_folder.restore_rng(state)
     return list(state["metrics"])
-
-
-def device_named(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: PyTorch sees no CUDA GPU here; use --device cpu")
-    return torch.device(name)
