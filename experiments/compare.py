@@ -12,22 +12,31 @@ Each (estimator, K, seed) is a full training run in its own folder; runs with th
 share the initial parameters and the data order. Every estimator optimizes its own bound, so
 all are judged on common yardsticks: the one-sample test ELBO, the test IWAE estimate with the
 same number of samples, the exact log-likelihood and gap where the model has one, the gradient
-variance and SNR at fixed parameters (initial and final) on a fixed minibatch, and wall time.
+variance and SNR at fixed parameters (initial and final) on a fixed minibatch, and wall time,
+with paired differences against the first estimator on the same test points.
+
+Ctrl-C or SIGTERM stops every run at its last checkpoint (exit status 130); the same command
+with the same --out, or --resume DIR, keeps the finished runs and finishes the others.
 """
 import argparse
+import dataclasses
+import json
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from experiments.common.command import command
 from experiments.common.errors import UserError
 from experiments.common.files import write_text
-from experiments.comparison.jobs import execute, parse_elbos, plan
+from experiments.comparison.jobs import (ComparisonInterrupted, Job, execute, parse_elbos, plan,
+                                         threads_per_job)
 from experiments.comparison.report import markdown, report
-from experiments.comparison.sweep import (collect, missing_section, record, report_settings,
-                                          run_planned, write_plan)
+from experiments.comparison.sweep import (PLAN, collect, missing_section, read_plan,
+                                          report_settings, run_planned, write_plan)
 from experiments.estimators import ELBOS
+from experiments.training.config import Config
 from experiments.training.options import add_training_options, config_from_args
 
 
@@ -44,11 +53,13 @@ def _int_list(text: str) -> List[int]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_training_options(p, exclude=("elbo", "num_particles", "out"))
+    add_training_options(p, exclude=("elbo", "num_particles", "out", "epochs"))
     c = p.add_argument_group("comparison")
     c.add_argument("--elbos", default="trace,meanfield,iwae,score-function",
                    help=f"comma-separated estimators among {', '.join(ELBOS)}; ELBO/GUIDE "
                         "runs one with another guide, e.g. enum/enum (default: %(default)s)")
+    c.add_argument("--epochs", type=int, default=Config.epochs,
+                   help="epochs of every run (default: %(default)s)")
     c.add_argument("--num-particles", dest="particle_sweep", type=_int_list, default=[1],
                    help="K, or a sweep such as 1,10,100 for the K-sample estimators "
                         "(iwae, renyi, dreg, tail-adaptive); the others use the first K")
@@ -61,10 +72,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--grad-draws", type=int, default=100,
                    help="M gradient draws for the variance and SNR (default: %(default)s)")
     c.add_argument("--target-elbo", type=float, default=None,
-                   help="test ELBO for 'steps to target' (default: the weakest final mean)")
+                   help="test ELBO for 'steps to target' (default: the weakest estimator's "
+                        "final test ELBO, mean over seeds)")
     c.add_argument("--out", type=Path, default=None,
-                   help="comparison folder (default: runs/<time>-compare-<model>-<guide>)")
-    c.add_argument("--force", action="store_true", help="overwrite an existing comparison")
+                   help="comparison folder (default: runs/<time>-compare-<model>-<guide>); "
+                        "if it holds an unfinished comparison of the same settings, its "
+                        "finished runs are kept and the others continue from their checkpoints")
+    c.add_argument("--resume", metavar="DIR", type=Path, default=None,
+                   help="finish the comparison in DIR with the settings it was started with "
+                        "(its plan.json); only --jobs and --no-progress may be given beside it")
+    c.add_argument("--force", action="store_true",
+                   help="start the comparison in --out afresh, retraining every run")
     s = p.add_argument_group("sweeps on a scheduler (experiments.comparison.sweep)")
     s.add_argument("--plan-only", action="store_true",
                    help="write plan.json and commands.txt (one command line per run) into --out "
@@ -80,7 +98,25 @@ def parser() -> argparse.ArgumentParser:
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return _compare(parser().parse_args(argv))
+    except ComparisonInterrupted as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("stopped: interrupted before any run started; nothing was written",
+              file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 130
+
+
+def _terminate(signum, frame):
+    """SIGTERM (a scheduler's stop) is handled like Ctrl-C: keep what finished, then stop."""
+    raise KeyboardInterrupt
+
+
+def _compare(args: argparse.Namespace) -> int:
     if args.run_job is not None:
         result = run_planned(args.run_job, args.job)
         print(f"done: {result['label']} seed {result['seed']}, test ELBO "
@@ -88,33 +124,104 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 0
     if args.collect is not None:
         return _collect(args.collect)
-    config = config_from_args(args).replace(progress=False).validate()
-    elbos = parse_elbos(args.elbos, config.guide)
-    for name, value in (("--seeds", args.seeds), ("--jobs", args.jobs),
-                        ("--grad-draws", args.grad_draws)):
-        if value < 1 or (name == "--grad-draws" and value < 2):
-            raise UserError(f"{name} must be at least {2 if name == '--grad-draws' else 1}")
-    out = args.out or Path("runs") / (time.strftime("%Y%m%d-%H%M%S")
-                                      + f"-compare-{config.model}-{config.guide}")
-    if (out / "comparison.csv").exists() and not args.force:
-        raise UserError(f"--out {out} already holds a comparison; pass --force to overwrite "
-                        "it or choose another --out")
-    out = out.resolve() if args.plan_only else out
-    jobs = plan(config, elbos, args.particle_sweep, args.seeds, out, args.grad_draws, args.jobs)
+    if args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
+    if args.resume is not None:
+        out, jobs, settings = _resumed(args)
+    else:
+        out, jobs, settings = _planned(args)
     out.mkdir(parents=True, exist_ok=True)
-    commands = write_plan(out, jobs, report_settings(
-        args.target_elbo, args.snr_sweep or args.particle_sweep, args.grad_draws))
+    commands = write_plan(out, jobs, settings)
     if args.plan_only:
         print(f"{len(jobs)} runs planned: one command line each in {commands}; then "
               f"python -m experiments.compare --collect {out}")
         return 0
-    results = execute(jobs, args.jobs)
-    record(results)
-    rows = report(results, out, args.target_elbo, args.snr_sweep or args.particle_sweep,
-                  args.grad_draws)
+    try:
+        results = execute(jobs, args.jobs, progress=args.progress)
+        rows = report(results, out, settings["target_elbo"], settings["sweep_ks"],
+                      settings["grad_draws"])
+    except KeyboardInterrupt:           # outside the runs: while starting or reporting
+        raise ComparisonInterrupted(f"interrupted; the runs that finished are kept: continue "
+                                    f"with python -m experiments.compare --resume {out}") from None
     print(markdown(rows))
     print(f"results in {out}/: comparison.csv, comparison.md, the figures and runs/")
-    return 0
+    failed = [r for r in results if r["status"] != "completed"]
+    for r in failed:
+        print(f"error: {r['label']} seed {r['seed']} failed: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _planned(args: argparse.Namespace) -> Tuple[Path, List[Job], dict]:
+    """The comparison the options describe: its folder, runs and report settings; continued
+    where its folder holds the same one (``continuing``)."""
+    config = config_from_args(args).replace(progress=False).validate()
+    elbos = parse_elbos(args.elbos, config.guide)
+    for name, value in (("--seeds", args.seeds), ("--grad-draws", args.grad_draws)):
+        if value < 1 or (name == "--grad-draws" and value < 2):
+            raise UserError(f"{name} must be at least {2 if name == '--grad-draws' else 1}")
+    out = args.out or Path("runs") / (time.strftime("%Y%m%d-%H%M%S")
+                                      + f"-compare-{config.model}-{config.guide}")
+    out = out.resolve() if args.plan_only else out
+    jobs = plan(config, elbos, args.particle_sweep, args.seeds, out, args.grad_draws, args.jobs)
+    settings = report_settings(args.target_elbo, args.snr_sweep or args.particle_sweep,
+                               args.grad_draws)
+    resume = continuing(out, jobs, settings, args.force)
+    return out, [dataclasses.replace(job, resume=resume) for job in jobs], settings
+
+
+def continuing(out: Path, jobs: List[Job], settings: dict, force: bool) -> bool:
+    """Whether the comparison in ``out`` is continued (finished runs kept, the others resumed)
+    rather than started afresh: it is when ``out`` holds the plan of the same runs; a folder
+    with another comparison is refused unless ``force``."""
+    if force:
+        return False
+    if not (out / PLAN).exists():
+        if (out / "comparison.csv").exists():
+            raise UserError(f"--out {out} already holds a comparison; pass --force to "
+                            "overwrite it or choose another --out")
+        return True
+    saved, saved_settings = read_plan(out, "--out")
+    difference = _difference(saved, saved_settings, jobs, settings)
+    if difference:
+        raise UserError(f"--out {out} holds a comparison with other settings ({difference}); "
+                        f"finish it with --resume {out}, pass --force to replace it, or "
+                        "choose another --out")
+    return True
+
+
+def _difference(saved: List[Job], saved_settings: dict, jobs: List[Job], settings: dict) -> str:
+    """The first difference between two plans, as ``epochs was 20, now 10``; empty if none."""
+    if len(saved) != len(jobs):
+        return f"{len(saved)} runs there, {len(jobs)} here"
+    pairs = [({**a.config, "grad_draws": a.grad_draws}, {**b.config, "grad_draws": b.grad_draws})
+             for a, b in zip(saved, jobs)] + [(saved_settings, settings)]
+    for old, new in pairs:
+        new = json.loads(json.dumps(new))               # as plan.json holds it
+        for key in {**old, **new}:
+            if old.get(key) != new.get(key):
+                return f"{key} was {old.get(key)}, now {new.get(key)}"
+    return ""
+
+
+def _resumed(args: argparse.Namespace) -> Tuple[Path, List[Job], dict]:
+    """``--resume DIR``: the runs and report settings of the plan in DIR, with the threads of
+    this --jobs; any option but --jobs and --no-progress is refused."""
+    given = [a.option_strings[0] for a in parser()._actions
+             if a.dest not in ("help", "resume", "jobs", "progress")
+             and getattr(args, a.dest) != a.default]
+    if given:
+        raise UserError(f"--resume {args.resume} finishes the comparison with the settings it "
+                        f"was started with; drop {', '.join(given)} (or start another with "
+                        "--out)")
+    if not Path(args.resume).is_dir():
+        raise UserError(f"--resume {args.resume}: no such comparison folder")
+    if not (Path(args.resume) / PLAN).exists():
+        raise UserError(f"--resume {args.resume}: it holds no {PLAN} (not a comparison "
+                        "folder, or one written before comparisons could be resumed)")
+    jobs, settings = read_plan(args.resume, "--resume")
+    threads = threads_per_job(args.jobs)
+    return Path(args.resume), [dataclasses.replace(job, threads=threads, resume=True)
+                               for job in jobs], settings
 
 
 def _collect(folder: Path) -> int:

@@ -86,15 +86,22 @@ def print_summary(result: RunResult) -> None:
     ranks = s.get("world_size", 1)
     print(f"{s['model']} / {s['guide']} / {s['elbo']} on {s['data']} "
           f"({s['num_train']} train, {s['num_test']} test), {s['epochs']} epochs, "
-          f"{s['seconds_per_epoch']:.2f} s per epoch"
+          f"{s['seconds_per_epoch']:.2f} s per epoch training"
+          + (f", {s['eval_seconds_per_epoch']:.2f} s testing" if "eval_seconds_per_epoch" in s
+             else "")
+          + (f", {s['final_eval_seconds']:.1f} s final evaluation"
+             if "final_eval_seconds" in s else "")
           + (f", {ranks} processes (global batch {s['global_batch_size']})" if ranks > 1 else ""))
     if s.get("train_elbo") is not None:
         print(f"  {'train ELBO':<18} {s['train_elbo']:10.3f} {TRAIN_NOTES[s['binarize']]}")
     lines = {key: (metric.label, metric.note) for key, metric in TEST_METRICS.items()}
     for key, (label, note) in {**lines, **GROUND_TRUTH_LINES}.items():
         if key == "test_iwae":
-            print(f"  {label:<18} {s['test_iwae']:10.3f} ± {s['test_iwae_stderr']:.3f} "
-                  f"({s['iwae_samples']} samples)")
+            mc = s["test_iwae_mc_stderr"]
+            print(f"  {label:<18} {s['test_iwae']:10.3f} "
+                  + ("(1 sample: no Monte Carlo error)" if mc is None else
+                     f"± {_error(mc)} Monte Carlo error ({s['iwae_samples']} samples)")
+                  + f"; ± {s['test_iwae_point_stderr']:.3f} over test points")
         elif key in s:
             print(f"  {label:<18} {s[key]:10.3f} {note}")
     if s.get("beta", 1) != 1 or s.get("kl_warmup"):
@@ -110,6 +117,11 @@ def print_summary(result: RunResult) -> None:
               f"restarts: {', '.join(f'{v:.3f}' for v in s['restart_train_elbos'])}")
     print(f"results in {result.run_dir}/: summary.json, metrics.csv, config.json, "
           "checkpoint.pt and the figures")
+
+
+def _error(value: float) -> str:
+    """A standard error to three decimals, or in scientific notation where that shows 0.000."""
+    return f"{value:.3f}" if value >= 5e-4 or value == 0 else f"{value:.1e}"
 
 
 if __name__ == "__main__":

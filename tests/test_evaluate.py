@@ -5,7 +5,8 @@ import pyro
 import pytest
 import torch
 
-from experiments.evaluation.likelihood import iwae_log_likelihood, log_importance_weights, mean_elbo
+from experiments.evaluation.likelihood import (iwae_estimate, iwae_log_likelihood,
+                                               log_importance_weights, mean_elbo)
 from experiments.parts.build import build
 
 
@@ -72,3 +73,40 @@ def test_evaluation_has_no_side_effects(parts, x):
     for name, state in optim.get_state().items():
         for key, value in state["state"][0].items():
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(optim_state[name]["state"][0][key]))
+
+
+def test_the_monte_carlo_error_of_iwae_matches_the_spread_over_seeds(parts, x):
+    """The delta method's Monte Carlo standard error against S = 30 independent estimates
+    (seeds) of the same quantity: their sample standard deviation has a relative standard error
+    of 1 / √(2(S − 1)), so the ratio lies within 3 of those of 1 (the delta method is accurate
+    where Var_k(w) / (K mean(w)²) ≪ 1, as on a model trained until q covers p(z|x))."""
+    svi = pyro.infer.SVI(parts.model, parts.guide, pyro.optim.Adam({"lr": 0.02}), parts.elbo)
+    for _ in range(300):
+        svi.step(x)
+    seeds = 30
+    estimates = [iwae_estimate(parts.model, parts.guide, x, 100, seed=s) for s in range(seeds)]
+    assert estimates[0].per_point_mc_var.median() < 0.01      # first order: typical points
+    spread = torch.tensor([e.value for e in estimates]).std().item()
+    mc_stderr = sum(e.mc_stderr for e in estimates) / seeds
+    assert abs(spread / mc_stderr - 1) < 3 / math.sqrt(2 * (seeds - 1))
+    # the spread over test points is another quantity, many times larger here
+    assert estimates[0].point_stderr > 5 * mc_stderr
+    # the same draws, without chunks or logs: Var_k(w) / (K mean(w)²) per point, in plain torch
+    one = iwae_estimate(parts.model, parts.guide, x, 100, seed=7, chunk_elements=10**6)
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        w = log_importance_weights(parts.model, parts.guide, x, num_samples=100).double()
+    w = (w - w.max(0).values).exp()                                    # (K, N), rescaled
+    plain = w.var(0) / (100 * w.mean(0) ** 2)
+    assert torch.allclose(one.per_point_mc_var.double(), plain, rtol=1e-4)
+
+
+def test_the_enum_guide_has_no_monte_carlo_error_and_one_sample_reports_none():
+    parts = build("gmm", "enum", "enum", data_dim=2, components=3, hidden_dims=(8,))
+    x = torch.randn(50, 2) * 2
+    estimate = iwae_estimate(parts.model, parts.guide, x, 100)
+    exact = parts.model.exact_log_likelihood(x).detach()
+    assert torch.allclose(estimate.per_point, exact, atol=1e-5)
+    assert estimate.mc_stderr < 1e-6 and estimate.point_sd > 0.1
+    vae = build("vae", "normal", "trace", data_dim=10, latent_dim=2, hidden_dims=(16,))
+    assert math.isnan(iwae_estimate(vae.model, vae.guide, x.new_ones(5, 10), 1).mc_stderr)

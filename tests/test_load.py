@@ -202,6 +202,6 @@ def test_a_local_guide_run_loads_with_its_recorded_size_and_scores_as_it_did(tmp
     trained = load(result.run_dir)
     assert trained.guide.loc.shape == (100, 2)
     config, data, parts = load_trained(result.run_dir)
-    elbo = mean_elbo(parts.model, scoring_guide(parts, data.x_test), data.x_test)
+    elbo = mean_elbo(parts.model, scoring_guide(parts, data.x_test, final=True), data.x_test)
     assert elbo == pytest.approx(result.summary["test_elbo"], abs=1e-6)
     assert tuple(trained.latent_codes(data.x_test[:4]).shape) == (4, 2)

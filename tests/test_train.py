@@ -28,9 +28,18 @@ def test_training_beats_the_untrained_model_by_a_wide_margin(trained):
     assert trained.summary["test_elbo"] == last
 
 
-def test_iwae_is_at_least_the_elbo(trained):
+def test_iwae_is_at_least_the_elbo_point_by_point(trained):
+    """E[IWAE(x_i)] ≥ ELBO(x_i) for every point: the paired differences of test_points.csv
+    have a mean above −3 of their standard errors, and their means are the summary's."""
+    with open(trained.run_dir / "test_points.csv") as f:
+        points = [(float(r["test_elbo"]), float(r["test_iwae"])) for r in csv.DictReader(f)]
+    elbo, iwae = torch.tensor(points).T
     s = trained.summary
-    assert s["test_iwae"] >= s["test_elbo"] - 3 * s["test_iwae_stderr"]
+    assert len(points) == s["num_test"] == 200
+    assert elbo.mean().item() == pytest.approx(s["test_elbo"], abs=1e-5)
+    assert iwae.mean().item() == pytest.approx(s["test_iwae"], abs=1e-5)
+    difference = iwae - elbo
+    assert difference.mean() >= -3 * difference.std() / len(difference) ** 0.5
 
 
 def test_run_folder_holds_config_metrics_summary_checkpoint_and_figures(trained):
@@ -40,10 +49,11 @@ def test_run_folder_holds_config_metrics_summary_checkpoint_and_figures(trained)
     with open(run_dir / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 16))
-    assert set(rows[0]) == {"epoch", "train_elbo", "test_elbo", "seconds"}
+    assert set(rows[0]) == {"epoch", "train_elbo", "test_elbo", "seconds", "eval_seconds"}
     summary = json.loads((run_dir / "summary.json").read_text())
-    for key in ("test_elbo", "test_iwae", "test_iwae_stderr", "iwae_samples",
-                "seconds_per_epoch", "epochs", "binarize"):
+    for key in ("test_elbo", "test_iwae", "test_iwae_mc_stderr", "test_iwae_point_stderr",
+                "iwae_samples", "seconds_per_epoch", "eval_seconds_per_epoch",
+                "final_eval_seconds", "epochs", "binarize"):
         assert key in summary
     assert summary["binarize"] == "dynamic" and summary["iwae_samples"] == 200
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)   # no pickled modules
@@ -88,3 +98,14 @@ def test_binarize_is_resolved_to_none_for_grey_level_likelihoods(quick_config):
     result = run(quick_config(likelihood="continuous-bernoulli", epochs=1))
     assert result.summary["binarize"] == "none"
     assert json.loads((result.run_dir / "config.json").read_text())["binarize"] == "none"
+
+
+def test_the_printed_summary_names_each_error_of_the_iwae_estimate(trained, capsys):
+    from experiments.train import print_summary
+
+    print_summary(trained)
+    (line,) = [t for t in capsys.readouterr().out.splitlines() if "test IWAE" in t]
+    s = trained.summary
+    assert f"{s['test_iwae']:.3f} ± " in line and "Monte Carlo error (200 samples)" in line
+    assert line.endswith(f"; ± {s['test_iwae_point_stderr']:.3f} over test points")
+    assert 0 < s["test_iwae_mc_stderr"] < s["test_iwae_point_stderr"]

@@ -4,28 +4,36 @@ trained in worker processes, with the gradients measured at the initial and fina
 Runs with the same seed share the initial parameters and the data order; every gradient
 measurement uses one fixed minibatch.
 """
+import json
 import math
 import os
 import sys
+import traceback
 from dataclasses import dataclass
-from multiprocessing import Manager
 from pathlib import Path
+from queue import Empty
 from typing import Dict, List, Tuple
 
 import torch
 from tqdm import tqdm
 
 from experiments.common.errors import UserError
+from experiments.common.files import write_json, write_text
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize
 from experiments.estimators import ELBOS
 from experiments.evaluation.gradients import gradient_draws, gradient_stats
 from experiments.parts.build import Parts
 from experiments.parts.compatibility import check_combination
-from experiments.training.config import Config
-from experiments.training.workers import resolved, train_in_worker, worker_pool
+from experiments.training.config import Config, resolve
+from experiments.training.folder import checkpoint_epoch, load_checkpoint
+from experiments.training.run import RunInterrupted
+from experiments.training.workers import Workers, progress_queue, resolved, train_in_worker
 from guides import GUIDES
 
 GROUPS = ("guide", "model")
+#: what the comparison reads of a finished run, in the run's folder: written last, so a run
+#: with this file is done (a rerun skips it) and one without is continued from its checkpoint
+RESULT = "comparison-run.json"
 
 
 @dataclass
@@ -37,11 +45,18 @@ class Job:
     grad_draws: int
     threads: int
     default_guide: str = ""
+    resume: bool = True         # skip a finished run, continue one from its checkpoint
 
     @property
     def label(self) -> str:
         return label(self.config["elbo"], self.config["num_particles"], self.config["guide"],
                      self.default_guide)
+
+    @property
+    def identity(self) -> dict:
+        """What a comparison's record says of its run."""
+        return {"label": self.label, "elbo": self.config["elbo"],
+                "num_particles": self.config["num_particles"], "seed": self.config["seed"]}
 
 
 def label(elbo: str, k: int, guide: str = "", default_guide: str = "") -> str:
@@ -65,11 +80,11 @@ def parse_elbos(text: str, default_guide: str) -> List[Tuple[str, str]]:
 
 
 def plan(config: Config, elbos: List[Tuple[str, str]], ks: List[int], seeds: int, out: Path,
-         grad_draws: int, jobs: int) -> List[Job]:
+         grad_draws: int, jobs: int, resume: bool = True) -> List[Job]:
     """Every (estimator, guide, K, seed) run, refusing impossible combinations before any
-    starts."""
+    starts; with ``resume``, finished runs are skipped and stopped ones continued."""
     planned = []
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job(jobs)
     for elbo, guide in elbos:
         for k in (ks if ELBOS[elbo].k_sample else ks[:1]):
             vectorize = config.vectorize_particles or (ELBOS[elbo].k_sample and k > 1)
@@ -82,8 +97,13 @@ def plan(config: Config, elbos: List[Tuple[str, str]], ks: List[int], seeds: int
                                          + f"-seed{seed}")
                 planned.append(Job(len(planned), {**setting.to_dict(), "seed": seed,
                                                   "out": str(folder)},
-                                   grad_draws, threads, config.guide))
+                                   grad_draws, threads, config.guide, resume))
     return planned
+
+
+def threads_per_job(jobs: int) -> int:
+    """Intra-op threads for each of ``jobs`` runs in parallel: the cores shared out."""
+    return max(1, (os.cpu_count() or 1) // jobs)
 
 
 def fixed_minibatch(config: Config, data: Dataset):
@@ -104,45 +124,130 @@ def measure(parts: Parts, config: Config, data: Dataset, draws: int) -> Dict[str
             **{f"grad_snr_{g}": stats[g].mean_snr for g in GROUPS}}
 
 
-def run_job(job: Job, progress) -> dict:
-    """Train one run (in a worker process), measuring the gradients before and after."""
-    config = resolved(job.config)
-    measured = {}
+def run_job(job: Job) -> dict:
+    """Train one run (in a worker process), measuring the gradients before and after, and
+    record what the comparison reads in the run's ``RESULT`` file. A run whose record exists
+    is not trained again; one with a checkpoint continues from it (unless ``job.resume`` is
+    off: then it starts afresh)."""
+    run_dir = Path(job.config["out"])
+    if job.resume and (run_dir / RESULT).exists():
+        return {**json.loads((run_dir / RESULT).read_text()), "kept": True}
+    (run_dir / RESULT).unlink(missing_ok=True)
+    config, measured, progress = resolved(job.config), {}, progress_queue()
 
     def at_start(parts: Parts, data: Dataset) -> None:
         measured["data"] = data
         measured["init"] = measure(parts, config, data, job.grad_draws)
 
-    result = train_in_worker(job.config, job.threads, on_start=at_start,
-                             on_epoch=lambda row: progress.put((job.number, row["test_elbo"])))
+    def on_epoch(row: dict) -> None:
+        if progress is not None:
+            progress.put((job.number, row["test_elbo"]))
+
+    resume = job.resume and _checkpoint_fits(run_dir, config)
+    result = train_in_worker(job.config, job.threads, at_start, on_epoch, resume=resume)
     final = measure(result.parts, config, measured["data"], job.grad_draws)
     steps = math.ceil(len(measured["data"].x_train) / config.batch_size)
-    return {"label": job.label, "elbo": config.elbo, "num_particles": config.num_particles,
-            "seed": config.seed, "run_dir": str(result.run_dir), "summary": result.summary,
-            "metrics": result.metrics, "steps_per_epoch": steps, "final": final,
-            "init": measured["init"]}
+    record = {"status": "completed", **job.identity, "run_dir": str(result.run_dir),
+              "summary": result.summary, "metrics": result.metrics, "steps_per_epoch": steps,
+              "final": final, "init": measured["init"]}
+    write_json(run_dir / RESULT, record)
+    return record
 
 
-def execute(jobs: List[Job], workers: int) -> List[dict]:
-    """Run the jobs in ``workers`` processes, one progress line each."""
-    with Manager() as manager, worker_pool(workers) as pool:
-        progress = manager.Queue()
-        futures = [pool.submit(run_job, job, progress) for job in jobs]
-        bars = [tqdm(total=job.config["epochs"], desc=f"{job.label} seed {job.config['seed']}",
-                     position=i, leave=True, file=sys.stderr, disable=not sys.stderr.isatty())
-                for i, job in enumerate(jobs)]
-        epochs_done = [0] * len(jobs)
-        while not all(f.done() for f in futures) or not progress.empty():
-            try:
-                number, test_elbo = progress.get(timeout=0.2)
-            except Exception:       # queue.Empty, raised through the manager's proxy
-                continue
-            bars[number].update(1)
-            bars[number].set_postfix_str(f"test ELBO {test_elbo:.3f}")
-            epochs_done[number] += 1
-            if bars[number].disable and epochs_done[number] == jobs[number].config["epochs"]:
-                print(f"done: {jobs[number].label} seed {jobs[number].config['seed']}, "
-                      f"test ELBO {test_elbo:.3f}", file=sys.stderr)
-        for bar in bars:
-            bar.close()
-        return [f.result() for f in futures]
+def _checkpoint_fits(run_dir: Path, config: Config) -> bool:
+    """Whether ``run_dir`` holds a checkpoint of a run with exactly ``config``'s settings."""
+    try:
+        saved = load_checkpoint(run_dir)["config"]
+    except UserError:
+        return False
+    return resolve(Config.from_dict(saved)).to_dict() == config.to_dict()
+
+
+class ComparisonInterrupted(UserError):
+    """Ctrl-C or SIGTERM during a comparison: finished runs and checkpoints are kept."""
+
+
+def execute(jobs: List[Job], workers: int, progress: bool = True) -> List[dict]:
+    """Run the jobs in ``workers`` processes, one progress line each (on a terminal, unless
+    not ``progress``), and a ``done:`` line once a run's record is written. A run that fails
+    is returned as a record of status ``failed`` with its error (the traceback of an
+    unexpected one in its folder's error.txt), so the others are still reported. Ctrl-C or
+    SIGTERM stops every run (``Workers.interrupt``) and raises ``ComparisonInterrupted``."""
+    bars = [tqdm(total=job.config["epochs"], desc=f"{job.label} seed {job.config['seed']}",
+                 position=i, leave=True, file=sys.stderr,
+                 disable=not (progress and sys.stderr.isatty())) for i, job in enumerate(jobs)]
+    records: Dict[int, dict] = {}
+    with Workers(workers, progress=True) as pool:
+        futures = {pool.submit(run_job, job): job for job in jobs}
+        try:
+            while len(records) < len(jobs):
+                _show_progress(pool.progress, bars)
+                for future, job in futures.items():
+                    if not future.done() or job.number in records:
+                        continue
+                    records[job.number] = _record(job, future)
+                    _say(_done_line(job, records[job.number]), bars)
+        except KeyboardInterrupt:
+            pool.interrupt()
+            for bar in bars:
+                bar.close()
+            raise ComparisonInterrupted(_interrupted(jobs)) from None
+    for bar in bars:
+        bar.close()
+    return [records[job.number] for job in jobs]
+
+
+def _show_progress(queue, bars: List[tqdm]) -> None:
+    """Move the bars by the epochs reported meanwhile (waiting 0.2 s for the first)."""
+    try:
+        number, test_elbo = queue.get(timeout=0.2)
+    except Empty:
+        return
+    bars[number].update(1)
+    bars[number].set_postfix_str(f"test ELBO {test_elbo:.3f}")
+
+
+def _record(job: Job, future) -> dict:
+    """The run's record, or one of status ``failed`` with the error's message."""
+    try:
+        return future.result()
+    except RunInterrupted:
+        raise KeyboardInterrupt from None       # a worker saw the interrupt first
+    except UserError as exc:
+        error = str(exc)
+    except Exception as exc:                    # a bug: its traceback beside the run
+        trace = "".join(traceback.format_exception(exc))
+        if exc.__cause__ is not None:           # the worker's traceback, as the pool sends it
+            trace = str(exc.__cause__) + "\n" + trace
+        path = Path(job.config["out"]) / "error.txt"
+        if path.parent.is_dir():
+            write_text(path, trace)
+        error = f"{type(exc).__name__}: {exc} (traceback in {path})"
+    return {"status": "failed", "error": error, **job.identity, "run_dir": job.config["out"]}
+
+
+def _done_line(job: Job, record: dict) -> str:
+    name = f"{job.label} seed {job.config['seed']}"
+    if record["status"] != "completed":
+        return f"failed: {name}: {record['error']}"
+    s = record["summary"]
+    return (f"{'kept' if record.get('kept') else 'done'}: {name}, test ELBO "
+            f"{s['test_elbo']:.3f}, test IWAE {s['test_iwae']:.3f}"
+            + (" (finished before)" if record.get("kept") else ""))
+
+
+def _say(line: str, bars: List[tqdm]) -> None:
+    if any(not bar.disable for bar in bars):
+        tqdm.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _interrupted(jobs: List[Job]) -> str:
+    """What an interrupt left: runs finished, and runs stopped at a checkpoint."""
+    finished = sum(1 for job in jobs if (Path(job.config["out"]) / RESULT).exists())
+    started = sum(1 for job in jobs if checkpoint_epoch(Path(job.config["out"])) > 0)
+    out = Path(jobs[0].config["out"]).parent.parent
+    return (f"interrupted: {finished} of {len(jobs)} runs finished, "
+            f"{started - finished} stopped at a checkpoint; continue with "
+            f"python -m experiments.compare --resume {out}")

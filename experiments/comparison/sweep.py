@@ -23,9 +23,9 @@ import torch
 
 from experiments.common.errors import UserError
 from experiments.common.files import write_json, write_text
-from experiments.comparison.jobs import Job, run_job
+from experiments.comparison.jobs import RESULT, Job, run_job
 
-PLAN, COMMANDS, RESULT = "plan.json", "commands.txt", "comparison-run.json"
+PLAN, COMMANDS = "plan.json", "commands.txt"
 PLAN_FORMAT = "elbo-lab-comparison-plan/1"
 
 
@@ -55,27 +55,14 @@ def read_plan(path: Path, option: str) -> Tuple[List[Job], dict]:
     return [Job(**job) for job in plan["jobs"]], plan["report"]
 
 
-class _NoProgress:
-    def put(self, item) -> None:
-        pass
-
-
 def run_planned(plan: Path, number: int) -> dict:
     """Job ``number`` of ``plan``, trained here with torch's threads (``OMP_NUM_THREADS``, or
-    every core), its result recorded in its run folder."""
+    every core), its result recorded in its run folder (``run_job``: a run recorded before is
+    not trained again, one stopped is continued from its checkpoint)."""
     jobs, _ = read_plan(plan, "--run-job")
     if not 0 <= number < len(jobs):
         raise UserError(f"--job {number}: the plan {plan} has jobs 0 to {len(jobs) - 1}")
-    job = dataclasses.replace(jobs[number], threads=torch.get_num_threads())
-    result = run_job(job, _NoProgress())
-    record([result])
-    return result
-
-
-def record(results: List[dict]) -> None:
-    """Each result beside its run's files, as ``comparison-run.json``."""
-    for result in results:
-        write_json(Path(result["run_dir"]) / RESULT, result)
+    return run_job(dataclasses.replace(jobs[number], threads=torch.get_num_threads()))
 
 
 def collect(folder: Path) -> Tuple[List[dict], List[str], dict]:

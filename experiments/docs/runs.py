@@ -77,5 +77,5 @@ def run_comparison(settings: dict, elbos: str, out: Path, budget: Budget, jobs: 
     """``python -m experiments.compare`` in-process, K = 1: its rows, and its files in ``out``."""
     config = budget.config(settings, out)
     planned = plan(config, parse_elbos(elbos, config.guide), [1], budget.seeds, out,
-                   budget.grad_draws, jobs)
+                   budget.grad_draws, jobs, resume=False)        # every run trained afresh
     return report(execute(planned, jobs), out, None, [1], budget.grad_draws)

@@ -11,6 +11,8 @@ on neither the order of the chunks nor the processes they are shared among, so i
 equals one process's.
 """
 import math
+import sys
+from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import pyro
@@ -18,6 +20,7 @@ import torch
 from pyro import poutine
 from pyro.distributions import TorchDistribution
 from pyro.infer import TraceEnum_ELBO
+from tqdm import tqdm
 
 from experiments.common.distributed import split_chunks
 from experiments.common.rng import isolated_rng
@@ -110,45 +113,119 @@ def log_importance_weights(model: Callable, guide: Callable, x: torch.Tensor,
     return log_w
 
 
-def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int,
-                        seed: int = EVAL_SEED, max_plate_nesting: int = 1,
-                        chunk_elements: int = CHUNK_ELEMENTS) -> Tuple[float, float]:
+@dataclass
+class IWAEEstimate:
+    """The IWAE estimate of the mean log p(x) over N data points, and its two kinds of error.
+
+    :param per_point: log p̂(x_i) = log (1/K) Σ_k w_ki for every data point, shape (N,).
+    :param per_point_mc_var: the Monte Carlo variance of each log p̂(x_i) over the K samples,
+        by the delta method: Var[log mean_k w_k] ≈ Var_k(w) / (K · mean_k(w)²), shape (N,);
+        nan for K = 1 (one sample has no spread to measure).
+    """
+
+    per_point: torch.Tensor
+    per_point_mc_var: torch.Tensor
+    num_samples: int
+
+    @property
+    def value(self) -> float:
+        """(1/N) Σ_i log p̂(x_i), nats per example."""
+        return self.per_point.mean().item()
+
+    @property
+    def mc_stderr(self) -> float:
+        """The Monte Carlo standard error of ``value`` (another seed, the same data and
+        parameters): √(Σ_i Var[log p̂(x_i)]) / N. Zero where every weight is p(x_i) itself
+        (the ``enum`` guide)."""
+        return self.per_point_mc_var.sum().sqrt().item() / len(self.per_point)
+
+    @property
+    def point_sd(self) -> float:
+        """The spread of log p̂(x_i) over the data points (their standard deviation)."""
+        return self.per_point.std().item() if len(self.per_point) > 1 else 0.0
+
+    @property
+    def point_stderr(self) -> float:
+        """``point_sd`` / √N: how far another test set of N points could move ``value``."""
+        return self.point_sd / math.sqrt(len(self.per_point))
+
+
+def iwae_estimate(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int,
+                  seed: int = EVAL_SEED, max_plate_nesting: int = 1,
+                  chunk_elements: int = CHUNK_ELEMENTS, progress: bool = False) -> IWAEEstimate:
     """The importance-sampled estimate of log p(x) with K = ``num_samples`` samples of q(z|x):
 
         log p̂(x_i) = log (1/K) Σ_k w_ki,   E[log p̂(x_i)] ≤ log p(x_i), tight as K → ∞,
 
-    averaged over the N data points (``iwae_per_point``), with its standard error over data
-    points. Where the guide samples nothing and the model's z is enumerated (the ``enum``
-    guide) every weight is p(x_i) itself, so the estimate is the exact log-likelihood for any K.
+    for each data point, with the Monte Carlo variance of each (``IWAEEstimate``). Where the
+    guide samples nothing and the model's z is enumerated (the ``enum`` guide) every weight is
+    p(x_i) itself, so the estimate is the exact log-likelihood for any K, with no Monte Carlo
+    error. Samples and data points are taken in chunks of about ``chunk_elements`` pairs,
+    combined with log-sum-exp (of w and of w², for the variance), so the memory held does not
+    grow with K × N; ``progress`` shows a bar over the chunks on stderr.
     """
-    per_point = iwae_per_point(model, guide, x, num_samples, seed, max_plate_nesting,
-                               chunk_elements)
-    stderr = per_point.std().item() / math.sqrt(len(per_point)) if len(per_point) > 1 else 0.0
-    return per_point.mean().item(), stderr
+    points_per_chunk = max(1, chunk_elements // num_samples)
+    samples_per_chunk = min(num_samples, chunk_elements)
+    bar = tqdm(total=math.ceil(len(x) / points_per_chunk), desc=f"IWAE, {num_samples} samples",
+               leave=False, disable=not progress, file=sys.stderr)
+
+    def estimate(x_chunk: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        log_s1 = x_chunk.new_full((x_chunk.shape[0],), -math.inf, dtype=torch.float64)
+        log_s2 = log_s1.clone()                         # log Σ_k w_k and log Σ_k w_k², (B,)
+        for start in range(0, num_samples, samples_per_chunk):
+            k = min(samples_per_chunk, num_samples - start)
+            log_w = log_importance_weights(model, guide, x_chunk, k, max_plate_nesting,
+                                           index, len(x)).double()
+            log_s1 = torch.logaddexp(log_s1, torch.logsumexp(log_w, dim=0))
+            log_s2 = torch.logaddexp(log_s2, torch.logsumexp(2 * log_w, dim=0))
+        bar.update(1)
+        return torch.stack([log_s1 - math.log(num_samples),
+                            _delta_method_variance(log_s1, log_s2, num_samples)]).to(x.dtype)
+
+    with bar, torch.no_grad():
+        per_point, mc_var = torch.cat(over_chunks(estimate, x, points_per_chunk, seed), dim=1)
+    return IWAEEstimate(per_point, mc_var, num_samples)
+
+
+def _delta_method_variance(log_s1: torch.Tensor, log_s2: torch.Tensor, k: int) -> torch.Tensor:
+    """Var[log mean_k w_k] ≈ Var_k(w) / (K mean(w)²) from S1 = Σ w and S2 = Σ w², with the
+    unbiased Var_k(w) = (S2 − S1²/K) / (K − 1): (K S2 / S1² − 1) / (K − 1), in logs so
+    that weights of any size work; rounding below zero (equal weights) is clamped to zero."""
+    if k < 2:
+        return torch.full_like(log_s1, math.nan)
+    relative = torch.expm1(math.log(k) + log_s2 - 2 * log_s1).clamp(min=0.0)
+    return relative / (k - 1)
+
+
+def iwae_log_likelihood(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int,
+                        seed: int = EVAL_SEED, max_plate_nesting: int = 1,
+                        chunk_elements: int = CHUNK_ELEMENTS) -> Tuple[float, float]:
+    """``iwae_estimate``'s mean log p̂(x) over the N data points, with its standard error over
+    data points (``point_stderr``; the Monte Carlo error is ``iwae_estimate(…).mc_stderr``)."""
+    estimate = iwae_estimate(model, guide, x, num_samples, seed, max_plate_nesting,
+                             chunk_elements)
+    return estimate.value, estimate.point_stderr
 
 
 def iwae_per_point(model: Callable, guide: Callable, x: torch.Tensor, num_samples: int,
                    seed: int = EVAL_SEED, max_plate_nesting: int = 1,
                    chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
     """log p̂(x_i) = log (1/K) Σ_k w_ki for every row of x, shape (N,), as
-    ``iwae_log_likelihood`` averages it (for paired comparisons point by point). Samples and
-    data points are taken in chunks of about ``chunk_elements`` pairs, combined with
-    log-sum-exp, so the memory held does not grow with K × N.
-    """
-    points_per_chunk = max(1, chunk_elements // num_samples)
-    samples_per_chunk = min(num_samples, chunk_elements)
+    ``iwae_log_likelihood`` averages it (for paired comparisons point by point)."""
+    return iwae_estimate(model, guide, x, num_samples, seed, max_plate_nesting,
+                         chunk_elements).per_point
 
-    def estimate(x_chunk: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        running = x_chunk.new_full((x_chunk.shape[0],), -math.inf)
-        for start in range(0, num_samples, samples_per_chunk):
-            k = min(samples_per_chunk, num_samples - start)
-            log_w = log_importance_weights(model, guide, x_chunk, k, max_plate_nesting,
-                                           index, len(x))
-            running = torch.logaddexp(running, torch.logsumexp(log_w, dim=0))
-        return running - math.log(num_samples)
 
+def elbo_per_point(model: Callable, guide: Callable, x: torch.Tensor, seed: int = EVAL_SEED,
+                   chunk: int = 2048, max_plate_nesting: int = 1) -> torch.Tensor:
+    """ELBO(x_i) = log p(x_i, z_i) − log q(z_i|x_i), one z_i ~ q(z|x_i) per data point, shape
+    (N,): the per-point terms whose mean is ``mean_elbo`` (the same draws, in the same chunks,
+    from the same seeds); enumerated sites are summed out as there."""
     with torch.no_grad():
-        return torch.cat(over_chunks(estimate, x, points_per_chunk, seed))
+        return torch.cat(over_chunks(
+            lambda x_chunk, index: log_importance_weights(model, guide, x_chunk, 1,
+                                                          max_plate_nesting, index, len(x))[0],
+            x, chunk, seed))
 
 
 def guide_distribution(guide: Callable, x: torch.Tensor, site: str,

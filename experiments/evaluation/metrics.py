@@ -6,15 +6,17 @@ metric is one entry of ``TEST_METRICS``: its labels, which models have it (read 
 model declares), and how it is computed from the model, the guide that scores the test set,
 the test data and the row measured so far.
 """
+import sys
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
+from tqdm import tqdm
 
 from experiments.evaluation.baselines import accuracy
 from experiments.evaluation.diagnostics import posterior_kl_per_point
 from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo, over_chunks
-from experiments.evaluation.refine import fit_local_posterior
+from experiments.evaluation.refine import EPOCH_REFIT, FINAL_REFIT, fit_local_posterior
 from experiments.parts.build import Parts
 from models import LatentVariableModel
 
@@ -146,7 +148,7 @@ TEST_METRICS: Dict[str, Metric] = {
     "test_conditional_nll_stderr": Metric(
         "cond. NLL stderr", "over test points", "standard error of the conditional NLL",
         _conditional, lambda model, guide, x, row, k: _epoch_iwae_and_stderr(
-            model, guide, x, k)[1], final=lambda summary: summary["test_iwae_stderr"]),
+            model, guide, x, k)[1], final=lambda summary: summary["test_iwae_point_stderr"]),
     "baseline_conditional_nll": Metric(
         "baseline cond. NLL", "−log p(x_h | ŷ(x_v)) of the baseline network alone",
         "baseline network −log p(x_hidden | ŷ)", _conditional, _baseline_conditional_nll),
@@ -154,18 +156,22 @@ TEST_METRICS: Dict[str, Metric] = {
 
 
 def metrics_on_test_set(model, guide, x: torch.Tensor, iwae_samples: int,
-                        **inputs) -> Dict[str, float]:
+                        progress: bool = False, **inputs) -> Dict[str, float]:
     """Every metric of ``TEST_METRICS`` that ``model`` has and whose ``reads`` are among the
     ``inputs`` given, in order: the test ELBO; for a model with an exact log-likelihood the
     IWAE estimate with min(``iwae_samples``, ``EPOCH_IWAE_SAMPLES``) samples, the exact
     log-likelihood, the gap, and for a discrete z the exact mean KL(q(z|x) ‖ p(z|x)); for a
     model with labels the IWAE estimate and the test accuracies; for a conditional model the
-    conditional NLLs."""
+    conditional NLLs. ``progress`` names each on a bar on stderr as it runs."""
     row: Dict[str, float] = {}
-    for name, metric in TEST_METRICS.items():
-        if metric.applies(model) and all(inputs.get(r) is not None for r in metric.reads):
-            wanted = {r: inputs[r] for r in metric.reads}
-            row[name] = metric.compute(model, guide, x, row, iwae_samples, **wanted)
+    names = [name for name, metric in TEST_METRICS.items()
+             if metric.applies(model) and all(inputs.get(r) is not None for r in metric.reads)]
+    with tqdm(names, desc="test metrics", leave=False, disable=not progress or len(names) < 2,
+              file=sys.stderr) as bar:
+        for name in bar:
+            bar.set_postfix_str(TEST_METRICS[name].label, refresh=True)
+            wanted = {r: inputs[r] for r in TEST_METRICS[name].reads}
+            row[name] = TEST_METRICS[name].compute(model, guide, x, row, iwae_samples, **wanted)
     return row
 
 
@@ -176,10 +182,14 @@ def final_metrics(summary: dict) -> Dict[str, float]:
             if metric.final is not None and name in summary}
 
 
-def scoring_guide(parts: Parts, x_test: torch.Tensor):
+def scoring_guide(parts: Parts, x_test: torch.Tensor, final: bool = False,
+                  progress: bool = False):
     """The guide that scores the test set: the trained one's ``scoring_guide()`` if amortized,
     else per-point parameters fitted to the test set with the model fixed
-    (``experiments.evaluation.refine``)."""
+    (``experiments.evaluation.refine``): after every epoch a fit that stops once it gains less
+    than 0.01 nats per point (``EPOCH_REFIT``), for the summary (``final``) a closer one
+    (``FINAL_REFIT``). ``progress`` shows the fit's bar on stderr."""
     if parts.guide.amortized:
         return parts.guide.scoring_guide()
-    return fit_local_posterior(parts.model, x_test)
+    return fit_local_posterior(parts.model, x_test, progress=progress,
+                               schedule=FINAL_REFIT if final else EPOCH_REFIT)

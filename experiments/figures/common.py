@@ -22,16 +22,25 @@ def save_figure(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def plot_columns(ax: plt.Axes, metrics: List[Dict[str, float]], columns: Sequence[str]) -> None:
+#: the bounds figure's colour of each quantity, the same in every run's figure whichever
+#: quantities a model has (a gap takes the colour of what the bound is compared with)
+BOUND_COLORS = {"test_exact_log_likelihood": "tab:blue", "test_iwae": "tab:orange",
+                "test_elbo": "tab:green", "test_gap": "tab:blue",
+                "test_posterior_kl": "tab:orange", "iwae_gap": "tab:green"}
+
+
+def plot_columns(ax: plt.Axes, metrics: List[Dict[str, float]], columns: Sequence[str],
+                 colors: Optional[Dict[str, str]] = None) -> None:
     """One line per metric column against the epoch, each in its own dash pattern so that lines
-    lying on top of each other (an exact bound) stay visible; columns without values are left
-    out."""
+    lying on top of each other (an exact bound) stay visible, in the colour ``colors`` gives
+    it (else the next of matplotlib's cycle); columns without values are left out."""
     epochs = [row["epoch"] for row in metrics]
     for column, style in zip(columns, itertools.cycle(LINE_STYLES)):
         values = [row[column] for row in metrics if row.get(column) not in (None, "")]
         if values:
             ax.plot(epochs[-len(values):], values, marker="o" if len(values) < 30 else None,
-                    markersize=3, linestyle=style, label=LABELS.get(column, column))
+                    markersize=3, linestyle=style, label=LABELS.get(column, column),
+                    color=(colors or {}).get(column))
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -56,17 +65,19 @@ def plot_bounds(metrics: List[Dict[str, float]], path: Path,
     gaps = [{"epoch": row["epoch"], "test_gap": row["test_gap"],
              "iwae_gap": row["test_exact_log_likelihood"] - row["test_iwae"],
              "test_posterior_kl": row.get("test_posterior_kl")} for row in metrics]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.5, 6.5), sharex=True,
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 2]})
     if ceiling is not None:
         top.axhline(ceiling, color="0.4", linestyle="--", linewidth=1,
-                    label="true log p*(x) of the data's generating distribution")
-    plot_columns(top, metrics, ("test_exact_log_likelihood", "test_iwae", "test_elbo"))
-    top.legend(loc="lower right", fontsize=9)
+                    label="true log p*(x) of the data's\ngenerating distribution")
+    plot_columns(top, metrics, ("test_exact_log_likelihood", "test_iwae", "test_elbo"),
+                 BOUND_COLORS)
     top.set_xlabel("")
     top.set_ylabel("nats per test example")
     top.set_title("bounds on the test log-likelihood per epoch")
-    plot_columns(bottom, gaps, ("test_gap", "test_posterior_kl", "iwae_gap"))
+    plot_columns(bottom, gaps, ("test_gap", "test_posterior_kl", "iwae_gap"), BOUND_COLORS)
     bottom.axhline(0.0, color="black", linewidth=0.8)
     bottom.set_ylabel("gap below log p(x), nats")
+    for ax in (top, bottom):                # beside the curves, never over them
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9)
     return save_figure(fig, path)

@@ -4,6 +4,7 @@ from typing import Dict, List
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.lines import Line2D
 
 from experiments.figures.common import save_figure
 
@@ -45,26 +46,46 @@ def plot_curves(results: List[dict], path: Path) -> Path:
 
 
 def plot_gradient_variance(rows: List[dict], path: Path) -> Path:
-    """Total gradient variance per estimator (log scale), at initialization and at the end,
-    for the guide's parameters φ and the model's θ."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"wspace": 0.3})
+    """Total gradient variance per estimator at initialization and at the end, for the guide's
+    parameters φ and the model's θ: a dot for each, joined by an arrow and labelled with its
+    value, on a log axis. Dots, not bars: a bar on a log axis starts at an arbitrary floor, so
+    its length misstates ratios (7% more looked like 10× more)."""
+    wide = len(rows) > 4                # one panel above the other, each as wide as needed
+    fig, axes = plt.subplots(2 if wide else 1, 1 if wide else 2,
+                             figsize=(max(7.0, 1.5 * len(rows)), 9.0) if wide else (12, 4.6),
+                             gridspec_kw={"hspace": 0.45} if wide else {"wspace": 0.3})
     names = [r["label"] for r in rows]
-    x = np.arange(len(rows))
+    colors = {"init": "tab:blue", "final": "tab:orange"}
     for ax, group, title in ((axes[0], "guide", "guide φ"), (axes[1], "model", "model θ")):
         init = [r[f"grad_var_{group}_init"] for r in rows]
         final = [r[f"grad_var_{group}"] for r in rows]
-        ax.bar(x - 0.2, init, width=0.4, label="at initialization")
-        ax.bar(x + 0.2, final, width=0.4, label="at the end of training")
-        ax.set_yscale("log")
         for i, (a, b) in enumerate(zip(init, final)):
-            if a == 0 and b == 0:       # no randomness in the gradient: nothing to draw on a log axis
-                ax.annotate("0: exact", (i, 0.02), xycoords=("data", "axes fraction"),
+            if a == 0 and b == 0:       # no randomness in the gradient: no place on a log axis
+                ax.annotate("0: exact", (i, 0.04), xycoords=("data", "axes fraction"),
                             ha="center", fontsize=8)
-        ax.set_xticks(x, names, rotation=30, ha="right")
+                continue
+            ax.annotate("", xy=(i + 0.15, b), xytext=(i - 0.15, a),
+                        arrowprops=dict(arrowstyle="->", color="0.5", shrinkA=5, shrinkB=5))
+            for value, side, when in ((a, -1, "init"), (b, 1, "final")):
+                ax.plot(i + 0.15 * side, value, "o", color=colors[when], markersize=7)
+                ax.annotate(f"{value:.2g}", (i + 0.15 * side, value), textcoords="offset points",
+                            xytext=(7 * side, 0), ha="left" if side > 0 else "right",
+                            va="center", fontsize=8)
+        positive = [v for v in init + final if v > 0]
+        if positive:
+            ax.set_yscale("log")
+            ax.set_ylim(min(positive) / 2.5, max(positive) * 2.5)
+        ax.set_xlim(-0.7, len(rows) - 0.3)
+        ax.set_xticks(np.arange(len(rows)), names, rotation=30, ha="right")
         ax.set_ylabel("total gradient variance Σ_j Var[ĝ_j]")
         ax.set_title(f"gradient variance, {title}")
-        ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, axis="y", which="both")
+    fig.legend(handles=[Line2D([], [], marker="o", linestyle="", color=colors["init"],
+                               label="at initialization"),
+                        Line2D([], [], marker="o", linestyle="", color=colors["final"],
+                               label="at the end of training")],
+               loc="lower center", ncol=2, fontsize=9,
+               bbox_to_anchor=(0.5, axes[0].get_position().y1 + (0.025 if wide else 0.07)))
     return save_figure(fig, path)
 
 

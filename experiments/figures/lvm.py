@@ -85,7 +85,8 @@ def _draw_decoder(ax, model: VAE, like: torch.Tensor, points: int = 400, lines: 
 
 def plot_posteriors(model: VAE, guide, x: torch.Tensor, path: Path, points: int = 200) -> Path:
     """For each row x_i of x, the exact p(z | x_i) = p(x_i, z) / p(x_i) and the guide's
-    q(z | x_i), on a grid spanning both (mean ± 4 standard deviations of each)."""
+    q(z | x_i), on a grid spanning both (mean ± 4 standard deviations of each); for z ∈ R² a
+    square window with equal scales on z₁ and z₂, so that shapes and tilts read true."""
     site = next(iter(model.latent_sites))
     with torch.no_grad(), isolated_rng(EVAL_SEED, x.device):
         exact, q = model.exact_posterior(x), guide_distribution(guide, x, site)
@@ -96,6 +97,8 @@ def plot_posteriors(model: VAE, guide, x: torch.Tensor, path: Path, points: int 
         centres = torch.stack([exact.mean[i], q_draws[:, i].mean(0)])            # (2, d)
         spreads = 4 * torch.stack([exact.variance[i].sqrt(), q_draws[:, i].std(0)])
         low, high = (centres - spreads).min(0).values, (centres + spreads).max(0).values
+        middle, half = (low + high) / 2, ((high - low) / 2).max()      # the widest span, for all
+        low, high = middle - half, middle + half
         axes_z = [torch.linspace(lo, hi, points, dtype=x.dtype, device=x.device)
                   for lo, hi in zip(low.tolist(), high.tolist())]
         z = torch.stack([a.reshape(-1) for a in torch.meshgrid(*axes_z, indexing="xy")], -1)
@@ -117,6 +120,7 @@ def plot_posteriors(model: VAE, guide, x: torch.Tensor, path: Path, points: int 
             q_grid = q_density.reshape(points, points)
             ax.contour(a, b, q_grid, levels=q_grid.max().item() * np.linspace(0.1, 0.9, 5),
                        colors="tab:orange", linewidths=1.2)      # 10% … 90% of q's peak
+            ax.set_aspect("equal")
             ax.set_xlabel("z₁")
             ax.set_ylabel("z₂")
             ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color="tab:blue", alpha=0.6,

@@ -15,7 +15,14 @@ from experiments.evaluation.likelihood import guide_distribution
 from experiments.figures.common import save_figure
 from models.gmm import GaussianMixture
 
-COLORS = plt.get_cmap("tab10")
+#: components' colours: tab10 without its red (the true density p*) and grey (the data)
+PALETTE = [plt.get_cmap("tab10")(i) for i in (0, 1, 2, 4, 5, 6, 8, 9)]
+TRUTH_COLOR = "tab:red"
+
+
+def component_color(n: int):
+    """The colour of component n (cycling), never the truth's or the data's."""
+    return PALETTE[n % len(PALETTE)]
 
 
 def plot_mixture_figures(model: GaussianMixture, guide, data: Dataset,
@@ -58,11 +65,11 @@ def plot_density_1d(model: GaussianMixture, data: Dataset, path: Path) -> Path:
     ax.hist(data.x_train[:, 0].cpu().numpy(), bins=80, density=True, color="0.82",
             label=f"training data ({len(data.x_train)} points)")
     for n in range(model.components):
-        ax.plot(x, joint[:, n], color=COLORS(n), linestyle=":", linewidth=1.5,
+        ax.plot(x, joint[:, n], color=component_color(n), linestyle=":", linewidth=1.5,
                 label=_component_label(model, n))
     ax.plot(x, joint.sum(-1), color="black", linewidth=2, label="learned p(x)")
     if data.truth is not None:
-        ax.plot(x, data.truth.log_prob(grid.cpu()).exp().numpy(), color="tab:red",
+        ax.plot(x, data.truth.log_prob(grid.cpu()).exp().numpy(), color=TRUTH_COLOR,
                 linestyle="--", linewidth=1.5, label="true p*(x)")
     ax.set_xlabel("x")
     ax.set_ylabel("density")
@@ -90,14 +97,15 @@ def plot_density_2d(model: GaussianMixture, data: Dataset, path: Path, points: i
                Line2D([], [], color="black", label="learned p(x)")]
     if data.truth is not None:
         true = data.truth.log_prob(mesh.reshape(-1, 2).cpu()).exp().reshape(points, points)
-        ax.contour(a.cpu(), b.cpu(), true, levels=levels, colors="tab:red", linestyles="--",
+        ax.contour(a.cpu(), b.cpu(), true, levels=levels, colors=TRUTH_COLOR, linestyles="--",
                    linewidths=1.2)
-        handles.append(Line2D([], [], color="tab:red", linestyle="--", label="true p*(x)"))
+        handles.append(Line2D([], [], color=TRUTH_COLOR, linestyle="--", label="true p*(x)"))
     for n in range(model.components):
         (mx, my), (sx, sy) = model.locs[n].tolist(), model.scales[n].tolist()
-        ax.add_patch(Ellipse((mx, my), 4 * sx, 4 * sy, fill=False, color=COLORS(n), linewidth=2))
-        ax.plot(mx, my, marker="x", color=COLORS(n), markersize=9, mew=2)
-        handles.append(Line2D([], [], color=COLORS(n), marker="x", linewidth=2,
+        ax.add_patch(Ellipse((mx, my), 4 * sx, 4 * sy, fill=False, color=component_color(n),
+                             linewidth=2))
+        ax.plot(mx, my, marker="x", color=component_color(n), markersize=9, mew=2)
+        handles.append(Line2D([], [], color=component_color(n), marker="x", linewidth=2,
                               label=_component_label(model, n)))
     ax.set_aspect("equal")
     ax.set_xlabel("x₁")
@@ -132,9 +140,10 @@ def plot_responsibilities(model: GaussianMixture, guide, data: Dataset, path: Pa
 
 def _responsibility_curves(ax, x: np.ndarray, exact: np.ndarray, q: Optional[np.ndarray]) -> None:
     for n in range(exact.shape[1]):
-        ax.plot(x, exact[:, n], color=COLORS(n), linewidth=2, label=f"p(z={n + 1}|x), exact")
+        ax.plot(x, exact[:, n], color=component_color(n), linewidth=2,
+                label=f"p(z={n + 1}|x), exact")
         if q is not None:
-            ax.plot(x, q[:, n], color=COLORS(n), linestyle="--", linewidth=1.5,
+            ax.plot(x, q[:, n], color=component_color(n), linestyle="--", linewidth=1.5,
                     label=f"q(z={n + 1}|x), guide")
     ax.set_xlabel("x")
     ax.set_ylabel("probability of component n")
@@ -146,7 +155,7 @@ def _responsibility_curves(ax, x: np.ndarray, exact: np.ndarray, q: Optional[np.
 def _responsibility_scatter(ax, exact: np.ndarray, q: Optional[np.ndarray]) -> None:
     q = exact if q is None else q
     for n in range(exact.shape[1]):
-        ax.scatter(exact[:, n], q[:, n], s=6, alpha=0.5, color=COLORS(n),
+        ax.scatter(exact[:, n], q[:, n], s=6, alpha=0.5, color=component_color(n),
                    label=f"component {n + 1}")
     ax.plot([0, 1], [0, 1], color="black", linewidth=0.8, label="q = p")
     ax.set_xlabel("exact p(z = n | x) at a test point")

@@ -3,13 +3,13 @@
 
 Per epoch, at step = the epoch: every number of the epoch's row of metrics.csv (``train/elbo``,
 ``test/elbo``, and where the model has them ``test/iwae``, ``test/exact_log_likelihood``,
-``test/gap``, …; ``train/seconds``), the test ELBO's two terms ``test/reconstruction`` =
-E_q[log p(x|z)] and ``test/kl`` = KL(q(z|x) ‖ p(z)) (Monte Carlo, where the guide samples z),
-``train/grad_norm`` (the mean over the epoch's steps of ‖∇‖₂ over every parameter), and for a
-model with a decoder on image data the images ``samples`` (E[x|z], z ~ p(z)) and
-``reconstructions`` (eight test images over E[x|z], z ~ q(z|x)). Everything drawn for the
-board comes from a random stream of its own: a run with ``--tensorboard`` trains exactly as
-one without.
+``test/gap``, …; ``train/seconds``, ``test/seconds``), the test ELBO's two terms
+``test/reconstruction`` = E_q[log p(x|z)] and ``test/kl`` = KL(q(z|x) ‖ p(z)) (Monte Carlo,
+where the guide samples z), ``train/grad_norm`` (the mean over the epoch's steps of ‖∇‖₂ over
+every parameter), and for a model with a decoder on image data the images ``samples`` (E[x|z],
+z ~ p(z)) and ``reconstructions`` (eight test images over E[x|z], z ~ q(z|x)). Everything
+drawn for the board comes from a random stream of its own: a run with ``--tensorboard`` trains
+exactly as one without.
 
     tensorboard --logdir runs/
 """
@@ -40,7 +40,9 @@ def require_tensorboard() -> None:
 
 def tag_of(key: str) -> str:
     """The board's name for a column of metrics.csv: ``test_elbo`` → ``test/elbo``,
-    ``seconds`` → ``train/seconds``."""
+    ``seconds`` → ``train/seconds``, ``eval_seconds`` → ``test/seconds``."""
+    if key == "eval_seconds":
+        return "test/seconds"
     if key.startswith(("train_", "test_")):
         return key.replace("_", "/", 1)
     return f"train/{key}"

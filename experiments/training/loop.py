@@ -83,7 +83,8 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
     torchrun job: every rank trains, scores its share of the test set; rank 0 writes). With
     ``--beta`` or ``--kl-warmup`` the latent terms are weighted by the epoch's β
     (``experiments.training.weighting``), recorded as the column ``beta``; the test metrics
-    are the bounds at β = 1."""
+    are the bounds at β = 1. Each row times the training steps (``seconds``) and the test
+    metrics (``eval_seconds``)."""
     config, parts = attempt.config, attempt.parts
     if not attempt.metrics and parts.model.conditional:     # a resumed run has it in its state
         parts.model.fit_baseline(data.x_train, config.epochs, config.batch_size, config.lr,
@@ -99,10 +100,12 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
                 row = train_epoch(svi, data, config, epoch)
             if config.beta != 1 or config.kl_warmup:
                 row["beta"] = weight.scale
-            scorer = scoring_guide(parts, data.x_test)
+            start, progress = time.perf_counter(), config.progress and leader()
+            scorer = scoring_guide(parts, data.x_test, progress=progress)
             with shared_work():
                 row.update(metrics_on_test_set(parts.model, scorer, data.x_test,
-                                               config.iwae_samples, **given))
+                                               config.iwae_samples, progress=progress, **given))
+            row["eval_seconds"] = time.perf_counter() - start
             distributed.check_in_sync(parts.model, parts.guide)
             attempt.metrics.append(row)
             _report(config, row)
@@ -126,7 +129,7 @@ def _report(config: Config, row: dict) -> None:
     log(config, f"epoch {row['epoch']:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
                 f"  test ELBO {_nats(row['test_elbo'])}"
                 + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
-                + f"  ({row['seconds']:.2f} s)")
+                + f"  ({row['seconds']:.2f} s training, {row['eval_seconds']:.2f} s test)")
 
 
 def labeled_test_inputs(parts: Parts, data: Dataset, config: Config) -> dict:

@@ -3,6 +3,8 @@ evaluates them, and leaves a run folder behind (config.json, metrics.csv, summar
 checkpoint.pt and the figures); ``experiments.training.trained`` loads a finished one."""
 import contextlib
 import dataclasses
+import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional
@@ -13,11 +15,12 @@ from experiments.common.distributed import (from_leader, is_collective_failure, 
                                             lost_contact, lost_ranks, shared_work, world)
 from experiments.common.ranks import leader
 from experiments.common.errors import UserError
-from experiments.common.files import write_json
+from experiments.common.files import write_csv, write_json
 from experiments.data.datasets import Dataset
 from experiments.evaluation.diagnostics import ground_truth_metrics
-from experiments.evaluation.likelihood import iwae_log_likelihood
-from experiments.evaluation.metrics import TEST_METRICS, final_metrics, scoring_guide
+from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
+from experiments.evaluation.metrics import (TEST_METRICS, final_metrics, metrics_on_test_set,
+                                            scoring_guide)
 from experiments.figures.run import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
@@ -36,6 +39,10 @@ class RunResult:
     summary: dict
     metrics: List[dict]
     parts: Parts
+
+
+#: each test point's ELBO and IWAE estimate after training, one row per point
+TEST_POINTS = "test_points.csv"
 
 
 class RunInterrupted(UserError):
@@ -84,10 +91,12 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
                 attempt, restarts = fit_restarts(attempt, data, device, run_dir,
                                                  config.restarts, on_epoch)
             parts, metrics = attempt.parts, attempt.metrics
-            scorer = scoring_guide(parts, data.x_test)
+            start, progress = time.perf_counter(), config.progress and leader()
+            scorer = scoring_guide(parts, data.x_test, final=True, progress=progress)
             with shared_work():
-                summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir),
-                           **restarts}
+                summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir,
+                                       refitted=not parts.guide.amortized),
+                           **restarts, "final_eval_seconds": time.perf_counter() - start}
             if leader():
                 write_json(run_dir / "summary.json", summary)
                 plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
@@ -137,12 +146,25 @@ def _check_epochs_ahead(run_dir: Path, epochs: int) -> None:
 
 
 def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
-              run_dir: Path) -> dict:
-    """The final numbers: the last epoch's test metrics, the IWAE estimate with all of
-    ``--iwae-samples`` and its standard error, and the ground truth where there is one."""
-    iwae, stderr = iwae_log_likelihood(model, guide, data.x_test, config.iwae_samples,
-                                       max_plate_nesting=model.max_plate_nesting)
+              run_dir: Path, refitted: bool = False) -> dict:
+    """The final numbers: the last epoch's test metrics (measured again with ``guide`` where it
+    was ``refitted`` to the test set more closely than after each epoch), the IWAE estimate
+    with all of ``--iwae-samples``, its Monte Carlo standard error and its standard error over
+    test points, and the ground truth where there is one. Writes each test point's ELBO and
+    IWAE estimate to ``test_points.csv`` (the comparison pairs them across runs)."""
     last, ranks = metrics[-1], world().size
+    progress = config.progress and leader()
+    tested = {k: last[k] for k in TEST_METRICS if k in last}
+    if refitted:
+        tested.update(metrics_on_test_set(model, guide, data.x_test, config.iwae_samples,
+                                          progress=progress))
+    iwae = iwae_estimate(model, guide, data.x_test, config.iwae_samples,
+                         max_plate_nesting=model.max_plate_nesting, progress=progress)
+    elbo = elbo_per_point(model, guide, data.x_test, max_plate_nesting=model.max_plate_nesting)
+    if leader():
+        write_csv(run_dir / TEST_POINTS, [{"point": i, "test_elbo": e, "test_iwae": w}
+                                          for i, (e, w) in enumerate(zip(elbo.tolist(),
+                                                                         iwae.per_point.tolist()))])
     summary = {
         "status": "completed",
         "run_dir": str(run_dir),
@@ -151,9 +173,13 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "num_train": len(data.x_train), "num_test": len(data.x_test),
         "epochs": last["epoch"],
         "train_elbo": last["train_elbo"],
-        **{k: last[k] for k in TEST_METRICS if k in last},
-        "test_iwae": iwae, "test_iwae_stderr": stderr, "iwae_samples": config.iwae_samples,
+        **tested,
+        "test_iwae": iwae.value,        # no Monte Carlo error from one sample: None
+        "test_iwae_mc_stderr": None if math.isnan(iwae.mc_stderr) else iwae.mc_stderr,
+        "test_iwae_point_stderr": iwae.point_stderr, "iwae_samples": config.iwae_samples,
         "seconds_per_epoch": sum(row["seconds"] for row in metrics) / len(metrics),
+        "eval_seconds_per_epoch": sum(row.get("eval_seconds", 0.0) for row in metrics)
+        / len(metrics),
         "beta": config.beta, "kl_warmup": config.kl_warmup,
         "world_size": ranks, "batch_size": config.batch_size,
         "global_batch_size": ranks * config.batch_size,

@@ -143,7 +143,7 @@ class TrainedRun:
         if self.guide.enumerates:
             raise UserError(f"the {self.config.guide} guide samples no z (it is summed out), so "
                             f"there are no {what} to draw from q(z|x)")
-        return scoring_guide(self.parts, x)
+        return scoring_guide(self.parts, x, final=True)
 
     def _predict(self, predictive: Predictive, *args) -> Dict[str, torch.Tensor]:
         try:
