@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from experiments.common.errors import UserError
+from experiments.common.processes import alive
 from experiments.common.ranks import launched, leader
 
 T = TypeVar("T")
@@ -216,7 +217,7 @@ def lost_ranks() -> List[Tuple[int, int]]:
     here = world().rank if joined_group() else int(os.environ.get("RANK", 0))
     host = socket.gethostname()
     return [(r, pid) for r, (h, pid) in enumerate(_PEERS)
-            if r != here and h == host and not _alive(pid)]
+            if r != here and h == host and not alive(pid)]
 
 
 def request_stop() -> None:
@@ -244,19 +245,3 @@ def is_collective_failure(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(
         mark in text for mark in ("gloo", "NCCL", "Connection reset", "Connection closed",
                                   "timed out", "Timed out"))
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

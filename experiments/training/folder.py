@@ -15,6 +15,7 @@ import torch
 
 from experiments.common.errors import UserError
 from experiments.common.files import write_atomically
+from experiments.common.processes import alive
 from experiments.data.datasets import DataShape
 from experiments.parts.namespaces import local_names
 from experiments.training.config import Config
@@ -66,7 +67,7 @@ def exclusive(run_dir: Path) -> Iterator[None]:
             if owner is None:                   # created, its owner not yet written
                 time.sleep(0.1)
                 owner = _lock_owner(lock)
-            if owner is not None and owner != os.getpid() and _alive(owner):
+            if owner is not None and owner != os.getpid() and alive(owner):
                 raise UserError(f"{run_dir} is being written by another run (process {owner}); "
                                 "wait for it to finish or choose another --out") from None
             lock.unlink(missing_ok=True)
@@ -83,16 +84,6 @@ def _lock_owner(lock: Path) -> Optional[int]:
         return int(lock.read_text().strip() or -1)
     except (OSError, ValueError):
         return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, optim,
