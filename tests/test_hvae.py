@@ -311,6 +311,16 @@ def test_a_conv_hvae_takes_iwae_steps():
 
 # --- evaluation: every guide site in the importance weights --------------------------------
 
+def recording(guide, calls: list, with_x: bool = False):
+    """``guide``, appending to ``calls`` the (z1, z2) of each call (preceded by its x chunk)."""
+    def recording_guide(x_chunk, index=None, num_data=None):
+        with poutine.trace() as tape:
+            guide(x_chunk, index, num_data)
+        draws = [tape.trace.nodes[n]["value"] for n in ("z1", "z2")]
+        calls.append((x_chunk, *draws) if with_x else draws)
+    return recording_guide
+
+
 def test_iwae_estimate_equals_the_two_layer_weights_by_hand():
     """``iwae_log_likelihood`` with S = 10 samples per point, taken in chunks of 4 samples (so
     its running log-sum-exp joins three calls), against log (1/S) Σ_k w_ik by hand at the
@@ -320,12 +330,8 @@ def test_iwae_estimate_equals_the_two_layer_weights_by_hand():
     x, _ = data()
     calls = []
 
-    def recording_guide(x_chunk, index=None, num_data=None):
-        with poutine.trace() as tape:
-            guide(x_chunk, index, num_data)
-        calls.append((x_chunk, *(tape.trace.nodes[n]["value"] for n in ("z1", "z2"))))
-
-    mean, stderr = iwae_log_likelihood(model, recording_guide, x, 10, chunk_elements=4)
+    mean, stderr = iwae_log_likelihood(model, recording(guide, calls, with_x=True), x, 10,
+                                       chunk_elements=4)
     pm, pg = dict(model.named_parameters()), dict(guide.named_parameters())
     with torch.no_grad():
         log_w = [log_p(pm, xc, z1, z2) - log_q(pg, xc, z1, z2) for xc, z1, z2 in calls]
@@ -344,11 +350,7 @@ def test_elbo_terms_of_a_hierarchy_split_the_same_draws():
     x, _ = data()
     calls = []
 
-    def recording_guide(x_chunk, index=None, num_data=None):
-        with poutine.trace() as tape:
-            guide(x_chunk, index, num_data)
-        calls.append([tape.trace.nodes[n]["value"] for n in ("z1", "z2")])
-
+    recording_guide = recording(guide, calls)
     log_w = importance_weights(model, recording_guide, x, 6)
     terms = elbo_terms(model, recording_guide, x, log_w)
     (z1, z2), again = calls
