@@ -76,7 +76,11 @@ def test_with_enum_the_bound_is_the_exact_log_likelihood(x):
     bound = -parts.elbo.loss(parts.model, parts.guide, x) / len(x)
     assert abs(bound - exact) < 1e-4
     assert abs(mean_elbo(parts.model, parts.guide, x) - exact) < 1e-4
+    # in chunks of 7 of the 200 points: each chunk's loss scaled back to its share
+    assert abs(mean_elbo(parts.model, parts.guide, x, chunk=7) - exact) < 1e-4
     iwae, _ = iwae_log_likelihood(parts.model, parts.guide, x, num_samples=10)
+    assert abs(iwae - exact) < 1e-4
+    iwae, _ = iwae_log_likelihood(parts.model, parts.guide, x, num_samples=10, chunk_elements=30)
     assert abs(iwae - exact) < 1e-4
     assert posterior_kl(parts.model, parts.guide, x, "z") == 0.0
 
