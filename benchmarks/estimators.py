@@ -1,9 +1,10 @@
 """Target 5: what a training step costs with every registered estimator, ``vae`` + ``normal``.
 
-Every entry of ``experiments.estimators.ELBOS``, and of ``experiments.estimators.compiled.JIT_ELBOS`` compiled
-(``--jit``), is trained with one particle and with K = 10 vectorized particles, on minibatches
-of 128, the estimators taking turns of two steps. A new estimator gets its row by being
-registered; one that cannot run with this pair gets a row saying why.
+Every entry of ``experiments.estimators.ELBOS`` is trained as a run trains it (its recorded step,
+``experiments.recording``, where the estimator is recordable; Pyro's step otherwise) with one
+particle and with K = 10 vectorized particles, on minibatches of 128, the estimators taking
+turns of two steps. A new estimator gets its row by being registered; one that cannot run with
+this pair gets a row saying why.
 """
 import functools
 import warnings
@@ -13,11 +14,10 @@ from benchmarks.timing import alternate
 from benchmarks.training import lab_trainer
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS
-from experiments.estimators.compiled import JIT_ELBOS
 from experiments.training.config import Config
 from experiments.training.optim import adam
 
-WARMUP_STEPS = 3      # a compiled graph is profiled and optimized over its first runs
+WARMUP_STEPS = 3      # Pyro's first step, then two recordings
 SETTINGS = {
     "K = 1": {"num_particles": 1, "vectorize_particles": False},
     "K = 10, vectorized": {"num_particles": 10, "vectorize_particles": True},
@@ -26,14 +26,14 @@ SETTINGS = {
 
 def benchmark(config: Config, data: Dataset, rounds: int, per_turn: int = 2) -> Section:
     config = config.replace(batch_size=128)
-    estimators = [(name, name, False) for name in ELBOS]
-    estimators += [(f"{name} --jit", name, True) for name in JIT_ELBOS]
+    estimators = [(name + ("" if ELBOS[name].recordable else " (Pyro's step)"), name)
+                  for name in ELBOS]
     steps, cells = {}, {}
     with warnings.catch_warnings():          # e.g. enum's note that it enumerates nothing
         warnings.simplefilter("ignore")
-        for label, name, jit in estimators:
+        for label, name in estimators:
             for setting, options in SETTINGS.items():
-                run = config.replace(elbo=name, jit=jit, **options)
+                run = config.replace(elbo=name, **options)
                 try:
                     take_steps, _ = lab_trainer(run, data, adam(run.lr))
                     take_steps(WARMUP_STEPS)  # an estimator that cannot run fails here
@@ -45,10 +45,10 @@ def benchmark(config: Config, data: Dataset, rounds: int, per_turn: int = 2) -> 
     for key in steps:
         cells[key] = f"{1e3 * timings.median(key) / per_turn:.1f}"
     rows = [(label, *(cells[f"{label}, {setting}"] for setting in SETTINGS))
-            for label, _, _ in estimators]
+            for label, _ in estimators]
     body = (paragraphs(__doc__) + f"\n\nMilliseconds per step, {rounds} timed turns "
             "each:\n\n" + table(["estimator", *SETTINGS], rows))
-    measured = sum(1 for label, _, _ in estimators for s in SETTINGS
+    measured = sum(1 for label, _ in estimators for s in SETTINGS
                    if not cells[f"{label}, {s}"].startswith("fails"))
     return Section("5. Time per step of every estimator", body, [
         Target("5. every registered estimator timed",

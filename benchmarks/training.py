@@ -31,7 +31,7 @@ from experiments.common.rng import isolated_rng
 from experiments.data.datasets import Dataset
 from experiments.evaluation.likelihood import EVAL_SEED, mean_elbo
 from experiments.training.config import Config
-from experiments.training.loop import build_parts, training_steps
+from experiments.training.loop import build_parts, stepper, training_steps
 from experiments.training.optim import JointOptim, adam
 
 REFERENCE = "reference (fused Adam, as ELBO Lab)"
@@ -57,7 +57,7 @@ def lab_trainer(config: Config, data: Dataset, optim) -> Trainer:
     with store.scope() as scope:
         pyro.set_rng_seed(config.seed)
         parts = build_parts(config, data.data_dim, len(data.x_train), data.x_train.device)
-        svi = SVI(parts.model, parts.guide, optim, parts.elbo)
+        svi = stepper(parts, optim, config)
     take_steps = _stepper(lambda epoch: training_steps(svi, data, config, epoch))
 
     def take_steps_in_scope(n: int) -> None:

@@ -7,12 +7,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-from pyro.infer import SVI
 
 import experiments
 from experiments import train
 from experiments.common.errors import UserError
 from experiments.data.datasets import DataShape
+from experiments.recording.svi import RecordedSVI
 from experiments.training.config import Config, flag_of
 from experiments.training.loop import parts_for
 
@@ -31,8 +31,7 @@ def error_line(capsys) -> str:
     (["--model", "vea"], "unknown model 'vea': choose one of vae"),
     (["--guide", "gaussian"], "unknown guide 'gaussian': choose one of normal, mvn"),
     (["--elbo", "iwea"], "unknown ELBO estimator 'iwea': choose one of trace, meanfield"),
-    (["--elbo", "iwae", "--jit"],
-     "unknown compiled (--jit) ELBO estimator 'iwae': choose one of trace, meanfield"),
+    (["--jit"], "--jit is retired: every run now records its training step and replays it"),
     (["--data", "cifar10"], "unknown data set 'cifar10'"),
     (["--epochs", "0"], "--epochs must be at least 1"),
     (["--hidden-dims", ","], "--hidden-dims must be positive widths"),
@@ -49,7 +48,6 @@ def error_line(capsys) -> str:
     (["--labels", "50"], "--labels applies to the models that learn from labels (ssvae); vae"),
     (["--model", "ssvae", "--guide", "m2", "--data", "ring"],
      "--model ssvae learns from labels, and ring has none"),
-    (["--model", "ssvae", "--guide", "m2", "--jit"], "--jit compiles a model of fixed structure"),
     (["--model", "cvae", "--visible", "4"], "--visible must be at most 3 (got 4)"),
     (["--model", "ssvae", "--guide", "m2", "--aux-weight", "-1"],
      "--aux-weight must be at least 0"),
@@ -110,14 +108,14 @@ def test_resume_from_the_command_line_continues_to_the_total_epochs(tmp_path, ca
 def test_a_diverging_run_stops_naming_epoch_and_step_and_keeps_the_last_checkpoint(
         tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    real_step = SVI.step
+    real_step = RecordedSVI.step                     # what trains by default
     calls = {"n": 0}
 
     def step_that_diverges(self, *args, **kwargs):
         calls["n"] += 1
         return float("nan") if calls["n"] == 4 + 2 else real_step(self, *args, **kwargs)
 
-    monkeypatch.setattr(SVI, "step", step_that_diverges)
+    monkeypatch.setattr(RecordedSVI, "step", step_that_diverges)
     argv = QUICK + ["--out", str(out), "--epochs", "3", "--batch-size", "50"]   # 4 steps/epoch
     assert train.main(argv) == 2
     line = error_line(capsys)

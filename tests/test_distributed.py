@@ -119,13 +119,13 @@ def rank_worker(rank: int, size: int, port: int, out: str) -> None:
         # 1. the deterministic estimator (enum on the gmm): gradients of the union, per step
         parts = gmm_parts()
         optim = Recorded(0.05)
-        svi = distributed.svi(parts.model, parts.guide, optim, parts.elbo)
+        svi = distributed.DistributedSVI(parts.model, parts.guide, optim, parts.elbo)
         result["union_losses"] = union_steps(svi, gmm_data(),
                                              share=lambda i: i.tensor_split(size)[rank])
         result["union_grads"], result["gmm_state"] = optim.grads, parts.model.state_dict()
         # 2. a sampling estimator: each rank its own noise and data, the parameters still equal
         parts = vae_parts()
-        svi = distributed.svi(parts.model, parts.guide, adam(0.01), parts.elbo)
+        svi = distributed.DistributedSVI(parts.model, parts.guide, adam(0.01), parts.elbo)
         x = torch.rand(200, 64).bernoulli()
         torch.manual_seed(100 + rank)
         for step in range(4):
@@ -148,7 +148,7 @@ def rank_worker(rank: int, size: int, port: int, out: str) -> None:
         pyro.set_rng_seed(0)
         ssvae = build("ssvae", "m2", "trace", data_dim=64, num_data=32, num_classes=3,
                       hidden_dims=(16,))
-        svi = distributed.svi(ssvae.model, ssvae.guide, adam(0.01), ssvae.elbo)
+        svi = distributed.DistributedSVI(ssvae.model, ssvae.guide, adam(0.01), ssvae.elbo)
         x, y = torch.rand(32, 64).bernoulli(), torch.arange(32) % 3
         y[8:16] = y[24:32] = -1                     # unlabeled
         for step in range(4):

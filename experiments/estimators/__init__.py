@@ -10,20 +10,21 @@ subclasses that only add their traits; ``score-function``, ``stl`` and ``dreg`` 
 Pyro release, and ``iwae``, ``renyi`` and ``tail-adaptive`` fix what Pyro's compute under
 minibatches (``importance_weighted``, ``tail_adaptive``).
 """
-from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
 
 from experiments.estimators.importance_weighted import IWAE_ELBO, Renyi_ELBO
 from experiments.estimators.path_derivative import DReG_ELBO, STL_ELBO
 from experiments.estimators.score_function import ScoreFunction_ELBO
+from experiments.estimators.surrogate import TensorTrace_ELBO
 from experiments.estimators.tail_adaptive import TailAdaptive_ELBO
 from experiments.estimators.traits import EstimatorTraits
 
 
-class Trace(EstimatorTraits, Trace_ELBO):
+class Trace(EstimatorTraits, TensorTrace_ELBO):
     """Pyro's Trace_ELBO: the Monte Carlo ELBO with K samples.
 
     Reparameterized gradients where q allows them (z = μ + σ ε), the score function
-    ∇ log q(z|x) · (log p − log q) elsewhere."""
+    ∇ log q(z|x) · (log p − log q) elsewhere; the loss one tensor (``TensorTrace_ELBO``)."""
 
 
 class MeanField(EstimatorTraits, TraceMeanField_ELBO):
@@ -33,6 +34,7 @@ class MeanField(EstimatorTraits, TraceMeanField_ELBO):
 
     reparameterized = True
     closed_form_kl = True
+    recordable = False        # Pyro's loss per particle goes through .item() (torch_item)
 
 
 class TraceGraph(EstimatorTraits, TraceGraph_ELBO):
@@ -42,6 +44,8 @@ class TraceGraph(EstimatorTraits, TraceGraph_ELBO):
     and subtracts the baseline the guide supplies at that site (the categorical guide's learned
     network), or a decaying average where the guide asks for one (Schulman et al. 2015)."""
 
+    recordable = False        # the gradient exists only inside loss_and_grads
+
 
 class Enum(EstimatorTraits, TraceEnum_ELBO):
     """Pyro's TraceEnum_ELBO: discrete sites summed out exactly.
@@ -49,6 +53,7 @@ class Enum(EstimatorTraits, TraceEnum_ELBO):
     For a mixture, log p(x) = log Σ_n p(z = n) p(x | z = n): no sampling of z at all."""
 
     enumerates = True
+    recordable = False        # Pyro checks the loss for NaN in Python (warn_if_nan)
 
 
 ELBOS = {

@@ -10,7 +10,6 @@ import math
 
 import torch
 from pyro.infer import RenyiELBO
-from pyro.util import warn_if_nan
 
 from experiments.estimators.surrogate import DifferentiableLossMixin
 from experiments.estimators.traits import EstimatorTraits
@@ -47,7 +46,6 @@ class Renyi_ELBO(DifferentiableLossMixin, EstimatorTraits, RenyiELBO):
         """−(N/B) Σ_i L_α(x_i), as a tensor whose gradient is the bound's."""
         log_w, scale = particle_log_weights(self, model, guide, args, kwargs)    # (K, B)
         loss = -scale * self.point_bounds(log_w).sum()
-        warn_if_nan(loss, "loss")
         return loss
 
     def point_bounds(self, log_w: torch.Tensor) -> torch.Tensor:

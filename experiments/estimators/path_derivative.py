@@ -19,12 +19,11 @@ import math
 import torch
 from pyro import poutine
 from pyro.distributions.score_parts import ScoreParts
-from pyro.infer import Trace_ELBO
 from pyro.poutine import Trace
 from pyro.poutine.util import prune_subsample_sites
-from pyro.util import warn_if_nan
 
 from experiments.estimators.importance_weighted import IWAE_ELBO
+from experiments.estimators.surrogate import TensorTrace_ELBO
 from experiments.estimators.traits import EstimatorTraits
 from experiments.estimators.weights import check_reparameterized, point_log_weights, \
     stack_particles
@@ -72,7 +71,7 @@ def drop_score(guide, fixed: Trace, guide_trace: Trace, args: tuple, kwargs: dic
     return guide_trace
 
 
-class STL_ELBO(PathDerivativeMixin, EstimatorTraits, Trace_ELBO):
+class STL_ELBO(PathDerivativeMixin, EstimatorTraits, TensorTrace_ELBO):
     """"Sticking the landing": the ELBO's path-derivative gradient (Roeder, Wu & Duvenaud 2017).
 
     The loss is Trace_ELBO's, −ELBO with ELBO = E_q[log p(x, z) − log q(z|x)] estimated with K
@@ -154,5 +153,4 @@ class DReG_ELBO(PathDerivativeMixin, IWAE_ELBO):
         w = torch.softmax(log_w.detach(), dim=0)                                     # w̃_ik
         surrogate = -scale * (w ** 2 * log_w + (w - w ** 2) * log_p_fixed).sum()
         loss = -scale * (torch.logsumexp(log_w.detach(), 0) - math.log(log_w.shape[0])).sum()
-        warn_if_nan(loss, "loss")
         return loss + (surrogate - surrogate.detach())

@@ -1,7 +1,7 @@
 """The score-function (REINFORCE) estimator as a one-hook subclass of ``Trace_ELBO``."""
-from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
+from experiments.estimators.surrogate import TensorTrace_ELBO
 from experiments.estimators.traits import EstimatorTraits
 
 
@@ -24,7 +24,7 @@ def _detach_sampling(fn) -> None:
         fn.has_rsample = False
 
 
-class ScoreFunction_ELBO(EstimatorTraits, Trace_ELBO):
+class ScoreFunction_ELBO(EstimatorTraits, TensorTrace_ELBO):
     """Trace_ELBO with the guide's continuous sites forced to score-function gradients:
 
         ∇_φ ELBO = E_q[∇_φ log q_φ(z|x) · (log p_θ(x, z) − log q_φ(z|x))]

@@ -21,6 +21,9 @@ class EstimatorTraits:
     - ``k_sample``: its bound depends on K (IWAE-like); others only average K estimates.
     - ``path_derivative``: rescores q at its own (detached) samples, which for a
       straight-through guide are hard one-hot values where the relaxed density degenerates.
+    - ``recordable`` (True by default): its loss and gradient are one tensor computed without
+      reading values into Python, so a training step can be recorded and replayed
+      (``experiments.recording``); False sends every step through Pyro's ``SVI``.
     """
 
     reparameterized = False
@@ -31,3 +34,4 @@ class EstimatorTraits:
     detaches_samples = False
     k_sample = False
     path_derivative = False
+    recordable = True

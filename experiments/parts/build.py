@@ -7,7 +7,6 @@ from pyro.infer import ELBO
 
 from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
-from experiments.estimators.compiled import JIT_ELBOS
 from experiments.parts.compatibility import check_combination
 from experiments.parts.namespaces import new_namespace, place
 from experiments.parts.registries import check_names, construct, lookup
@@ -27,10 +26,9 @@ class Parts:
 
 
 def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, data_dim: int,
-          num_data: Optional[int] = None, jit: bool = False, **options: Any) -> Parts:
+          num_data: Optional[int] = None, **options: Any) -> Parts:
     """The parts named ``model``, ``guide`` and ``elbo`` for data of dimension ``data_dim``
-    (``num_data`` training points, which a non-amortized guide needs); with ``jit``, the
-    estimator compiled (``experiments.estimators.compiled``). Model and guide share a
+    (``num_data`` training points, which a non-amortized guide needs). Model and guide share a
     parameter namespace of their own (``experiments.parts.namespaces``): parts built apart never
     share a parameter.
 
@@ -41,17 +39,14 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
     combination, or a model that refuses its options (a ``ValueError``), is refused with a
     ``UserError`` in one line saying why and what would work.
     """
-    check_names(model, guide, elbo, jit)
+    check_names(model, guide, elbo)
     options = with_defaults(options)
     namespace = new_namespace()
     model_part = build_model(model, data_dim=data_dim, namespace=namespace, **options)
     check_combination(model, guide, elbo, model=model_part, **options)
     guide_part = place(construct(GUIDES[guide], model=model_part, num_data=num_data, **options),
                        namespace, "guide")
-    if jit and model_part.takes_labels:
-        raise UserError(f"--jit compiles a model of fixed structure, and {model}'s labeled and "
-                        "unlabeled rows change with every minibatch: leave --jit out")
-    estimator = JIT_ELBOS[elbo] if jit else ELBOS[elbo]
+    estimator = ELBOS[elbo]
     # a minibatch whose every row is labeled enumerates nothing, which Pyro would warn of
     elbo_part = construct(estimator, max_plate_nesting=model_part.max_plate_nesting,
                           strict_enumeration_warning=not model_part.takes_labels, **options)
@@ -79,5 +74,5 @@ def build_model(name: str, *, data_dim: int, namespace: Optional[str] = None,
 def with_defaults(options: dict) -> dict:
     """``options`` over ``Config``'s defaults: the settings a part's constructor names take
     the command line's defaults, not the constructor's own."""
-    defaults = {k: v for k, v in Config().part_options().items() if k != "jit"}
+    defaults = Config().part_options()
     return {**defaults, **options}

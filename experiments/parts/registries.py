@@ -5,7 +5,6 @@ from typing import Any, Callable, Dict
 
 from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
-from experiments.estimators.compiled import JIT_ELBOS
 from guides import GUIDES
 from models import MODELS
 
@@ -17,12 +16,10 @@ def lookup(registry: Dict[str, Any], name: str, kind: str) -> Any:
     return registry[name]
 
 
-def check_names(model: str, guide: str, elbo: str, jit: bool = False) -> None:
+def check_names(model: str, guide: str, elbo: str) -> None:
     """Refuse an unregistered name with one line listing the valid ones."""
-    elbos, kind = ((JIT_ELBOS, "compiled (--jit) ELBO estimator") if jit else
-                   (ELBOS, "ELBO estimator"))
     for registry, name, what in ((MODELS, model, "model"), (GUIDES, guide, "guide"),
-                                 (elbos, elbo, kind)):
+                                 (ELBOS, elbo, "ELBO estimator")):
         lookup(registry, name, what)
 
 

@@ -140,8 +140,10 @@ class Config:
     vectorize_particles: bool = option(False, "draw the particles in one vectorized pass",
                                        TRAINING)
     alpha: float = option(0.5, "order α of the renyi estimator, α ≠ 1", TRAINING)
-    jit: bool = option(False, "compile the estimator with torch.jit.trace (trace, meanfield): "
-                       "less Python per step, for models of static structure", TRAINING)
+    eager: bool = option(
+        False, "run every training step through Pyro's handlers, instead of replaying the step "
+        "recorded at the start of the run (experiments/recording): the same numbers, slower; "
+        "for debugging a model", TRAINING, runtime=True)
     seed: int = option(0, "random seed: same seed, same machine, same numbers", TRAINING)
     restarts: int = option(
         1, "train from N initializations (seeds seed, seed+1, …) and keep the one with the best "
@@ -180,9 +182,6 @@ class Config:
         if min(self.latent_dims, default=0) < 1:
             raise UserError(f"--latent-dims must be positive sizes, e.g. 100,50 (got "
                             f"{','.join(map(str, self.latent_dims)) or 'nothing'})")
-        if self.jit and self.kl_warmup:
-            raise UserError("--jit compiles β into the estimator once, and --kl-warmup changes "
-                            "it every epoch: drop one of them")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserError(f"--device must be cpu or cuda (got {self.device!r})")
         return self
@@ -197,6 +196,9 @@ class Config:
 
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
+        """The config saved in a run's config.json; settings since retired (``RETIRED``) are
+        read and dropped."""
+        values = {k: v for k, v in values.items() if k not in RETIRED}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -208,6 +210,10 @@ class Config:
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
 
+
+#: settings of older config.json files, and why they are no longer needed
+RETIRED = {"jit": "every run now records its training step and replays it "
+                  "(experiments/recording), faster than --jit was; leave it out"}
 
 #: options that may differ when a run is resumed (the rest must match the saved config)
 RESUMABLE = frozenset(f.name for f in dataclasses.fields(Config) if f.metadata["resumable"])

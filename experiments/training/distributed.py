@@ -30,7 +30,6 @@ import numpy as np
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import SVI
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -40,7 +39,6 @@ from experiments.common.errors import UserError
 from experiments.common.ranks import launched
 from experiments.common.rng import isolated_rng
 from experiments.estimators import ELBOS
-from experiments.estimators.compiled import JIT_ELBOS
 from experiments.parts.namespaces import local_name
 from experiments.training.config import Config
 
@@ -71,7 +69,7 @@ def check_training(config: Config, num_train: int) -> None:
     here = world()
     if not joined_group():
         return
-    estimator = (JIT_ELBOS if config.jit else ELBOS)[config.elbo]
+    estimator = ELBOS[config.elbo]
     if not callable(getattr(estimator, "differentiable_loss", None)):
         able = [name for name, cls in ELBOS.items() if callable(getattr(cls, "differentiable_loss",
                                                                          None))]
@@ -87,14 +85,6 @@ def check_training(config: Config, num_train: int) -> None:
 
 def _pyro_base(estimator: type) -> str:
     return next(c.__name__ for c in estimator.__mro__ if c.__module__.startswith("pyro."))
-
-
-def svi(model, guide, optim, elbo):
-    """What takes the training steps: ``pyro.infer.SVI`` in one process, ``DistributedSVI``
-    in a torchrun job."""
-    if joined_group():
-        return DistributedSVI(model, guide, optim, elbo)
-    return SVI(model, guide, optim, elbo)
 
 
 class DistributedSVI:

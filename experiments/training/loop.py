@@ -9,10 +9,11 @@ from typing import Callable, Iterator, List, Optional
 
 import pyro
 import torch
+from pyro.infer import SVI
 from pyro.optim import PyroOptim
 from tqdm import tqdm
 
-from experiments.common.distributed import shared_work
+from experiments.common.distributed import joined_group, shared_work
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv
 from experiments.common.ranks import leader
@@ -21,6 +22,7 @@ from experiments.estimators import ELBOS
 from experiments.evaluation.baselines import train_classifier
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
 from experiments.parts.build import Parts, build
+from experiments.recording.svi import RecordedSVI
 from experiments.training import distributed
 from experiments.training.board import Board
 from experiments.training.config import Config
@@ -90,7 +92,7 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
         parts.model.fit_baseline(data.x_train, config.epochs, config.batch_size, config.lr,
                                  config.seed, binarize=config.binarize == "dynamic")
     given = labeled_test_inputs(parts, data, config)
-    svi = distributed.svi(parts.model, parts.guide, attempt.optim, parts.elbo)
+    svi = stepper(parts, attempt.optim, config)
     weight = LatentScale()            # β on the latent sites of model and guide, while training
     board = Board(folder, attempt.optim) if config.tensorboard and leader() else None
     try:
@@ -122,6 +124,24 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
         if board is not None:
             board.close()
     return attempt
+
+
+def stepper(parts: Parts, optim: PyroOptim, config: Config):
+    """What takes the training steps: in one process ``RecordedSVI``, which replays the step
+    it recorded (``experiments.recording``); ``pyro.infer.SVI`` with ``--eager`` and for the
+    estimators that are not ``recordable`` (``meanfield``, ``tracegraph``, ``enum``); in a
+    torchrun job ``DistributedSVI``, whose gradients DistributedDataParallel averages as they
+    are computed. Where recording is refused, the line saying why is printed once."""
+    if joined_group():
+        return distributed.DistributedSVI(parts.model, parts.guide, optim, parts.elbo)
+    if config.eager or not ELBOS[config.elbo].recordable:
+        return SVI(parts.model, parts.guide, optim, parts.elbo)
+
+    def fall_back(reason: str) -> None:
+        log(config, f"every step now runs through Pyro's handlers (the same numbers, slower): "
+                    f"{reason}", force=True)
+
+    return RecordedSVI(parts.model, parts.guide, optim, parts.elbo, on_fallback=fall_back)
 
 
 def _report(config: Config, row: dict) -> None:
@@ -186,7 +206,7 @@ def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[f
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
         given = {} if labels is None else {"y": labels[index]}
-        loss = svi.step(x, index, num_data=n, **given)    # keywords: --jit traces tensors only
+        loss = svi.step(x, index, num_data=n, **given)
         if has_loss and not math.isfinite(loss):
             raise TrainingDiverged(
                 f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "

@@ -7,7 +7,8 @@ import dataclasses
 import typing
 from typing import Iterable, List, Optional
 
-from experiments.training.config import Config, flag_of
+from experiments.common.errors import UserError
+from experiments.training.config import RETIRED, Config, flag_of
 
 
 def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: bool = False,
@@ -24,6 +25,16 @@ def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: boo
         if f.name not in skip:
             flag, kwargs = _argument(f, suppress_defaults)
             (parser if title is None else groups[title]).add_argument(flag, **kwargs)
+    for name in RETIRED:
+        parser.add_argument(flag_of(name), dest=name, action=_Retired, nargs=0,
+                            default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+class _Retired(argparse.Action):
+    """A flag of an earlier version: refused with the reason it is no longer needed."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise UserError(f"{option_string} is retired: {RETIRED[self.dest]}")
 
 
 def _argument(f: dataclasses.Field, suppress_default: bool):

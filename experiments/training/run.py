@@ -60,7 +60,7 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     Started by torchrun, this process is one rank of the run
     (``experiments.training.distributed``): every rank trains and evaluates its share, rank 0
     alone writes the folder."""
-    check_names(config.model, config.guide, config.elbo, config.jit)
+    check_names(config.model, config.guide, config.elbo)
     config = resolve(config.validate())
     if config.tensorboard:
         require_tensorboard()

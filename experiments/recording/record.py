@@ -1,0 +1,81 @@
+"""One call of a function of tensors, recorded as a program of PyTorch (ATen) operations.
+
+``make_fx`` runs the function on real tensors and writes down every operation that reaches
+PyTorch's dispatcher, autograd's backward pass included, with the tensors it was given as the
+program's inputs: what Python did to decide on those operations (Pyro's handlers, traces,
+distribution objects) is not in the program. Random operations are recorded as operations, so a
+replay draws from the global generator exactly the numbers the function would have drawn.
+
+A recording stands for later calls only if the function would have run the same operations on
+other values. Two things make that false, and both are refused here (``NotRecordable``):
+
+- Python reading a tensor's value (``.item()``, ``if tensor:``, ``float(tensor)``): make_fx
+  raises as it happens;
+- an operation whose output shape depends on values (``nonzero``, indexing by a boolean mask):
+  found in the program (PyTorch tags them ``dynamic_output_shape``).
+
+What a recording cannot see — Python state that changes between calls (a counter, Python's
+``random``) — is the caller's to compare (``svi.RecordedSVI`` records twice).
+"""
+import os
+import traceback
+from pathlib import Path
+from typing import Callable, List, Sequence, Tuple
+
+import torch
+from torch import fx
+from torch.fx.experimental.proxy_tensor import make_fx
+
+
+class NotRecordable(Exception):
+    """The function's operations may depend on the values it sees; the message says where."""
+
+
+def record(fn: Callable[..., Sequence[torch.Tensor]],
+           inputs: Sequence[torch.Tensor]) -> Tuple[fx.GraphModule, List[torch.Tensor]]:
+    """``fn(*inputs)`` computed once, and recorded: (the program, the outputs of this call).
+
+    The program takes the inputs positionally and returns the outputs as a list; ``inputs`` may
+    be tensors ``fn`` reaches by other routes too (a model's parameters): every use of those
+    very tensor objects becomes a use of the program's input."""
+    outputs: List[torch.Tensor] = []
+
+    def recorded(*args):
+        outputs[:] = fn(*args)
+        return list(outputs)
+
+    try:
+        program = make_fx(recorded, tracing_mode="real")(*inputs)
+    except RuntimeError as error:
+        if "_local_scalar_dense" in str(error) or "data-dependent" in str(error):
+            raise NotRecordable(f"a tensor's value is read in Python (.item(), if tensor:, "
+                                f"float(tensor)) at {_reader(error)}") from None
+        raise
+    for node in program.graph.nodes:
+        if _dynamic_shape(node):
+            raise NotRecordable(f"{node.target} gives an output whose shape depends on the "
+                                "values of its input (e.g. indexing with a boolean mask)")
+    return program, [o.detach() for o in outputs]
+
+
+def _reader(error: BaseException) -> str:
+    """file:line (function) of the innermost frame outside PyTorch where ``error`` arose."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if f"{os.sep}torch{os.sep}" not in f.filename]
+    if not frames:
+        return "an unknown place"
+    frame = frames[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} ({frame.name})"
+
+
+def _dynamic_shape(node: fx.Node) -> bool:
+    """Whether the node's output shape depends on values: an operation PyTorch tags so, but
+    ``index`` only with a boolean index (integer indices give the index's shape)."""
+    if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+        return False
+    if torch.Tag.dynamic_output_shape not in node.target.tags:
+        return False
+    if node.target is torch.ops.aten.index.Tensor:
+        return any(isinstance(i, fx.Node) and i.meta["val"].dtype in (torch.bool, torch.uint8)
+                   for i in node.args[1] if i is not None)
+    return True

@@ -1,0 +1,158 @@
+"""Dropping what a recorded program computes for nothing, without changing what it computes.
+
+A recording of a Pyro step holds every operation Pyro's Python happened to run: aliases, a
+transpose of a transpose, an ``expand`` to the shape a tensor already has, ``x + 0``,
+``x / 1``, densities of N(0, I) whose ``log σ`` is ``log 1``, the loss and its surrogate computed
+twice over, tensors of ones made afresh each step. ``simplify`` rewrites the program, in order:
+
+1. identities: ``alias(x)``, ``t(t(x))``, an ``expand``/``view`` to x's own shape and strides,
+   ``x + 0``, ``x − 0``, ``x · 1``, ``x / 1``, ``x ** 1`` (same shape and dtype) become ``x``;
+2. constants: an operation whose inputs are all constants is computed once, and so is one that
+   reads of its input only the shape, dtype and device (``ones_like``, ``new_zeros``, …),
+   fixed in a recording; the program keeps the results as buffers;
+3. duplicates: an operation repeated on the same inputs is computed once;
+4. dead code: what no output needs is dropped.
+
+Every random operation stays, in its place, so a replay draws the numbers the recorded step
+drew; nothing an in-place operation writes to is folded, bypassed or merged (two ``empty``
+buffers that two particles' draws fill are two buffers). Each rewrite gives the same
+values: the program's outputs are unchanged to the bit (``tests/test_recording.py``).
+"""
+import torch
+from torch import fx
+
+aten = torch.ops.aten
+
+#: operations whose output depends only on the shape, dtype and device of their tensor input
+SHAPE_ONLY = {aten.new_zeros.default, aten.new_ones.default, aten.new_full.default,
+              aten.zeros_like.default, aten.ones_like.default, aten.full_like.default}
+#: x op scalar = x
+NEUTRAL = {aten.add.Tensor: 0, aten.sub.Tensor: 0, aten.mul.Tensor: 1, aten.mul.Scalar: 1,
+           aten.div.Tensor: 1, aten.div.Scalar: 1, aten.pow.Tensor_Scalar: 1}
+VIEWS = {aten.expand.default, aten.view.default, aten._unsafe_view.default,
+         aten.reshape.default}
+
+
+def simplify(program: fx.GraphModule) -> fx.GraphModule:
+    """The program, rewritten in place (steps 1–4 above), recompiled."""
+    graph = program.graph
+    written = {node.args[0] for node in graph.nodes if _mutates(node)}
+    for node in list(graph.nodes):
+        same = _identity_of(node)
+        if same is not None and node not in written and same not in written:
+            node.replace_all_uses_with(same)
+            graph.erase_node(node)
+    _fold_constants(program, written)
+    _merge_duplicates(graph, written)
+    graph.eliminate_dead_code(is_impure_node=lambda node: node.is_impure() or _random(node))
+    program.recompile()
+    return program
+
+
+def _identity_of(node: fx.Node):
+    """The node's input if the node computes it unchanged, else None."""
+    if node.op != "call_function" or not node.args or not isinstance(node.args[0], fx.Node):
+        return None
+    target, source = node.target, node.args[0]
+    if target in (aten.alias.default, aten.lift_fresh_copy.default):
+        return source
+    if target is aten.t.default and source.target is aten.t.default:
+        return source.args[0]
+    if target in VIEWS and _layout(source) == _layout(node):
+        return source
+    if target in NEUTRAL and len(node.args) == 2 and not node.kwargs \
+            and _is_number(node.args[1]) and node.args[1] == NEUTRAL[target] \
+            and _layout(source) == _layout(node):
+        return source
+    return None
+
+
+def _fold_constants(program: fx.GraphModule, written) -> None:
+    """Compute once what depends on no input and draws nothing; keep it as an attribute."""
+    graph, value = program.graph, {}
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            value[node] = getattr(program, node.target)
+            continue
+        if node.op != "call_function" or _random(node) or _mutates(node) or node in written \
+                or _empty(node) or not isinstance(node.target, torch._ops.OpOverload):
+            continue
+        if node.target in SHAPE_ONLY:
+            args = (_blank(node.args[0]), *node.args[1:])
+        elif all(arg in value for arg in node.all_input_nodes):
+            args = fx.node.map_arg(node.args, value.__getitem__)
+        else:
+            continue
+        result = node.target(*args, **fx.node.map_arg(node.kwargs, value.__getitem__))
+        if isinstance(result, torch.Tensor):
+            value[node] = result
+    for number, node in enumerate(n for n in list(graph.nodes)
+                                  if n.op == "call_function" and n in value):
+        name = f"_constant{number}"
+        program.register_buffer(name, value[node], persistent=False)
+        with graph.inserting_before(node):
+            constant = graph.get_attr(name)
+        constant.meta = dict(node.meta)
+        node.replace_all_uses_with(constant)
+        graph.erase_node(node)
+
+
+def _merge_duplicates(graph: fx.Graph, written) -> None:
+    """One node for every set of nodes that apply the same operation to the same arguments;
+    never two allocations (``empty``), which later operations fill with different draws."""
+    seen = {}
+    for node in list(graph.nodes):
+        if node.op != "call_function" or _random(node) or _mutates(node) or node in written \
+                or _empty(node):
+            continue
+        key = (node.target, _key(node.args), _key(node.kwargs))
+        if key in seen:
+            node.replace_all_uses_with(seen[key])
+            graph.erase_node(node)
+        else:
+            seen[key] = node
+
+
+def _key(arg):
+    """A hashable key of an argument that tells 0 from 0.0 and from False."""
+    if isinstance(arg, (list, tuple)):
+        return (type(arg).__name__, *map(_key, arg))
+    if isinstance(arg, dict):
+        return tuple(sorted((k, _key(v)) for k, v in arg.items()))
+    if isinstance(arg, fx.Node):
+        return arg
+    return type(arg).__name__, repr(arg)
+
+
+def _layout(node: fx.Node):
+    value = node.meta.get("val")
+    if not isinstance(value, torch.Tensor):
+        return None
+    return tuple(value.shape), value.stride(), value.dtype
+
+
+def _blank(node: fx.Node) -> torch.Tensor:
+    """A tensor of the node's shape, strides, dtype and device (its values unused)."""
+    value = node.meta["val"]
+    return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype,
+                               device=value.device)
+
+
+def _is_number(arg) -> bool:
+    return isinstance(arg, (int, float)) and not isinstance(arg, bool)
+
+
+def _random(node: fx.Node) -> bool:
+    return isinstance(node.target, torch._ops.OpOverload) and \
+        torch.Tag.nondeterministic_seeded in node.target.tags
+
+
+def _mutates(node: fx.Node) -> bool:
+    return node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) and \
+        node.target._schema.is_mutable
+
+
+def _empty(node: fx.Node) -> bool:
+    """Uninitialized memory: never a constant."""
+    return node.target in (aten.empty.memory_format, aten.empty_strided.default,
+                           aten.new_empty.default, aten.empty_like.default)

@@ -1,0 +1,250 @@
+"""The recorded step (experiments/recording): Pyro's loss, gradients and random draws, replayed.
+
+Every comparison here runs Pyro's own ``SVI`` and ``RecordedSVI`` side by side from the same
+seed, on minibatches of B < N points whose last one is smaller (two signatures), and checks
+what a user would see differ: the loss of every step, the gradient handed to the optimizer at
+every step, the random stream after, and the trained parameters.
+"""
+import warnings
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import SVI
+
+from experiments.estimators import ELBOS
+from experiments.parts.build import build
+from experiments.parts.namespaces import local_name
+from experiments.recording.record import NotRecordable, record
+from experiments.recording.simplify import simplify
+from experiments.recording.svi import RecordedSVI
+from experiments.training.optim import JointOptim
+from experiments.training.run import run
+
+N, DATA_DIM = 40, 12
+X = torch.rand(N, DATA_DIM).bernoulli()
+#: a pass over X in minibatches of 16, 16 and 8: two signatures, each recorded twice, replayed
+BATCHES = [torch.arange(N)[i:i + 16] for i in range(0, N, 16)] * 4
+
+
+class Watched(JointOptim):
+    """The run's Adam, keeping every step's gradients by parameter name."""
+
+    def __init__(self):
+        super().__init__(torch.optim.Adam, {"lr": 0.01})
+        self.grads = []
+
+    def __call__(self, params, *args, **kwargs):
+        store = pyro.get_param_store()
+        self.grads.append({local_name(store.param_name(p)): p.grad.clone() for p in params})
+        super().__call__(params, *args, **kwargs)
+
+
+def train(svi_class, model="vae", guide="normal", elbo="trace", batches=BATCHES, **options):
+    """Steps of ``svi_class`` over ``batches`` of X: (losses, gradients, RNG state, svi)."""
+    pyro.clear_param_store()
+    pyro.set_rng_seed(1)
+    parts = build(model, guide, elbo, data_dim=DATA_DIM, num_data=N, latent_dim=3,
+                  hidden_dims=(16,), **options)
+    optim = Watched()
+    svi = svi_class(parts.model, parts.guide, optim, parts.elbo)
+    with pyro.validation_enabled(False):
+        losses = [svi.step(X[index], index, num_data=N) for index in batches]
+    return losses, optim.grads, torch.get_rng_state(), svi
+
+
+def assert_same_training(eager, recorded):
+    (losses, grads, rng, _), (r_losses, r_grads, r_rng, svi) = eager, recorded
+    assert svi.fallback is None and len(svi.replays) == 2          # both signatures replayed
+    assert r_losses == pytest.approx(losses, rel=1e-6)
+    assert torch.equal(rng, r_rng)                                 # the same draws, no more
+    assert len(r_grads) == len(grads)
+    for step, (g, r) in enumerate(zip(grads, r_grads)):
+        assert g.keys() == r.keys(), step
+        for name in g:
+            torch.testing.assert_close(r[name], g[name], rtol=1e-5, atol=1e-5,
+                                       msg=f"step {step}, {name}")
+
+
+RECORDABLE = [name for name, estimator in ELBOS.items() if estimator.recordable]
+
+
+@pytest.mark.parametrize("elbo", RECORDABLE)
+def test_every_recordable_estimator_replays_pyros_losses_gradients_and_draws(elbo):
+    options = {"num_particles": 4, "vectorize_particles": True} \
+        if ELBOS[elbo].vectorized or ELBOS[elbo].k_sample else {}
+    assert_same_training(train(SVI, elbo=elbo, **options),
+                         train(RecordedSVI, elbo=elbo, **options))
+
+
+@pytest.mark.parametrize("model, guide, elbo, options", [
+    ("vae", "flow", "trace", {}),                                  # transforms with caches
+    ("hvae", "chain", "dreg", {"num_particles": 3, "vectorize_particles": True,
+                               "latent_dims": (3, 2)}),
+    ("discrete-vae", "relaxed", "trace", {}),
+    ("vae", "local", "trace", {}),                                 # parameters indexed by x
+    ("vae", "normal", "trace", {"num_particles": 3}),              # particles one by one
+])
+def test_other_models_and_guides_replay_pyros_training(model, guide, elbo, options):
+    assert_same_training(train(SVI, model, guide, elbo, **options),
+                         train(RecordedSVI, model, guide, elbo, **options))
+
+
+def test_a_replayed_step_runs_far_fewer_operations_than_pyros_step():
+    """The reason for recording: the program holds the arithmetic, not Pyro's bookkeeping."""
+    *_, svi = train(RecordedSVI)
+    program = next(iter(svi.replays.values())).program
+    operations = sum(node.op == "call_function" for node in program.graph.nodes)
+    with torch.profiler.profile() as profile, pyro.validation_enabled(False):
+        pyro_svi = SVI(svi.model, svi.guide, Watched(), svi.elbo)
+        pyro_svi.step(X[:16], torch.arange(16), num_data=N)
+    pyro_operations = sum(e.key.startswith("aten::") for e in profile.key_averages())
+    assert operations < 100 and pyro_operations > 0
+
+
+class Growing(pyro.nn.PyroModule):
+    """A model whose structure changes through Python state, a schedule of its own: from its
+    fourth call on (the second recording of the first signature) it draws an extra latent."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+        self.loc = pyro.nn.PyroParam(torch.zeros(DATA_DIM))
+
+    def forward(self, x, index=None, num_data=None):
+        self.calls += 1
+        with pyro.plate("data", num_data, subsample=index):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            if self.calls >= 4:
+                z = z + pyro.sample("w", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(self.loc + z.unsqueeze(-1), 1.0).to_event(1), obs=x)
+
+
+def _toy_guide(x, index=None, num_data=None):
+    with pyro.plate("data", num_data, subsample=index):
+        for name in ("z", "w"):
+            pyro.sample(name, dist.Normal(pyro.param(f"{name}_loc", torch.zeros(N))[index], 1.0))
+
+
+def test_a_model_that_changes_structure_between_steps_falls_back_with_one_line():
+    """Two recordings of one signature differ: every later step is Pyro's, said once, and
+    the run is the one Pyro's steps give."""
+    def steps(svi_class, **kwargs):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(2)
+        svi = svi_class(Growing(), _toy_guide, Watched(), ELBOS["trace"](), **kwargs)
+        with pyro.validation_enabled(False):
+            return [svi.step(X[i], i, num_data=N) for i in BATCHES], svi
+
+    said = []
+    recorded, svi = steps(RecordedSVI, on_fallback=said.append)
+    eager, _ = steps(SVI)
+    assert said == [svi.fallback] and "different operations" in said[0]
+    assert not svi.replays
+    assert recorded == pytest.approx(eager, rel=1e-6)
+
+
+class ReadsValues(pyro.nn.PyroModule):
+    """Data-dependent Python: a branch on a tensor's value, or a boolean mask."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.loc = pyro.nn.PyroParam(torch.zeros(DATA_DIM))
+
+    def forward(self, x, index=None, num_data=None):
+        with pyro.plate("data", num_data, subsample=index):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        if self.how == "branch" and z.mean() > 10:
+            z = z * 2
+        if self.how == "mask":
+            keep = z > 0
+            pyro.factor("positive", dist.Normal(0.0, 1.0).log_prob(z[keep]).sum())
+        with pyro.plate("data2", num_data, subsample=index):
+            pyro.sample("x", dist.Normal(self.loc + z.unsqueeze(-1), 1.0).to_event(1), obs=x)
+
+
+@pytest.mark.parametrize("how, reason", [
+    ("branch", "a tensor's value is read in Python (.item(), if tensor:, float(tensor)) at "
+               "test_recording.py:"),
+    ("mask", "depends on the values of its input"),
+])
+def test_a_model_that_reads_values_is_refused_and_steps_as_pyro_would(how, reason):
+    def steps(svi_class, **kwargs):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(2)
+
+        def guide(x, index=None, num_data=None):
+            with pyro.plate("data", num_data, subsample=index):
+                pyro.sample("z", dist.Normal(pyro.param("z_loc", torch.zeros(N))[index], 1.0))
+
+        svi = svi_class(ReadsValues(how), guide, Watched(), ELBOS["trace"](), **kwargs)
+        with pyro.validation_enabled(False):
+            return [svi.step(X[i], i, num_data=N) for i in BATCHES[:4]], torch.get_rng_state()
+
+    said = []
+    recorded, rng = steps(RecordedSVI, on_fallback=said.append)
+    eager, eager_rng = steps(SVI)
+    assert len(said) == 1 and reason in said[0], said
+    assert recorded == pytest.approx(eager, rel=1e-6)
+    assert torch.equal(rng, eager_rng)            # the refused recording's draws were undone
+
+
+def test_simplify_keeps_values_and_draws_and_drops_what_computes_nothing():
+    def fn(w, x):
+        y = (x @ w.t().t() + 0.0) / 1                     # identities
+        noise = torch.randn(3)                           # drawn, never used: must stay
+        ones = torch.ones_like(x)                        # folded: depends on x's shape only
+        a, b = (y * 2).sum(), (y * 2).sum()              # duplicates
+        del noise
+        return [a + b + ones.sum(), torch.rand(())]
+
+    w, x = torch.randn(4, 4), torch.randn(5, 4)
+    program, _ = record(fn, [w, x])
+    before = sum(n.op == "call_function" for n in program.graph.nodes)
+    torch.manual_seed(0)
+    expected = program(w, x)
+    simplified = simplify(program)
+    torch.manual_seed(0)
+    got = simplified(w, x)
+    targets = [n.target for n in simplified.graph.nodes if n.op == "call_function"]
+    assert all(torch.equal(e, g) for e, g in zip(expected, got))     # to the bit, same draws
+    assert len(targets) < before
+    assert torch.ops.aten.randn.default in targets                    # the unused draw stays
+    assert torch.ops.aten.ones_like.default not in targets
+    assert targets.count(torch.ops.aten.mul.Tensor) == 1
+    assert torch.ops.aten.t.default not in targets
+
+
+def test_record_refuses_reading_values():
+    with pytest.raises(NotRecordable, match="read in Python"):
+        record(lambda x: [x * 2] if x.sum() > 0 else [x], [torch.ones(3)])
+
+
+def test_the_default_path_uses_no_deprecated_pytorch_api():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        *_, svi = train(RecordedSVI)
+    assert svi.replays
+    assert not [w for w in caught if "deprecat" in str(w.message).lower()], caught
+
+
+@pytest.mark.parametrize("options", [{}, {"kl_warmup": 2}])
+def test_a_run_replays_resumes_exactly_and_equals_an_eager_run(quick_config, tmp_path, options):
+    """The default path against ``--eager``, and interrupted against straight: the same
+    numbers. With a warm-up β changes every epoch, and each β is recorded apart."""
+    def metrics(name, epochs, **more):
+        config = quick_config(out=str(tmp_path / name), epochs=epochs, pyro_validation=False,
+                              batch_size=64, **options, **more)
+        return run(config, **({"resume": tmp_path / name} if epochs == 4 and
+                              name == "resumed" else {}))
+
+    keys = ("train_elbo", "test_elbo")
+    straight = metrics("straight", 4)
+    metrics("resumed", 2)
+    resumed = metrics("resumed", 4)
+    eager = metrics("eager", 4, eager=True)
+    numbers = [r[k] for r in straight.metrics for k in keys]
+    assert [r[k] for r in resumed.metrics for k in keys] == numbers
+    assert [r[k] for r in eager.metrics for k in keys] == pytest.approx(numbers, rel=1e-5)
