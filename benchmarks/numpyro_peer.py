@@ -36,7 +36,8 @@ def available() -> bool:
 
 
 def version() -> str:
-    return f"numpyro {numpyro.__version__}, jax {jax.__version__}" if available() else "—"
+    return (f"numpyro {numpyro.__version__}, jax {jax.__version__}" if available()
+            else "NumPyro not installed")
 
 
 def _initial_params(widths_enc: Sequence[int], widths_dec: Sequence[int], seed: int) -> dict:

@@ -1,10 +1,11 @@
-"""Target 2: training steps with K vectorized particles, ``iwae`` and ``trace``, K = 10 and 100.
+"""Target 2: training steps with K vectorized particles, K = 10 and 100.
 
-ELBO Lab trains ``--elbo iwae`` or ``--elbo trace`` (also with ``--jit``) with
-``--num-particles K --vectorize-particles``; the reference computes the same K-sample objective
-in plain PyTorch (``benchmarks.reference.iwae_loss`` and ``elbo_loss``): the encoder once per
-minibatch, the decoder on all K × B samples at once. Minibatches of 128, the two taking turns
-of a step or two.
+ELBO Lab trains ``--elbo iwae``, ``dreg``, ``stl`` and ``trace`` with ``--num-particles K
+--vectorize-particles``, as a run does (the recorded step; ``iwae --eager`` shows Pyro's step);
+the reference computes the same K-sample bound in plain PyTorch (``benchmarks.reference``'s
+``iwae_loss`` for iwae and dreg, whose gradients differ but whose bound is IWAE's, ``elbo_loss``
+for stl and trace): the encoder once per minibatch, the decoder on all K × B samples at once.
+Minibatches of 128, the two taking turns of a step or two.
 
 Both compute the same bound: per data point the log-mean-exp of its K weights, the minibatch
 scale N/B applied to the sum over points (``tests/test_benchmarks.py`` checks it at B < N).
@@ -21,11 +22,13 @@ from experiments.data.datasets import Dataset
 from experiments.training.config import Config
 from experiments.training.optim import adam
 
-GOAL = 1.2
-#: (label, estimator, --jit, the reference's objective)
-ESTIMATORS = [("iwae", "iwae", False, reference.iwae_loss),
-              ("trace", "trace", False, reference.elbo_loss),
-              ("trace --jit", "trace", True, reference.elbo_loss)]
+GOAL = 1.0
+#: (label, estimator, --eager, the reference's objective)
+ESTIMATORS = [("iwae --eager", "iwae", True, reference.iwae_loss),
+              ("iwae", "iwae", False, reference.iwae_loss),
+              ("dreg", "dreg", False, reference.iwae_loss),
+              ("stl", "stl", False, reference.elbo_loss),
+              ("trace", "trace", False, reference.elbo_loss)]
 
 
 def benchmark(config: Config, data: Dataset, rounds: int, particles=(10, 100)) -> Section:
@@ -33,8 +36,8 @@ def benchmark(config: Config, data: Dataset, rounds: int, particles=(10, 100)) -
     rows, targets = [], []
     for k in particles:
         per_turn = max(1, 20 // k)
-        for label, elbo, jit, objective in ESTIMATORS:
-            run = config.replace(elbo=elbo, jit=jit, num_particles=k)
+        for label, elbo, eager, objective in ESTIMATORS:
+            run = config.replace(elbo=elbo, eager=eager, num_particles=k)
             lab, _ = lab_trainer(run, data, adam(run.lr))
             ref, _ = reference_trainer(run, data, run.seed, objective(k), fused=True)
             timings = alternate({"ELBO Lab": functools.partial(lab, per_turn),
@@ -43,8 +46,9 @@ def benchmark(config: Config, data: Dataset, rounds: int, particles=(10, 100)) -
             rows.append((label, k, f"{1e3 * timings.median('ELBO Lab') / per_turn:.1f}",
                          f"{1e3 * timings.median('reference') / per_turn:.1f}",
                          format_ratio(ratio)))
-            targets.append(Target(f"2. {label}, K = {k}, vectorized", format_ratio(ratio),
-                                  f"≤ {GOAL}×", ratio[0] <= GOAL))
+            if not eager:
+                targets.append(Target(f"2. {label}, K = {k}, vectorized", format_ratio(ratio),
+                                      f"≤ {GOAL:.2f}×", ratio[0] <= GOAL))
     body = (paragraphs(__doc__) + f"\n\n{rounds} timed turns each:\n\n" +
             table(["estimator", "K", "ELBO Lab ms / step", "reference ms / step",
                    "× reference"], rows))

@@ -10,6 +10,8 @@ from typing import List, Optional, Sequence
 import pyro
 import torch
 
+from benchmarks import numpyro_peer
+
 
 @dataclass
 class Target:
@@ -48,7 +50,7 @@ def machine() -> List[str]:
         f"- processor: {_cpu_name()}; {os.cpu_count()} cores visible, torch uses "
         f"{torch.get_num_threads()} threads; load average at the end (1, 5, 15 min): {load}",
         f"- {platform.system()} {platform.release()}, Python {platform.python_version()}, "
-        f"torch {torch.__version__}, pyro-ppl {pyro.__version__}",
+        f"torch {torch.__version__}, pyro-ppl {pyro.__version__}, {numpyro_peer.version()}",
         f"- ELBO Lab commit {_commit()}, {datetime.datetime.now():%Y-%m-%d %H:%M}",
     ]
 

@@ -208,7 +208,7 @@ def _resumed(args: argparse.Namespace) -> Tuple[Path, List[Job], dict]:
     this --jobs; any option but --jobs and --no-progress is refused."""
     given = [a.option_strings[0] for a in parser()._actions
              if a.dest not in ("help", "resume", "jobs", "progress")
-             and getattr(args, a.dest) != a.default]
+             and getattr(args, a.dest, a.default) != a.default]
     if given:
         raise UserError(f"--resume {args.resume} finishes the comparison with the settings it "
                         f"was started with; drop {', '.join(given)} (or start another with "

@@ -10,12 +10,12 @@ import time
 import pyro
 import pytest
 import torch
-from pyro.infer import SVI
 
 from experiments import train
 from experiments.common.errors import UserError
 from experiments.evaluation.likelihood import iwae_log_likelihood
 from experiments.parts.build import build
+from experiments.recording.svi import RecordedSVI as SVI      # what trains by default
 from experiments.training import folder as runs
 from experiments.training.config import Config
 from experiments.training.run import run
