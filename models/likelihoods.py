@@ -9,6 +9,8 @@ import pyro.distributions as dist
 import torch
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints
+from torch.distributions.utils import broadcast_all
+from torch.nn import functional as F
 
 
 class Likelihood(PyroModule):
@@ -36,6 +38,32 @@ class LogitLikelihood(Likelihood):
         return self.family(logits=out, validate_args=False).to_event(1)
 
 
+class BernoulliVector(dist.Independent):
+    """Π_j Bernoulli(x_j | sigmoid(l_j)) over the last dimension, with logits l:
+
+        log p(x) = Σ_j [x_j l_j − log(1 + e^{l_j})] = −Σ_j BCE(l_j, x_j),
+
+    the same distribution as ``Bernoulli(logits=l).to_event(1)``, whose ``log_prob`` negates
+    every term before summing (``torch.distributions.Bernoulli`` returns −BCE elementwise): here
+    the sum comes first and the sign once, one pass less over the decoder's D outputs forward
+    and one backward — with K particles, K × B × D values (``benchmarks/RESULTS.md``)."""
+
+    def __init__(self, logits: torch.Tensor, validate_args=None):
+        super().__init__(dist.Bernoulli(logits=logits, validate_args=False), 1,
+                         validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        logits = self.base_dist.logits
+        return BernoulliVector(logits.expand(torch.Size(batch_shape) + logits.shape[-1:]),
+                               validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        logits, value = broadcast_all(self.base_dist.logits, value)
+        return -F.binary_cross_entropy_with_logits(logits, value, reduction="none").sum(-1)
+
+
 class BernoulliLikelihood(LogitLikelihood):
     """p(x|z) = Π_j Bernoulli(x_j | sigmoid(out_j)), out = decoder(z) the logits; x ∈ {0, 1}^D.
 
@@ -43,6 +71,9 @@ class BernoulliLikelihood(LogitLikelihood):
     """
 
     family = dist.Bernoulli
+
+    def forward(self, out: torch.Tensor) -> dist.TorchDistribution:
+        return BernoulliVector(out, validate_args=False)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(out)

@@ -1,5 +1,6 @@
 """The VAE model and the normal guide: Pyro sites, shapes, and the minibatch scaling."""
 import pyro
+import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
@@ -8,7 +9,7 @@ from pyro.infer.util import torch_item
 
 from guides import GUIDES
 from models import MODELS
-from models.likelihoods import LIKELIHOODS
+from models.likelihoods import LIKELIHOODS, BernoulliVector
 
 
 def make_pair(likelihood="bernoulli", data_dim=12, latent_dim=3):
@@ -72,3 +73,21 @@ def test_elbo_matches_a_plain_pytorch_single_sample_estimate():
     pyro.set_rng_seed(3)
     pyro_elbo = -Trace_ELBO().loss(model, guide, x)
     assert pyro_elbo == pytest.approx(single_sample_elbo.sum().item(), rel=1e-5)
+
+
+def test_the_bernoulli_likelihood_is_torchs_bernoulli_summed_first():
+    """``BernoulliVector`` sums −BCE over pixels before its sign: the log-density and its
+    gradient of ``Bernoulli(logits).to_event(1)``, under broadcasting, masks and ``expand``."""
+    logits = torch.randn(4, 6, 10, requires_grad=True)           # (K, B, D)
+    x = torch.rand(6, 10).bernoulli()
+    ours, torchs = BernoulliVector(logits), dist.Bernoulli(logits=logits).to_event(1)
+    assert (ours.batch_shape, ours.event_shape) == (torchs.batch_shape, torchs.event_shape)
+    torch.testing.assert_close(ours.log_prob(x), torchs.log_prob(x))
+    (g_ours,) = torch.autograd.grad(ours.log_prob(x).sum(), logits)
+    (g_torch,) = torch.autograd.grad(torchs.log_prob(x).sum(), logits)
+    torch.testing.assert_close(g_ours, g_torch)
+    mask = torch.rand(4, 6) > 0.5
+    torch.testing.assert_close(ours.mask(mask).log_prob(x), torchs.mask(mask).log_prob(x))
+    wide = BernoulliVector(logits[0]).expand((3, 6))
+    assert wide.batch_shape == (3, 6)
+    torch.testing.assert_close(wide.log_prob(x), torchs.log_prob(x)[0].expand(3, 6))

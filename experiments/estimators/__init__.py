@@ -10,12 +10,12 @@ subclasses that only add their traits; ``score-function``, ``stl`` and ``dreg`` 
 Pyro release, and ``iwae``, ``renyi`` and ``tail-adaptive`` fix what Pyro's compute under
 minibatches (``importance_weighted``, ``tail_adaptive``).
 """
-from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO, TraceMeanField_ELBO
+from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO
 
 from experiments.estimators.importance_weighted import IWAE_ELBO, Renyi_ELBO
 from experiments.estimators.path_derivative import DReG_ELBO, STL_ELBO
 from experiments.estimators.score_function import ScoreFunction_ELBO
-from experiments.estimators.surrogate import TensorTrace_ELBO
+from experiments.estimators.surrogate import TensorMeanField_ELBO, TensorTrace_ELBO
 from experiments.estimators.tail_adaptive import TailAdaptive_ELBO
 from experiments.estimators.traits import EstimatorTraits
 
@@ -27,14 +27,13 @@ class Trace(EstimatorTraits, TensorTrace_ELBO):
     ∇ log q(z|x) · (log p − log q) elsewhere; the loss one tensor (``TensorTrace_ELBO``)."""
 
 
-class MeanField(EstimatorTraits, TraceMeanField_ELBO):
+class MeanField(EstimatorTraits, TensorMeanField_ELBO):
     """Pyro's TraceMeanField_ELBO: the KL term in closed form.
 
     ELBO = E_q[log p(x|z)] − KL(q(z|x) ‖ p(z)), the KL analytic instead of sampled."""
 
     reparameterized = True
     closed_form_kl = True
-    recordable = False        # Pyro's loss per particle goes through .item() (torch_item)
 
 
 class TraceGraph(EstimatorTraits, TraceGraph_ELBO):

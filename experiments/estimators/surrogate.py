@@ -1,8 +1,11 @@
 """ELBOs whose value and gradient come from one differentiable tensor."""
 import torch
-from pyro.infer import Trace_ELBO
+from pyro.distributions.util import scale_and_mask
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.trace_elbo import _compute_log_r
-from pyro.infer.util import is_identically_zero
+from pyro.infer.trace_mean_field_elbo import check_fully_reparametrized
+from pyro.infer.util import is_identically_zero, is_validation_enabled
+from torch.distributions import kl_divergence
 
 
 class DifferentiableLossMixin:
@@ -80,3 +83,41 @@ class TensorTrace_ELBO(DifferentiableLossMixin, Trace_ELBO):
                     downstream = log_r.sum_to(site["cond_indep_stack"])
                     surrogate_elbo = surrogate_elbo + (downstream * score_function_term).sum()
         return -elbo, -surrogate_elbo
+
+
+class TensorMeanField_ELBO(TensorTrace_ELBO, TraceMeanField_ELBO):
+    """Pyro's ``TraceMeanField_ELBO``, its loss one tensor: per particle
+
+        ELBO_k = Σ_observed log p(x|·) − Σ_latent KL(q(z|x) ‖ p(z|·))
+
+    with each KL in closed form where PyTorch has one, else sampled (log p − log q at z_k), and
+    the guide's auxiliary sites' −log q. Every site is reparameterized, so the loss and the
+    surrogate are one tensor. Pyro 1.9 turns each particle's ELBO into a Python number
+    (``torch_item``) unless ``torch.jit`` is tracing; this is its code without that."""
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        elbo = 0.0
+        for name, model_site in model_trace.nodes.items():
+            if model_site["type"] != "sample":
+                continue
+            if model_site["is_observed"]:
+                elbo = elbo + model_site["log_prob_sum"]
+                continue
+            guide_site = guide_trace.nodes[name]
+            if is_validation_enabled():
+                check_fully_reparametrized(guide_site)
+            try:
+                kl = kl_divergence(guide_site["fn"], model_site["fn"])
+            except NotImplementedError:
+                elbo = elbo + model_site["log_prob_sum"] - \
+                    guide_site["score_parts"].entropy_term.sum()
+                continue
+            kl = scale_and_mask(kl, scale=guide_site["scale"], mask=guide_site["mask"])
+            elbo = elbo - (kl.sum() if torch.is_tensor(kl) else
+                           kl * torch.Size(guide_site["fn"].batch_shape).numel())
+        for name, guide_site in guide_trace.nodes.items():
+            if guide_site["type"] == "sample" and name not in model_trace.nodes:
+                if is_validation_enabled():
+                    check_fully_reparametrized(guide_site)
+                elbo = elbo - guide_site["score_parts"].entropy_term.sum()
+        return -elbo, -elbo
