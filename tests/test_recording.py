@@ -91,16 +91,23 @@ def test_other_models_and_guides_replay_pyros_training(model, guide, elbo, optio
                          train(RecordedSVI, model, guide, elbo, **options))
 
 
-def test_a_replayed_step_runs_far_fewer_operations_than_pyros_step():
-    """The reason for recording: the program holds the arithmetic, not Pyro's bookkeeping."""
+def test_a_replayed_step_runs_fewer_operations_than_pyros_step():
+    """The reason for recording: the program holds the arithmetic, not Pyro's bookkeeping
+    (operations counted as PyTorch's profiler counts them, nested ones included)."""
     *_, svi = train(RecordedSVI)
-    program = next(iter(svi.replays.values())).program
-    operations = sum(node.op == "call_function" for node in program.graph.nodes)
-    with torch.profiler.profile() as profile, pyro.validation_enabled(False):
-        pyro_svi = SVI(svi.model, svi.guide, Watched(), svi.elbo)
-        pyro_svi.step(X[:16], torch.arange(16), num_data=N)
-    pyro_operations = sum(e.key.startswith("aten::") for e in profile.key_averages())
-    assert operations < 100 and pyro_operations > 0
+    program = next(iter(svi.replays.values()))
+
+    def operations(step) -> int:
+        with torch.profiler.profile() as profile, pyro.validation_enabled(False):
+            step()
+        return sum(e.count for e in profile.key_averages() if e.key.startswith("aten::"))
+
+    x, index = X[:16], torch.arange(16)
+    pyro_svi = SVI(svi.model, svi.guide, Watched(), svi.elbo)
+    with torch.no_grad():
+        replayed = operations(lambda: program.program(*program.params, x, index))
+    pyros = operations(lambda: pyro_svi.step(x, index, num_data=N))
+    assert replayed < 0.75 * pyros
 
 
 class Growing(pyro.nn.PyroModule):

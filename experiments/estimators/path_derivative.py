@@ -14,19 +14,21 @@ step and asks nothing of it beyond reparameterized sites: no access to its param
 weights or ``pyro.param``), and a flow is scored at z̄ by inversion, whereas log q at z itself
 with φ detached would read ε = T⁻¹(z) back from the transform's cache and lose the path.
 """
+import contextlib
 import math
 
 import torch
 from pyro import poutine
 from pyro.distributions.score_parts import ScoreParts
 from pyro.poutine import Trace
-from pyro.poutine.util import prune_subsample_sites
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
 
 from experiments.estimators.importance_weighted import IWAE_ELBO
 from experiments.estimators.surrogate import TensorTrace_ELBO
 from experiments.estimators.traits import EstimatorTraits
-from experiments.estimators.weights import check_reparameterized, point_log_weights, \
-    stack_particles
+from experiments.estimators.weights import DATA_PLATE, PARTICLE_PLATE, check_reparameterized, \
+    point_log_weights, stack_particles
 
 
 class PathDerivativeMixin:
@@ -38,11 +40,13 @@ class PathDerivativeMixin:
         model_trace, guide_trace, _ = self._path_derivative_traces(model, guide, args, kwargs)
         return model_trace, guide_trace
 
-    def _path_derivative_traces(self, model, guide, args, kwargs):
+    def _path_derivative_traces(self, model, guide, args, kwargs, around=None):
         """The ELBO's (model trace, guide trace) with q's score dropped, and the guide's own
-        trace detached: z̄ = stop_gradient(z), with the subsample indices Pyro prunes."""
+        trace detached: z̄ = stop_gradient(z), with the subsample indices Pyro prunes. The
+        traces are made inside the handler ``around``, if given."""
         guide = poutine.trace(guide)
-        model_trace, guide_trace = super()._get_trace(model, guide, args, kwargs)
+        with around or contextlib.nullcontext():
+            model_trace, guide_trace = super()._get_trace(model, guide, args, kwargs)
         check_reparameterized(model_trace, guide_trace, type(self).__name__)
         fixed = guide.trace                 # its own site dicts: detaching leaves guide_trace's
         fixed.detach_()
@@ -111,14 +115,18 @@ class DReG_ELBO(PathDerivativeMixin, IWAE_ELBO):
 
     The φ line is IWAE's gradient with its score term reparameterized a second time: unbiased
     for the same expectation, and, unlike IWAE's, its signal-to-noise ratio grows with K instead
-    of decaying like 1/√K (Rainforth et al. 2018). Both come from one surrogate,
+    of decaying like 1/√K (Rainforth et al. 2018). Both come from one surrogate and one run of
+    the model,
 
-        −(N/B) Σ_i Σ_k [w̃_ik² log w_ik + (w̃_ik − w̃_ik²) log p_θ(x_i, z̄_ik)],
+        −(N/B) Σ_i Σ_k [w̃_ik log p_θ(x_i, z'_ik) − w̃_ik² log q_φ̄(z_ik|x_i)],
 
-    with q's score dropped from log w_ik and z̄ = stop_gradient(z): its θ gradient is
-    Σ_k (w̃² + w̃ − w̃²) ∇_θ log p = Σ_k w̃ ∇_θ log p, and z̄ carries none to φ. The price is
-    one more run of the model, at z̄. Needs every latent site reparameterized in the guide
-    (``ValueError`` otherwise).
+    with q's score dropped (log q_φ̄: the path term alone) and z' = z on the way forward, its
+    gradient multiplied by w̃_ik on the way back (``GradientGate``, around the model's replay of
+    the guide's values): θ gets w̃ ∇_θ log p, and φ gets w̃ · w̃ ∂ log p/∂z through z' and
+    w̃² ∂ log q/∂z through z. (Written without the gate, the same gradients need the model run
+    a second time at z̄ = stop_gradient(z): −Σ [w̃² log w + (w̃ − w̃²) log p(x, z̄)], what this
+    class computed before, 1.4–2.3× IWAE's step in ``benchmarks/RESULTS.md``.) Needs every
+    latent site reparameterized in the guide (``ValueError`` otherwise).
 
     References
 
@@ -135,22 +143,76 @@ class DReG_ELBO(PathDerivativeMixin, IWAE_ELBO):
     path_derivative = True
 
     def _get_trace(self, model, guide, args, kwargs):
-        """(model trace, guide trace with q's score dropped, model trace at z̄)."""
-        model_trace, guide_trace, fixed = self._path_derivative_traces(model, guide, args, kwargs)
-        at_fixed = poutine.trace(poutine.replay(model, trace=fixed)).get_trace(*args, **kwargs)
-        at_fixed = prune_subsample_sites(at_fixed)
-        at_fixed.compute_log_prob()
-        return model_trace, guide_trace, at_fixed
+        """(model trace at z' = gate(z), guide trace at z with q's score dropped, the gate)."""
+        gate = GradientGate()
+        model_trace, guide_trace, _ = self._path_derivative_traces(model, guide, args, kwargs,
+                                                                   around=gate)
+        return model_trace, guide_trace, gate
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
-        """−(N/B) Σ_i L_K(x_i), as a tensor whose gradient is the surrogate's above."""
-        name, log_w, log_p_fixed = type(self).__name__, [], []
-        for model_trace, guide_trace, at_fixed in self._get_traces(model, guide, args, kwargs):
-            weights, scale = point_log_weights(model_trace, guide_trace, name)
-            log_w.append(weights)
-            log_p_fixed.append(point_log_weights(at_fixed, Trace(), name)[0])
-        log_w, log_p_fixed = stack_particles(log_w), stack_particles(log_p_fixed)   # (K, B)
+        """−(N/B) Σ_i L_K(x_i), as a tensor whose gradient is the surrogate's above, computed
+        in one run of the model: −(N/B) Σ_ik [w̃_ik log p_θ(x_i, z'_ik) − w̃_ik² log q_φ̄(z_ik|x_i)]
+        with z' = z whose gradient the gate multiplies by w̃_ik, so that φ receives
+        w̃ · w̃ ∂ log p/∂z and θ receives w̃ ∇_θ log p, as the two-term surrogate gives them."""
+        name, log_p, log_q, gates = type(self).__name__, [], [], []
+        for model_trace, guide_trace, gate in self._get_traces(model, guide, args, kwargs):
+            model_log_p, scale = point_log_weights(model_trace, Trace(), name)
+            log_p.append(model_log_p)
+            log_q.append(-point_log_weights(Trace(), guide_trace, name)[0])
+            gates.append((gate, model_trace))
+        log_p, log_q = stack_particles(log_p), stack_particles(log_q)                # (K, B)
+        log_w = log_p - log_q
         w = torch.softmax(log_w.detach(), dim=0)                                     # w̃_ik
-        surrogate = -scale * (w ** 2 * log_w + (w - w ** 2) * log_p_fixed).sum()
+        for k, (gate, model_trace) in enumerate(gates):
+            gate.open(model_trace, w if len(gates) == 1 else w[k])
+        surrogate = -scale * (w * log_p - w ** 2 * log_q).sum()
         loss = -scale * (torch.logsumexp(log_w.detach(), 0) - math.log(log_w.shape[0])).sum()
         return loss + (surrogate - surrogate.detach())
+
+
+class GradientGate(Messenger):
+    """Around the making of an ELBO's traces: each latent value the *model* replays from the
+    guide reaches the model as z' = z, whose gradient on the way back is multiplied by a
+    factor set after the forward pass (``open``): per data point and particle, broadcast over
+    the site's other dimensions. The guide's own trace keeps z. It sits below Pyro's trace and
+    replay handlers, so it sees the replayed value and the model trace records z'."""
+
+    def __init__(self):
+        super().__init__()
+        self.factors = {}                   # site name → its _Factor, filled in by ``open``
+
+    def _process_message(self, msg):
+        if msg["type"] == "sample" and not msg["is_observed"] and msg["value"] is not None \
+                and not site_is_subsample(msg) and torch.is_floating_point(msg["value"]):
+            factor = self.factors[msg["name"]] = _Factor()
+            msg["value"] = _ScaleGradient.apply(msg["value"], factor)
+
+    def open(self, model_trace: Trace, weights: torch.Tensor) -> None:
+        """Set every gated site's factor from ``weights`` of shape (K, B) or (B,): K along
+        the particle plate's dimension, B along the data plate's."""
+        for name, factor in self.factors.items():
+            site = model_trace.nodes[name]
+            value = site["value"]
+            shape = [1] * value.dim()
+            for frame in site["cond_indep_stack"]:
+                if frame.name in (PARTICLE_PLATE, DATA_PLATE):
+                    shape[value.dim() - site["fn"].event_dim + frame.dim] = \
+                        value.shape[value.dim() - site["fn"].event_dim + frame.dim]
+            factor.value = weights.reshape(shape)
+
+
+class _Factor:
+    value = None
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; backward, the incoming gradient times ``factor.value``."""
+
+    @staticmethod
+    def forward(ctx, z, factor):
+        ctx.factor = factor
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor.value, None
