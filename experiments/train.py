@@ -87,6 +87,7 @@ def print_summary(result: RunResult) -> None:
     print(f"{s['model']} / {s['guide']} / {s['elbo']} on {s['data']} "
           f"({s['num_train']} train, {s['num_test']} test), {s['epochs']} epochs, "
           f"{s['seconds_per_epoch']:.2f} s per epoch training"
+          + (f" (epoch 1: {s['first_epoch_seconds']:.2f} s)" if s["epochs"] > 1 else "")
           + (f", {s['eval_seconds_per_epoch']:.2f} s testing" if "eval_seconds_per_epoch" in s
              else "")
           + (f", {s['final_eval_seconds']:.1f} s final evaluation"

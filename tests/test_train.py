@@ -56,6 +56,9 @@ def test_run_folder_holds_config_metrics_summary_checkpoint_and_figures(trained)
                 "final_eval_seconds", "epochs", "binarize"):
         assert key in summary
     assert summary["binarize"] == "dynamic" and summary["iwae_samples"] == 200
+    seconds = [float(r["seconds"]) for r in rows]        # epoch 1 (recording) reported apart
+    assert summary["first_epoch_seconds"] == pytest.approx(seconds[0])
+    assert summary["seconds_per_epoch"] == pytest.approx(sum(seconds[1:]) / len(seconds[1:]))
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)   # no pickled modules
     assert state["epoch"] == 15 and "decoder.0.weight" in state["model"]
     for name in FIGURES:
