@@ -67,7 +67,7 @@ class RecordedSVI(SVI):
         self.on_fallback = on_fallback or (lambda reason: None)
         self.fallback: Optional[str] = None        # why the steps are Pyro's, once they are
         self.params: List[torch.Tensor] = []       # every parameter a step has used so far
-        self.programs: Dict[tuple, Program] = {}   # signature → its first recording, then
+        self.programs: Dict[tuple, Program] = {}   # signature → its first recording
         self.replays: Dict[tuple, Program] = {}    # signature → the program replayed
 
     def step(self, *args, **kwargs) -> float:
@@ -84,14 +84,15 @@ class RecordedSVI(SVI):
             _restore(generators)             # the refused recording's draws are not the step's
             return self._fall_back(str(refusal), args, kwargs)
         loss = self._apply(program, outputs)
-        first = self.programs.setdefault(key, program)
-        if first is not program:
-            if not first.same_as(program):
-                self.fallback = ("the model or guide ran different operations at two steps "
-                                 "with the same input shapes")
-                self.on_fallback(self.fallback)
-            else:
-                self.replays[key] = program
+        first = self.programs.pop(key, None)
+        if first is None:
+            self.programs[key] = program
+        elif first.same_as(program):
+            self.replays[key] = program
+        else:
+            self.fallback = ("the model or guide ran different operations at two steps with "
+                             "the same input shapes")
+            self.on_fallback(self.fallback)
         return loss
 
     def _pyro_step(self, *args, **kwargs) -> float:
