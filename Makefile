@@ -14,7 +14,7 @@ demo: $(STAMP)  ## set up, train the default VAE on the bundled digits, print wh
 test: $(STAMP)  ## set up and run the test suite
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)  ## time ELBO Lab against plain PyTorch and NumPyro (about 15 minutes), write benchmarks/RESULTS.md
+bench: $(STAMP)  ## time ELBO Lab against plain PyTorch and NumPyro (about 8 minutes), write benchmarks/RESULTS.md
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[bench]' \
 		|| echo "NumPyro could not be installed: the benchmark leaves its rows out"
 	$(BIN)/python -m benchmarks.run
