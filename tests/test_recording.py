@@ -37,7 +37,8 @@ class Watched(JointOptim):
 
     def __call__(self, params, *args, **kwargs):
         store = pyro.get_param_store()
-        self.grads.append({local_name(store.param_name(p)): p.grad.clone() for p in params})
+        self.grads.append({local_name(store.param_name(p)): p.grad.clone() for p in params
+                           if p.grad is not None})
         super().__call__(params, *args, **kwargs)
 
 
@@ -45,8 +46,8 @@ def train(svi_class, model="vae", guide="normal", elbo="trace", batches=BATCHES,
     """Steps of ``svi_class`` over ``batches`` of X: (losses, gradients, RNG state, svi)."""
     pyro.clear_param_store()
     pyro.set_rng_seed(1)
-    parts = build(model, guide, elbo, data_dim=DATA_DIM, num_data=N, latent_dim=3,
-                  hidden_dims=(16,), **options)
+    parts = build(model, guide, elbo, data_dim=DATA_DIM, num_data=N,
+                  **{"latent_dim": 3, "hidden_dims": (16,), **options})
     optim = Watched()
     svi = svi_class(parts.model, parts.guide, optim, parts.elbo)
     with pyro.validation_enabled(False):
@@ -85,6 +86,9 @@ def test_every_recordable_estimator_replays_pyros_losses_gradients_and_draws(elb
     ("discrete-vae", "relaxed", "trace", {}),
     ("vae", "local", "trace", {}),                                 # parameters indexed by x
     ("vae", "normal", "trace", {"num_particles": 3}),              # particles one by one
+    ("cvae", "normal", "trace", {"image_shape": (1, 3, 4)}),       # a constant boolean mask
+    ("ppca", "mvn", "iwae", {"num_particles": 3, "vectorize_particles": True}),
+    ("lvm", "chain", "stl", {"latent_dim": 2}),
 ])
 def test_other_models_and_guides_replay_pyros_training(model, guide, elbo, options):
     assert_same_training(train(SVI, model, guide, elbo, **options),

@@ -11,8 +11,9 @@ other values. Two things make that false, and both are refused here (``NotRecord
 
 - Python reading a tensor's value (``.item()``, ``if tensor:``, ``float(tensor)``): make_fx
   raises as it happens;
-- an operation whose output shape depends on values (``nonzero``, indexing by a boolean mask):
-  found in the program (PyTorch tags them ``dynamic_output_shape``).
+- an operation whose output shape depends on values (``nonzero``, indexing by a boolean mask
+  computed from the inputs): found in the program (PyTorch tags them ``dynamic_output_shape``;
+  a mask made of constants, such as a model's buffer, picks the same elements every time).
 
 What a recording cannot see — Python state that changes between calls (a counter, Python's
 ``random``) — is the caller's to compare (``svi.RecordedSVI`` records twice).
@@ -77,5 +78,22 @@ def _dynamic_shape(node: fx.Node) -> bool:
         return False
     if node.target is torch.ops.aten.index.Tensor:
         return any(isinstance(i, fx.Node) and i.meta["val"].dtype in (torch.bool, torch.uint8)
-                   for i in node.args[1] if i is not None)
+                   and _reads_inputs(i) for i in node.args[1] if i is not None)
     return True
+
+
+def _reads_inputs(node: fx.Node) -> bool:
+    """Whether the node's value depends on the program's inputs or draws (a boolean mask made
+    of constants alone, e.g. a model's buffer, picks the same elements at every call)."""
+    seen, todo = set(), [node]
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        if current.op == "placeholder" or (
+                isinstance(current.target, torch._ops.OpOverload)
+                and torch.Tag.nondeterministic_seeded in current.target.tags):
+            return True
+        todo.extend(current.all_input_nodes)
+    return False

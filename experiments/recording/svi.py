@@ -40,16 +40,20 @@ from experiments.recording.simplify import simplify
 
 @dataclass
 class Program:
-    """A recorded step: the program, the parameters it takes (in order) and the positions among
-    them of those it returns a gradient for."""
+    """A recorded step: the program, the parameters it takes (in order), the positions among
+    them of those the step uses (handed to the optimizer, as ``SVI`` does) and of those it
+    returns a gradient for (a parameter read without a gradient, e.g. under ``no_grad``, gets
+    none, and the optimizer skips it)."""
 
     program: fx.GraphModule
     params: List[torch.Tensor]
     stepped: List[int]
+    graded: List[int]
 
     def same_as(self, other: "Program") -> bool:
         """The same operations on the same shapes with the same constants."""
         return (self.program.code == other.program.code and self.stepped == other.stepped
+                and self.graded == other.graded
                 and all(a is b for a, b in zip(self.params, other.params))
                 and len(self.params) == len(other.params)
                 and _same_constants(self.program, other.program))
@@ -113,6 +117,7 @@ class RecordedSVI(SVI):
         """Record this step (computing it): (the program, its outputs at this step)."""
         params, tensors = list(self.params), _tensors(args, kwargs)
         stepped: List[int] = []
+        graded: List[int] = []
 
         def step(*inputs):
             step_args, step_kwargs = _with(args, kwargs, inputs[len(params):])
@@ -126,16 +131,17 @@ class RecordedSVI(SVI):
                                     f"({pyro.get_param_store().param_name(unknown[0])})")
             stepped[:] = [i for i, p in enumerate(params) if any(p is u for u in used)]
             grads = torch.autograd.grad(loss, [params[i] for i in stepped], allow_unused=True)
-            return [loss.detach(), *(torch.zeros_like(params[i]) if g is None else g
-                                     for i, g in zip(stepped, grads))]
+            graded[:] = [i for i, g in zip(stepped, grads) if g is not None]
+            return [loss.detach(), *(g for g in grads if g is not None)]
 
         program, outputs = record(step, [*params, *tensors])
-        return Program(simplify(program), params, stepped), outputs
+        return Program(simplify(program), params, stepped, graded), outputs
 
     def _apply(self, program: Program, outputs: List[torch.Tensor]) -> float:
         """Hand the gradients to the optimizer, step, and return the loss."""
         stepped = [program.params[i] for i in program.stepped]
-        for param, grad in zip(stepped, outputs[1:]):
+        for i, grad in zip(program.graded, outputs[1:]):
+            param = program.params[i]
             param.grad = grad if param.grad is None else param.grad + grad
         self.optim(set(stepped))
         zero_grads(stepped)
