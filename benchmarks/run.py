@@ -18,7 +18,8 @@ import pyro
 import torch
 from torch.nn import functional as F
 
-from benchmarks import estimators, evaluation, particles, processes, report, training
+from benchmarks import (estimators, evaluation, numpyro_peer, particles, processes, report,
+                        training)
 from experiments.common.command import command
 from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
 from experiments.training.config import Config
@@ -110,6 +111,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             config, iwae_images(data, scale.process_iwae_images), scale.process_epochs,
             scale.process_rounds)),
     ]
+    if not numpyro_peer.available():
+        print(numpyro_peer.MISSING, file=sys.stderr)
     sections = [report.Section("Data", summary)]
     for number, (name, benchmark) in enumerate(benchmarks, 1):
         print(f"[{number}/{len(benchmarks)}] {name} …", file=sys.stderr, flush=True)

@@ -4,7 +4,7 @@ exact log-likelihood gets its row, a failing one a row saying why."""
 import pytest
 import torch
 
-from benchmarks import estimators, evaluation, reference
+from benchmarks import estimators, evaluation, numpyro_peer, reference, training
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS, Trace
 from experiments.evaluation.likelihood import log_importance_weights
@@ -106,3 +106,15 @@ def test_the_readme_quotes_the_current_results():
     targets = results[results.index("| target | measured | goal |"):]
     for quoted in (machine[:machine.index("\n\n")], targets[:targets.index("\n\n")]):
         assert quoted in readme, "README quotes stale benchmark results: paste RESULTS.md's"
+
+
+def test_without_numpyro_its_rows_are_left_out_with_one_line(tiny, monkeypatch):
+    """The NumPyro peer is optional (.[bench]): without it the training section says so in
+    one line and times the rest; its targets are left out rather than failed."""
+    monkeypatch.setattr(numpyro_peer, "numpyro", None)
+    section = training.benchmark(tiny[0].replace(batch_size=64), tiny[1], rounds=1,
+                                 batch_sizes=(64,))
+    assert numpyro_peer.MISSING in section.body
+    assert "NumPyro, jax.jit" not in section.body
+    assert not [t for t in section.targets if "NumPyro" in t.name]
+    assert any("recorded step, the default" in t.name for t in section.targets)
