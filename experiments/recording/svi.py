@@ -11,7 +11,8 @@ gradients and random stream are the ones Pyro's step would give, and a run resum
 
 A run's steps:
 
-- the first is Pyro's (it creates the parameters, and Pyro validates the model if asked to);
+- the first is Pyro's (it creates the parameters); with Pyro's validation on
+  (``--pyro-validation``), which checks values at every step, every step is Pyro's;
 - each *signature* — the shapes, dtypes and devices of the step's tensor arguments, its other
   arguments, and the Pyro handlers around the step with their scales (β) — is recorded at its
   first two steps, both real steps; from the third on, the recording is replayed if the two
@@ -21,7 +22,7 @@ A run's steps:
   step to Pyro's ``SVI.step``, and ``on_fallback`` hears why, once.
 
 The estimator must give its loss as one tensor (``differentiable_loss``, with the
-``recordable`` trait); ``svi_for`` picks this class or plain ``SVI``.
+``recordable`` trait); ``experiments.training.loop.stepper`` picks this class or plain ``SVI``.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
