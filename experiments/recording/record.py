@@ -9,8 +9,9 @@ replay draws from the global generator exactly the numbers the function would ha
 A recording stands for later calls only if the function would have run the same operations on
 other values. Two things make that false, and both are refused here (``NotRecordable``):
 
-- Python reading a tensor's value (``.item()``, ``if tensor:``, ``float(tensor)``): make_fx
-  raises as it happens;
+- Python reading a tensor's value (``.item()``, ``if tensor:``, ``float(tensor)``: make_fx
+  raises as it happens; ``.tolist()``, ``.numpy()``, ``numpy.asarray(tensor)``: refused here as
+  it happens, for a tensor computed from the inputs or draws);
 - an operation whose output shape depends on values (``nonzero``, indexing by a boolean mask
   computed from the inputs): found in the program (PyTorch tags them ``dynamic_output_shape``;
   a mask made of constants, such as a model's buffer, picks the same elements every time).
@@ -25,7 +26,8 @@ from typing import Callable, List, Sequence, Tuple
 
 import torch
 from torch import fx
-from torch.fx.experimental.proxy_tensor import make_fx
+from torch.fx.experimental.proxy_tensor import get_proxy_mode, get_proxy_slot, make_fx
+from torch.overrides import TorchFunctionMode
 
 
 class NotRecordable(Exception):
@@ -46,7 +48,8 @@ def record(fn: Callable[..., Sequence[torch.Tensor]],
         return list(outputs)
 
     try:
-        program = make_fx(recorded, tracing_mode="real")(*inputs)
+        with _RefuseValueReads():
+            program = make_fx(recorded, tracing_mode="real")(*inputs)
     except RuntimeError as error:
         if "_local_scalar_dense" in str(error) or "data-dependent" in str(error):
             raise NotRecordable(f"a tensor's value is read in Python (.item(), if tensor:, "
@@ -59,10 +62,33 @@ def record(fn: Callable[..., Sequence[torch.Tensor]],
     return program, [o.detach() for o in outputs]
 
 
+class _RefuseValueReads(TorchFunctionMode):
+    """Refuses the reads of a recorded tensor's values that do not reach PyTorch's dispatcher,
+    so that make_fx cannot see them (``tolist``, ``numpy``, ``__array__``)."""
+
+    READS = {torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.__array__}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.READS and _recorded(args[0]):
+            raise NotRecordable(f"a tensor's value is read in Python ({func.__name__}) at "
+                                f"{_place(traceback.extract_stack())}")
+        return func(*args, **(kwargs or {}))
+
+
+def _recorded(tensor: torch.Tensor) -> bool:
+    """Whether the tensor is an input of the recording or computed from one (or a draw)."""
+    mode = get_proxy_mode()
+    return mode is None or get_proxy_slot(tensor, mode.tracer, None) is not None
+
+
 def _reader(error: BaseException) -> str:
     """file:line (function) of the innermost frame outside PyTorch where ``error`` arose."""
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if f"{os.sep}torch{os.sep}" not in f.filename]
+    return _place(traceback.extract_tb(error.__traceback__))
+
+
+def _place(frames) -> str:
+    frames = [f for f in frames if f"{os.sep}torch{os.sep}" not in f.filename
+              and f.filename != __file__]
     if not frames:
         return "an unknown place"
     frame = frames[-1]

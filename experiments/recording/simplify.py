@@ -6,10 +6,13 @@ transpose of a transpose, an ``expand`` to the shape a tensor already has, ``x +
 twice over, tensors of ones made afresh each step. ``simplify`` rewrites the program, in order:
 
 1. identities: ``alias(x)``, ``t(t(x))``, an ``expand``/``view`` to x's own shape and strides,
-   ``x + 0``, ``x − 0``, ``x · 1``, ``x / 1``, ``x ** 1`` (same shape and dtype) become ``x``;
-2. constants: an operation whose inputs are all constants is computed once, and so is one that
-   reads of its input only the shape, dtype and device (``ones_like``, ``new_zeros``, …),
-   fixed in a recording; the program keeps the results as buffers;
+   ``x − 0``, ``x · 1``, ``x / 1``, ``x ** 1`` (same shape and dtype) become ``x`` (not
+   ``x + 0``, which turns −0.0 into +0.0);
+2. constants: an operation that reads of its input only the shape, dtype and device
+   (``ones_like``, ``new_zeros``, …, fixed in a recording) is computed once, and so is one whose
+   inputs are all such results; the program keeps them as buffers. Tensors the recording found
+   rather than made (a model's buffers, tensors its Python holds) are never folded: they may
+   change between steps;
 3. duplicates: an operation repeated on the same inputs is computed once;
 4. dead code: what no output needs is dropped;
 5. in place: an elementwise operation whose input is a fresh tensor that nothing else reads
@@ -19,10 +22,13 @@ twice over, tensors of ones made afresh each step. ``simplify`` rewrites the pro
    pass over fresh memory, less per operation — K × B × D values for a likelihood's backward.
 
 Every random operation stays, in its place, so a replay draws the numbers the recorded step
-drew; nothing an in-place operation writes to is folded, bypassed or merged (two ``empty``
-buffers that two particles' draws fill are two buffers). Each rewrite gives the same
+drew; nothing an in-place operation writes to — directly or through a view of the same memory —
+is folded, bypassed, merged or written in place (two ``empty`` buffers that two particles'
+draws fill are two buffers; ``t[:, 0] = s`` writes into ``t``). Each rewrite gives the same
 values: the program's outputs are unchanged to the bit (``tests/test_recording.py``).
 """
+import operator
+
 import torch
 from torch import fx
 
@@ -32,7 +38,7 @@ aten = torch.ops.aten
 SHAPE_ONLY = {aten.new_zeros.default, aten.new_ones.default, aten.new_full.default,
               aten.zeros_like.default, aten.ones_like.default, aten.full_like.default}
 #: x op scalar = x
-NEUTRAL = {aten.add.Tensor: 0, aten.sub.Tensor: 0, aten.mul.Tensor: 1, aten.mul.Scalar: 1,
+NEUTRAL = {aten.sub.Tensor: 0, aten.mul.Tensor: 1, aten.mul.Scalar: 1,
            aten.div.Tensor: 1, aten.div.Scalar: 1, aten.pow.Tensor_Scalar: 1}
 #: out-of-place elementwise operations and their in-place versions (step 5)
 IN_PLACE = {aten.add.Tensor: aten.add_.Tensor, aten.sub.Tensor: aten.sub_.Tensor,
@@ -41,8 +47,9 @@ IN_PLACE = {aten.add.Tensor: aten.add_.Tensor, aten.sub.Tensor: aten.sub_.Tensor
             aten.sigmoid.default: aten.sigmoid_.default, aten.exp.default: aten.exp_.default,
             aten.log.default: aten.log_.default, aten.relu.default: aten.relu_.default,
             aten.pow.Tensor_Scalar: aten.pow_.Scalar}
-WRITTEN_IN_PLACE = set(IN_PLACE.values())
 COMMUTATIVE = {aten.add.Tensor, aten.mul.Tensor}
+#: views whose schema does not say so
+UNANNOTATED_VIEWS = {aten._unsafe_view.default}
 VIEWS = {aten.expand.default, aten.view.default, aten._unsafe_view.default,
          aten.reshape.default}
 
@@ -50,7 +57,7 @@ VIEWS = {aten.expand.default, aten.view.default, aten._unsafe_view.default,
 def simplify(program: fx.GraphModule) -> fx.GraphModule:
     """The program, rewritten in place (steps 1–4 above), recompiled."""
     graph = program.graph
-    written = {node.args[0] for node in graph.nodes if _mutates(node)}
+    written = _written(graph)
     for node in list(graph.nodes):
         same = _identity_of(node)
         if same is not None and node not in written and same not in written:
@@ -83,12 +90,9 @@ def _identity_of(node: fx.Node):
 
 
 def _fold_constants(program: fx.GraphModule, written) -> None:
-    """Compute once what depends on no input and draws nothing; keep it as an attribute."""
+    """Compute once what depends only on shapes (step 2); keep it as an attribute."""
     graph, value = program.graph, {}
     for node in graph.nodes:
-        if node.op == "get_attr":
-            value[node] = getattr(program, node.target)
-            continue
         if node.op != "call_function" or _random(node) or _mutates(node) or node in written \
                 or _empty(node) or not isinstance(node.target, torch._ops.OpOverload):
             continue
@@ -113,42 +117,78 @@ def _fold_constants(program: fx.GraphModule, written) -> None:
 
 
 def _in_place(graph: fx.Graph) -> None:
-    """Step 5: ``op(a, b)`` → ``op_(a, b)`` where ``a`` is the fresh, non-aliasing output of an
-    operation, read by this node alone, and of the result's shape, strides and dtype; for
-    ``add`` and ``mul`` the arguments may swap to make that so."""
+    """Step 5: ``op(a, b)`` → ``op_(a, b)`` where ``a`` is the fresh output of an operation (no
+    view, no buffer anything writes to), read by this node alone, and of the result's shape,
+    strides and dtype; for ``add`` and ``mul`` the arguments may swap to make that so. A result
+    written in place by this step is fresh in turn."""
     outputs = {arg for node in graph.nodes if node.op == "output"
                for arg in node.all_input_nodes}
+    written, made = _written(graph), set()
+
+    def writable(arg, node: fx.Node) -> bool:
+        fresh = isinstance(arg, fx.Node) and arg.op == "call_function" and (
+            arg in made or isinstance(arg.target, torch._ops.OpOverload)
+            and not _aliases(arg.target) and not _mutates(arg) and not _random(arg)
+            and arg not in written)
+        return (fresh and list(arg.users) == [node] and arg not in outputs
+                and _layout(arg) is not None and _layout(arg) == _layout(node))
+
     for node in list(graph.nodes):
         in_place = IN_PLACE.get(node.target)
         if in_place is None or node.kwargs:
             continue
         args = list(node.args)
-        if not _writable(args[0], node, outputs) and node.target in COMMUTATIVE \
-                and _writable(args[1], node, outputs):
+        if not writable(args[0], node) and node.target in COMMUTATIVE \
+                and writable(args[1], node):
             args[0], args[1] = args[1], args[0]
-        if not _writable(args[0], node, outputs):
+        if not writable(args[0], node):
             continue
         with graph.inserting_before(node):
             replacement = graph.call_function(in_place, tuple(args))
         replacement.meta = dict(node.meta)
+        made.add(replacement)
         node.replace_all_uses_with(replacement)
         graph.erase_node(node)
 
 
-def _writable(arg, node: fx.Node, outputs) -> bool:
-    """Whether ``node`` may write its result into ``arg``."""
-    fresh = isinstance(arg, fx.Node) and arg.op == "call_function" and (
-        arg.target in WRITTEN_IN_PLACE                  # a buffer this step made writable
-        or isinstance(arg.target, torch._ops.OpOverload) and not _aliases(arg.target)
-        and not _mutates(arg) and not _random(arg))
-    return (fresh and list(arg.users) == [node] and arg not in outputs
-            and _layout(arg) is not None and _layout(arg) == _layout(node))
+def _written(graph: fx.Graph) -> set:
+    """Every node whose memory an in-place operation writes to: the written tensor and every
+    view of the same memory (its base, the base's views, theirs, …)."""
+    base = {}
+
+    def root(node):
+        while node in base:
+            node = base[node]
+        return node
+
+    for node in graph.nodes:
+        if node.op == "call_function":
+            source = _viewed(node)
+            if source is not None and root(source) is not root(node):
+                base[root(node)] = root(source)
+    roots = {root(node.args[0]) for node in graph.nodes
+             if _mutates(node) and isinstance(node.args[0], fx.Node)}
+    return {node for node in graph.nodes if root(node) in roots}
+
+
+def _viewed(node: fx.Node):
+    """The input whose memory the node's output may share (a view, an item of a split, an
+    in-place result), else None."""
+    if node.target is operator.getitem:
+        return node.args[0]
+    if not isinstance(node.target, torch._ops.OpOverload) or not node.args \
+            or not isinstance(node.args[0], fx.Node):
+        return None
+    if _aliases(node.target) or node.target in UNANNOTATED_VIEWS:
+        return node.args[0]
+    return None
 
 
 def _aliases(target: torch._ops.OpOverload) -> bool:
-    """Whether the operation's output may share memory with an input (a view)."""
+    """Whether the operation's output may share memory with an input (a view, or the input
+    an in-place operation returns)."""
     returns = target._schema.returns
-    return len(returns) != 1 or returns[0].alias_info is not None
+    return len(returns) != 1 or returns[0].alias_info is not None or target in UNANNOTATED_VIEWS
 
 
 def _merge_duplicates(graph: fx.Graph, written) -> None:

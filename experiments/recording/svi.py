@@ -18,12 +18,22 @@ A run's steps:
   first two steps, both real steps; from the third on, the recording is replayed if the two
   recordings are the same program (operations, shapes and constants), which a model that
   changes its structure from step to step (Python state, Python's ``random``) fails;
-- a recording that is refused (``record.NotRecordable``), or two that differ, send every later
-  step to Pyro's ``SVI.step``, and ``on_fallback`` hears why, once.
+- a recording that is refused (``record.NotRecordable``), two that differ, arguments that
+  cannot be compared (unhashable) or that differ at almost every step (more than
+  ``MAX_PENDING`` signatures recorded once and not seen again), send every later step to Pyro's
+  ``SVI.step``, and ``on_fallback`` hears why, once. A refused recording is undone as far as
+  PyTorch and Pyro go — its random draws, the parameters it created — so the step Pyro takes
+  instead is the one Pyro would have taken (Python state a model changes is its own);
+- a parameter that first appears after the first step is refused for that step only: Pyro's
+  step creates it, and every signature is recorded anew (twice), with it among the inputs.
+
+At most ``MAX_REPLAYS`` programs are kept, the least recently replayed dropped first (a
+``--kl-warmup`` records each epoch's β once and never again).
 
 The estimator must give its loss as one tensor (``differentiable_loss``, with the
 ``recordable`` trait); ``experiments.training.loop.stepper`` picks this class or plain ``SVI``.
 """
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
@@ -37,6 +47,15 @@ from torch import fx
 
 from experiments.recording.record import NotRecordable, record
 from experiments.recording.simplify import simplify
+
+#: signatures recorded once and waiting for their second recording, at most
+MAX_PENDING = 16
+#: replayed programs kept, at most
+MAX_REPLAYS = 16
+
+
+class NewParameters(NotRecordable):
+    """The step used a parameter no earlier step used (created now, or first used now)."""
 
 
 @dataclass
@@ -73,20 +92,34 @@ class RecordedSVI(SVI):
         self.fallback: Optional[str] = None        # why the steps are Pyro's, once they are
         self.params: List[torch.Tensor] = []       # every parameter a step has used so far
         self.programs: Dict[tuple, Program] = {}   # signature → its first recording
-        self.replays: Dict[tuple, Program] = {}    # signature → the program replayed
+        self.replays: Dict[tuple, Program] = OrderedDict()   # signature → its program
 
     def step(self, *args, **kwargs) -> float:
         if self.fallback is not None or not self.params or is_validation_enabled():
             return self._pyro_step(*args, **kwargs)
-        key = _signature(args, kwargs)
+        try:
+            key = _signature(args, kwargs)
+        except TypeError as error:                                  # unhashable
+            return self._fall_back(f"an argument of the step cannot be compared between "
+                                   f"steps ({error})", args, kwargs)
         replay = self.replays.get(key)
         if replay is not None:
+            self.replays.move_to_end(key)
             return self._apply(replay, _run(replay, args, kwargs))
-        generators = _generator_states()
+        if key not in self.programs and len(self.programs) >= MAX_PENDING:
+            return self._fall_back(f"the step's arguments differ at almost every step ("
+                                   f"{len(self.programs)} shapes or values recorded once and "
+                                   "not seen again)", args, kwargs)
+        generators, names = _generator_states(), set(pyro.get_param_store().keys())
         try:
             program, outputs = self._record(args, kwargs)
-        except NotRecordable as refusal:
-            _restore(generators)             # the refused recording's draws are not the step's
+        except NotRecordable as refusal:         # undo it: its draws, the parameters it made
+            store = pyro.get_param_store()
+            for name in set(store.keys()) - names:
+                del store[name]
+            _restore(generators)
+            if isinstance(refusal, NewParameters):
+                return self._pyro_step(*args, **kwargs)
             return self._fall_back(str(refusal), args, kwargs)
         loss = self._apply(program, outputs)
         first = self.programs.pop(key, None)
@@ -94,6 +127,8 @@ class RecordedSVI(SVI):
             self.programs[key] = program
         elif first.same_as(program):
             self.replays[key] = program
+            if len(self.replays) > MAX_REPLAYS:
+                self.replays.popitem(last=False)
         else:
             self.fallback = ("the model or guide ran different operations at two steps with "
                              "the same input shapes")
@@ -104,7 +139,11 @@ class RecordedSVI(SVI):
         with poutine.trace(param_only=True) as capture:
             loss = self.loss_and_grads(self.model, self.guide, *args, **kwargs)
         params = _unconstrained(capture.trace)
-        self.params += [p for p in params if not any(p is q for q in self.params)]
+        new = [p for p in params if not any(p is q for q in self.params)]
+        if new and self.params:           # the model grew: every recording is made anew
+            self.programs.clear()
+            self.replays.clear()
+        self.params += new
         self.optim(set(params))
         zero_grads(params)
         return float(loss)
@@ -128,8 +167,8 @@ class RecordedSVI(SVI):
             used = _unconstrained(capture.trace)
             unknown = [p for p in used if not any(p is q for q in params)]
             if unknown:
-                raise NotRecordable(f"a parameter first appeared after the first step "
-                                    f"({pyro.get_param_store().param_name(unknown[0])})")
+                raise NewParameters(f"{pyro.get_param_store().param_name(unknown[0])} first "
+                                    "appeared after the first step")
             stepped[:] = [i for i, p in enumerate(params) if any(p is u for u in used)]
             grads = torch.autograd.grad(loss, [params[i] for i in stepped], allow_unused=True)
             graded[:] = [i for i, g in zip(stepped, grads) if g is not None]
@@ -196,5 +235,9 @@ def _signature(args: tuple, kwargs: dict) -> tuple:
 
 
 def _same_constants(a: fx.GraphModule, b: fx.GraphModule) -> bool:
+    """Whether the programs' constants agree: a tensor both recordings found (the same object,
+    read live at every replay, e.g. a model's buffer) by identity, one each recording made
+    (from Python numbers, say a temperature) by value."""
     names = [n.target for n in a.graph.nodes if n.op == "get_attr"]
-    return all(torch.equal(getattr(a, name), getattr(b, name)) for name in names)
+    return all(getattr(a, name) is getattr(b, name) or
+               torch.equal(getattr(a, name), getattr(b, name)) for name in names)
