@@ -12,8 +12,7 @@ binarized afresh — and the optimizer NumPyro's Adam at the same learning rate.
 
 JAX dispatches asynchronously, so every timed call waits for its result.
 """
-import math
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -63,9 +62,10 @@ def _mlp(name: str, layers: int, h, initial: dict):
 
 def trainer(data_dim: int, latent_dim: int, hidden: Sequence[int], lr: float,
             x_train: torch.Tensor, batch_size: int, seed: int,
-            whole_epoch: bool) -> Tuple[Callable[[int], None], Callable[[], float], int]:
-    """(take(n): n updates — or, with ``whole_epoch``, n epochs —, the test ELBO of x_test
-    set by ``test_elbo.x``, updates per call unit)."""
+            whole_epoch: bool
+            ) -> Tuple[Callable[[int], None], Callable[[torch.Tensor], float], int]:
+    """(take(n): n updates — or, with ``whole_epoch``, n epochs —; test_elbo(x): the ELBO per
+    image of x, one sample of z each; the updates one call of ``take`` makes per unit)."""
     enc = [data_dim, *reversed(hidden), 2 * latent_dim]
     dec = [latent_dim, *hidden, data_dim]
     initial = _initial_params(enc, dec, seed)
@@ -123,7 +123,7 @@ def trainer(data_dim: int, latent_dim: int, hidden: Sequence[int], lr: float,
             carry["state"], _ = jitted(carry["state"], draw, jnp.asarray(carry["order"].pop(0)))
         jax.block_until_ready(carry["state"])
 
-    def test_elbo(x_test: Optional[torch.Tensor] = None) -> float:
+    def test_elbo(x_test: torch.Tensor) -> float:
         x = jnp.asarray(x_test.numpy())
         loss = Trace_ELBO().loss(jax.random.PRNGKey(seed + 7), svi.get_params(carry["state"]),
                                  model, guide, x, 1.0)
@@ -131,6 +131,3 @@ def trainer(data_dim: int, latent_dim: int, hidden: Sequence[int], lr: float,
 
     return take, test_elbo, steps if whole_epoch else 1
 
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)

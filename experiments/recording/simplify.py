@@ -55,7 +55,7 @@ VIEWS = {aten.expand.default, aten.view.default, aten._unsafe_view.default,
 
 
 def simplify(program: fx.GraphModule) -> fx.GraphModule:
-    """The program, rewritten in place (steps 1–4 above), recompiled."""
+    """The program, rewritten in place (steps 1–5 above), recompiled."""
     graph = program.graph
     written = _written(graph)
     for node in list(graph.nodes):
