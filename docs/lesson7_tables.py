@@ -94,15 +94,18 @@ def cvae_numbers(root: Path) -> dict:
     return table
 
 
+def _variant_rows(m2: dict, cols: list, cell) -> list:
+    """One table row per M2 variant: ``cell`` of its summary at each label count, — if none."""
+    return [f"| {variant} | " + " | ".join(
+        "—" if m2[n].get(variant) is None else cell(m2[n][variant]) for n in cols) + " |"
+        for variant in M2_VARIANTS]
+
+
 def markdown(m2: dict, cvae: dict) -> str:
     cols = [n for n in LABEL_COUNTS if m2.get(n)]
     lines = ["| test accuracy (mean ± sd over seeds) | " + " | ".join(
         f"{n} labels" for n in cols) + " |", "|---|" + "---|" * len(cols)]
-    for variant in M2_VARIANTS:
-        cells = [m2[n].get(variant) for n in cols]
-        lines.append(f"| {variant} | " + " | ".join(
-            "—" if c is None else f"{c['mean']:.3f} ± {c['sd']:.3f} ({c['seeds']})"
-            for c in cells) + " |")
+    lines += _variant_rows(m2, cols, lambda c: f"{c['mean']:.3f} ± {c['sd']:.3f} ({c['seeds']})")
     first = [next(iter(m2[n].values())) for n in cols]
     lines.append("| classifier alone (the same network, labeled points only) | " + " | ".join(
         f"{c['baseline']['mean']:.3f} ± {c['baseline']['sd']:.3f} ({c['baseline']['seeds']})"
@@ -113,11 +116,8 @@ def markdown(m2: dict, cvae: dict) -> str:
                      for n in cols) + " |")
     lines += ["", "| test ELBO, nats per image (mean ± sd over seeds) | " + " | ".join(
         f"{n} labels" for n in cols) + " |", "|---|" + "---|" * len(cols)]
-    for variant in M2_VARIANTS:
-        cells = [m2[n].get(variant) for n in cols]
-        lines.append(f"| {variant} | " + " | ".join(
-            "—" if c is None else f"{c['test_elbo']['mean']:.2f} ± {c['test_elbo']['sd']:.2f}"
-            for c in cells) + " |")
+    lines += _variant_rows(
+        m2, cols, lambda c: f"{c['test_elbo']['mean']:.2f} ± {c['test_elbo']['sd']:.2f}")
     lines += ["", "| visible quadrants | baseline NLL | CVAE NLL | baseline − CVAE, paired per "
               "test point (± standard error), per seed |", "|---|---|---|---|"]
     for visible, row in cvae.items():
