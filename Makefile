@@ -6,13 +6,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lessons clean
+.PHONY: demo test test-fast bench lessons clean
 
 demo: $(STAMP)  ## set up, train the default VAE on the bundled digits, print where the results are
 	$(BIN)/python -m experiments.train --model vae --guide normal --elbo trace --data digits
 
-test: $(STAMP)  ## set up and run the test suite
+test: $(STAMP)  ## set up and run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the edit-test loop: every test but the process-level and long ones (marked slow)
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)  ## time ELBO Lab against plain PyTorch and NumPyro (about 8 minutes), write benchmarks/RESULTS.md
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[bench]' \

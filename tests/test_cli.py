@@ -124,6 +124,7 @@ def test_a_diverging_run_stops_naming_epoch_and_step_and_keeps_the_last_checkpoi
     assert kept["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_the_module_runs_as_a_command_without_a_traceback():
     proc = subprocess.run([sys.executable, "-m", "experiments.train", "--model", "nope"],
                           capture_output=True, text=True, timeout=120)

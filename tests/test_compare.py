@@ -29,6 +29,7 @@ def comparison(tmp_path_factory):
         return out, {row["label"]: row for row in csv.DictReader(f)}
 
 
+@pytest.mark.slow
 def test_comparison_writes_one_row_per_estimator_and_k_with_the_promised_columns(comparison):
     out, rows = comparison
     assert list(rows) == ["trace", "iwae K=1", "iwae K=5", "score-function"]
@@ -46,6 +47,7 @@ def test_comparison_writes_one_row_per_estimator_and_k_with_the_promised_columns
     assert len(list((out / "runs").iterdir())) == 8          # 4 settings × 2 seeds
 
 
+@pytest.mark.slow
 def test_runs_with_the_same_seed_share_initial_parameters_and_minibatch(comparison):
     """iwae with K = 1 is the trace estimator: at the shared initial parameters, on the shared
     minibatch, with the same gradient draws, their measurements coincide exactly."""
@@ -55,6 +57,7 @@ def test_runs_with_the_same_seed_share_initial_parameters_and_minibatch(comparis
     assert rows["trace"]["test_elbo_mean"] == rows["iwae K=1"]["test_elbo_mean"]
 
 
+@pytest.mark.slow
 def test_paired_differences_against_the_first_estimator_on_the_same_test_points(comparison):
     """Against itself, and against iwae K = 1 (the same computation), the paired difference is
     exactly zero; for another estimator its mean is the difference of the two means (each
@@ -92,6 +95,7 @@ def test_steps_to_target_counts_steps_to_the_weakest_estimators_final_mean():
     assert aggregate([result("slow", [-9, -5, -3])], -4)[0]["steps_to_target"] == 30
 
 
+@pytest.mark.slow
 def test_score_function_guide_variance_dwarfs_the_reparameterization_trick(comparison):
     _, rows = comparison
     for suffix in ("_init", ""):
@@ -100,6 +104,7 @@ def test_score_function_guide_variance_dwarfs_the_reparameterization_trick(compa
         assert ratio > 100
 
 
+@pytest.mark.slow
 def test_the_iwae_estimate_of_an_iwae_trained_model_is_at_least_its_elbo(comparison):
     _, rows = comparison
     row = rows["iwae K=5"]
@@ -175,6 +180,7 @@ def uninterrupted(tmp_path_factory):
 @pytest.mark.parametrize("sig, whole_group, again", [
     (signal.SIGINT, True, "same command"), (signal.SIGTERM, False, "--resume")],
     ids=["ctrl-c-then-same-command", "sigterm-then-resume"])
+@pytest.mark.slow
 def test_an_interrupted_comparison_finishes_with_the_numbers_of_an_uninterrupted_one(
         tmp_path, sig, whole_group, again, uninterrupted):
     out = tmp_path / "cmp"

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = json.loads((ROOT / deeper.RESULTS / "results.json").read_text())
 
 
+@pytest.mark.slow
 def test_every_measurement_runs_and_writes_its_files(tmp_path):
     results = deeper.main(["--quick", "--runs", str(tmp_path / "runs"),
                            "--out", str(tmp_path / "out")])

@@ -186,6 +186,7 @@ def two_ranks(tmp_path_factory):
     return spawn(rank_worker, 2, tmp_path_factory.mktemp("ranks"))
 
 
+@pytest.mark.slow
 def test_a_step_of_two_ranks_is_one_step_on_the_union_of_their_minibatches(two_ranks):
     """enum on the gmm draws nothing, so the union's gradient is one number: DDP's average of
     the ranks' gradients (each with the plate's N/B) must equal it at every step."""
@@ -202,6 +203,7 @@ def test_a_step_of_two_ranks_is_one_step_on_the_union_of_their_minibatches(two_r
             torch.testing.assert_close(rank["gmm_state"][name], value, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_the_ranks_parameters_are_bit_identical_after_training(two_ranks):
     first, second = (rank["vae_state"] for rank in two_ranks)
     start = state(vae_parts())
@@ -210,6 +212,7 @@ def test_the_ranks_parameters_are_bit_identical_after_training(two_ranks):
     assert not all(torch.equal(first[k], start[k]) for k in first)      # they did train
 
 
+@pytest.mark.slow
 def test_a_model_whose_steps_use_different_parameters_trains_across_ranks(two_ranks):
     """The ssvae's q(y|x) serves only unlabeled points: at every step of the worker one rank's
     share is all labeled, so that rank's step leaves the classifier without a gradient, and
@@ -220,6 +223,7 @@ def test_a_model_whose_steps_use_different_parameters_trains_across_ranks(two_ra
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.slow
 def test_sharded_evaluation_equals_one_process(two_ranks, monkeypatch):
     parts = vae_parts()
     load(parts, two_ranks[0]["vae_state"])
@@ -237,6 +241,7 @@ def test_sharded_evaluation_equals_one_process(two_ranks, monkeypatch):
         assert rank["gmm_metrics"] == exact
 
 
+@pytest.mark.slow
 def test_a_rank_that_stops_answering_fails_the_others_collective_after_the_timeout(two_ranks):
     failed, message = two_ranks[0]["hang"]
     assert failed
@@ -301,6 +306,7 @@ def flags(**settings):
              else str(value)) if value is not False] + ["--no-progress"]
 
 
+@pytest.mark.slow
 def test_two_ranks_resume_one_process_and_reach_its_test_elbo(tmp_path):
     """A checkpoint of one process resumes under 2 ranks of half the batch (the same global
     batch) and theirs in one process again; the 2-rank run ends within the 99% prediction
@@ -354,6 +360,7 @@ def rank_of(pid: int):
     return int(ranks[0]) if ranks else None
 
 
+@pytest.mark.slow
 def test_a_killed_rank_ends_the_job_with_one_line_naming_it(tmp_path):
     out = tmp_path / "run"
     job = run_ranks(flags(**QUICK, batch_size=20, epochs=10_000, out=out), start_new_session=True)
@@ -378,6 +385,7 @@ def test_a_killed_rank_ends_the_job_with_one_line_naming_it(tmp_path):
     assert torch.load(out / "checkpoint.pt", weights_only=True)["epoch"] >= 1
 
 
+@pytest.mark.slow
 def test_sigterm_in_a_torchrun_job_stops_every_rank_after_the_same_step(group_of_one, tmp_path,
                                                                        monkeypatch, capsys):
     """Under torchrun a SIGTERM only asks to stop; the ranks agree on it with the step's loss

@@ -49,6 +49,7 @@ def test_ctrl_c_keeps_the_last_checkpoint_marks_the_summary_and_resumes(tmp_path
     assert json.loads((out / "summary.json").read_text())["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_real_run_cleanly(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "experiments.train", *QUICK, "--epochs",
@@ -127,6 +128,7 @@ def test_resume_with_a_changed_setting_needs_force(tmp_path, capsys):
     assert "checkpoint does not fit this model and guide" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_two_runs_in_different_folders_at_once_do_not_interfere(tmp_path):
     """Two processes training at the same time give exactly the numbers of one alone."""
     def start(name):
@@ -187,6 +189,7 @@ def test_run_files_follow_the_umask(tmp_path, umask, mode):
         assert (result.run_dir / name).stat().st_mode & 0o777 == mode, name
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_command_starts_is_one_line_and_exit_130(tmp_path):
     """Interrupted while importing torch and Pyro (the first seconds), the command says so in
     one line instead of a traceback from inside an import."""

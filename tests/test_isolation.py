@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pyro
+import pytest
 import torch
 
 from experiments.evaluation.likelihood import mean_elbo
@@ -57,6 +58,7 @@ def test_a_parts_parameters_leave_pyro_store_with_the_parts():
     assert set(pyro.get_param_store().keys()) == left
 
 
+@pytest.mark.slow
 def test_importing_the_library_leaves_matplotlibs_backend_alone():
     """Only a command chooses the backend (files only); a notebook keeps its own."""
     code = ("import importlib, pathlib, matplotlib\n"

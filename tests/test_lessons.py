@@ -69,6 +69,7 @@ def test_every_committed_figure_is_shown_somewhere():
     assert set((DOCS / "figures").glob("*.png")) <= shown
 
 
+@pytest.mark.slow
 def test_the_pipeline_produces_every_quoted_number_and_every_figure(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -242,6 +242,7 @@ def test_the_default_path_uses_no_deprecated_pytorch_api():
     assert not [w for w in caught if "deprecat" in str(w.message).lower()], caught
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [{}, {"kl_warmup": 2}])
 def test_a_run_replays_resumes_exactly_and_equals_an_eager_run(quick_config, tmp_path, options):
     """The default path against ``--eager``, and interrupted against straight: the same

@@ -5,6 +5,7 @@ import csv
 import json
 import shlex
 
+import pytest
 import torch
 
 from experiments import compare
@@ -27,6 +28,7 @@ def run_line(line: str) -> int:
     return compare.main(argv[3:])
 
 
+@pytest.mark.slow
 def test_plan_only_then_the_lines_then_collect_give_the_comparison_of_jobs(tmp_path, capsys):
     local, planned = tmp_path / "local", tmp_path / "planned"
     assert compare.main(ARGV + ["--out", str(local)]) == 0
