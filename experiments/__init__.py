@@ -8,6 +8,10 @@ which every command does first, takes no time (a command then imports what it ne
 """
 import importlib
 
+#: the version of ELBO Lab, stated here only: setup.cfg reads it (``attr:``), every run records it
+#: in its config.json and summary.json, and every command shows it with ``--version``
+__version__ = "0.1.0"
+
 #: the names ``from experiments import …`` offers, each with the module it lives in
 EXPORTS = {
     "Config": "experiments.training.config",

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command, starting
+from experiments.common.command import add_version, command, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
@@ -25,6 +25,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m experiments.gaps",
                                 description="\n\n".join([title, USAGE, quantities, WRITTEN]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(p)
     p.add_argument("--run", type=Path, required=True, help="a finished run's folder")
     p.add_argument("--num-points", type=int, default=100, help="test points (default: 100)")
     p.add_argument("--iwae-samples", type=int, default=5000,

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Dict, List, Optional
 
-from experiments.common.command import command, starting
+from experiments.common.command import add_version, command, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.data.datasets import DATASETS
@@ -78,6 +78,7 @@ def matrix_markdown(rows: List[Dict[str, object]]) -> str:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments.list", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser)
     parser.add_argument("--json", action="store_true",
                         help="print the matrix as JSON objects {model, guide, elbo, ok, reason}")
     parser.add_argument("--markdown", action="store_true",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command, starting
+from experiments.common.command import add_version, command, starting
 from experiments.common.ranks import launched, leader
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
@@ -38,6 +38,7 @@ def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m experiments.train",
         description="Train a latent variable model p(z)p(x|z) with a guide q(z|x) by SVI.")
+    add_version(p)
     add_training_options(p, suppress_defaults)
     p.add_argument("--force", action="store_true",
                    help="overwrite a run folder that already holds a run; with --resume, "

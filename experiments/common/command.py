@@ -1,11 +1,12 @@
 """What every command does the same way: figures go to files, a ``UserError`` ends the
 command with one line ``error: <message>`` and exit status 2 instead of a traceback, and Ctrl-C
 ends it with one line ``stopped: …`` and exit status 130, also while it is still importing
-(``starting``).
+(``starting``); ``--version`` says which ELBO Lab it is (``add_version``).
 
 Only a command (and the worker processes a command starts) chooses matplotlib's backend;
 importing the library leaves it as the user's session has it.
 """
+import argparse
 import contextlib
 import functools
 import os
@@ -13,6 +14,7 @@ import signal
 import sys
 from typing import Callable, Iterator, List, Optional
 
+from experiments import __version__
 from experiments.common.errors import UserError
 from experiments.common.ranks import speaks
 
@@ -24,6 +26,11 @@ def draw_to_files() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version``: print the version of ELBO Lab (``experiments.__version__``) and exit."""
+    parser.add_argument("--version", action="version", version=f"ELBO Lab {__version__}")
 
 
 def command(main: Main) -> Main:

@@ -4,8 +4,8 @@
     parallel -j 4 < runs/cmp/commands.txt             # or a Slurm array: one line per task
     python -m experiments.compare --collect runs/cmp  # comparison.csv/md and figures
 
-``plan.json`` holds every run of the comparison (its ``Job``: config, gradient draws) and the
-report's settings; each line of ``commands.txt`` runs one job (``--run-job plan.json --job
+``plan.json`` holds every run of the comparison (its ``Job``: config, gradient draws), the
+report's settings and the version of ELBO Lab that planned it; each line of ``commands.txt`` runs one job (``--run-job plan.json --job
 N``) exactly as a local ``--jobs`` worker does, and leaves beside the run's own files
 ``comparison-run.json``: what the report reads of the run (its summary, metrics and gradient
 measurements). ``--collect`` reads those files back in the plan's order and writes the same
@@ -21,6 +21,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from experiments import __version__
 from experiments.common.errors import UserError
 from experiments.common.files import write_json, write_text
 from experiments.comparison.jobs import RESULT, Job, run_job
@@ -33,7 +34,7 @@ def write_plan(out: Path, jobs: List[Job], report: dict) -> Path:
     """``out/plan.json`` (the jobs, and ``report``: the report's settings) and
     ``out/commands.txt``, one command line per job; returns the commands' path."""
     plan = Path(out).resolve() / PLAN
-    write_json(plan, {"format": PLAN_FORMAT, "report": report,
+    write_json(plan, {"format": PLAN_FORMAT, "version": __version__, "report": report,
                       "jobs": [dataclasses.asdict(job) for job in jobs]})
     lines = [f"{shlex.quote(sys.executable)} -m experiments.compare --run-job "
              f"{shlex.quote(str(plan))} --job {job.number}" for job in jobs]

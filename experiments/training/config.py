@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
+from experiments import __version__
 from experiments.common.errors import UserError
 from experiments.data.datasets import DATASETS
 from experiments.data.synthetic import NUM_TEST, NUM_TRAIN
@@ -194,11 +195,16 @@ class Config:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if not f.metadata["runtime"]}
 
+    def record(self) -> dict:
+        """What a run's config.json holds: the ``version`` of ELBO Lab that ran it, then every
+        setting (``to_dict``)."""
+        return {"version": __version__, **self.to_dict()}
+
     @classmethod
     def from_dict(cls, values: dict) -> "Config":
-        """The config saved in a run's config.json; settings since retired (``RETIRED``) are
-        read and dropped."""
-        values = {k: v for k, v in values.items() if k not in RETIRED}
+        """The config saved in a run's config.json; its ``version`` (which code wrote it, not a
+        setting) and settings since retired (``RETIRED``) are read and dropped."""
+        values = {k: v for k, v in values.items() if k not in RETIRED and k != "version"}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -12,6 +12,7 @@ from typing import Callable, Iterator, List, Optional
 
 import pyro
 
+from experiments import __version__
 from experiments.common.distributed import (from_leader, is_collective_failure, leader_first,
                                             lost_contact, lost_ranks, shared_work, world)
 from experiments.common.ranks import leader
@@ -83,7 +84,7 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
             if leader():
                 if resume is None:
                     run_folder.remove_run(run_dir)
-                write_json(run_dir / "config.json", config.to_dict())
+                write_json(run_dir / "config.json", config.record())
             if resume is not None:
                 restarts = {}
                 attempt.metrics = _restore(run_dir, attempt.parts, attempt.optim)
@@ -132,7 +133,7 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
 
 def _mark_interrupted(config: Config, run_dir: Path, epoch: int) -> None:
     write_json(run_dir / "summary.json", {
-        "status": "interrupted", "completed_epochs": epoch, "epochs": config.epochs,
+        "status": "interrupted", "version": __version__, "completed_epochs": epoch, "epochs": config.epochs,
         "resume": f"python -m experiments.train --resume {run_dir} --epochs {config.epochs}"})
 
 
@@ -167,7 +168,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
                                           for i, (e, w) in enumerate(zip(elbo.tolist(),
                                                                          iwae.per_point.tolist()))])
     summary = {
-        "status": "completed",
+        "status": "completed", "version": __version__,
         "run_dir": str(run_dir),
         "model": config.model, "guide": config.guide, "elbo": config.elbo, "data": config.data,
         "binarize": config.binarize,
