@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test test-fast bench lessons clean
 
 demo: $(STAMP)  ## set up, train the default VAE on the bundled digits, print where the results are
-	$(BIN)/python -m experiments.train --model vae --guide normal --elbo trace --data digits
+	$(BIN)/elbolab train --model vae --guide normal --elbo trace --data digits
 
 test: $(STAMP)  ## set up and run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
@@ -23,7 +23,7 @@ bench: $(STAMP)  ## time ELBO Lab against plain PyTorch and NumPyro (about 8 min
 	$(BIN)/python -m benchmarks.run
 
 lessons: $(STAMP)  ## regenerate the lessons' figures and numbers in docs/ (about 25 minutes)
-	$(BIN)/python -m experiments.lessons
+	$(BIN)/elbolab lessons
 	PY=$(BIN)/python bash docs/lesson7.sh
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt

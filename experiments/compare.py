@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from experiments.common.command import add_version, command
+from experiments.common.command import add_version, command, program
 from experiments.common.errors import UserError
 from experiments.common.files import write_text
 from experiments.comparison.jobs import (ComparisonInterrupted, Job, execute, parse_elbos, plan,
@@ -51,7 +51,7 @@ def _int_list(text: str) -> List[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__,
+    p = argparse.ArgumentParser(prog=program("experiments.compare"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(p)
     add_training_options(p, exclude=("elbo", "num_particles", "out", "epochs"))

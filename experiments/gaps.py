@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import add_version, command, starting
+from experiments.common.command import add_version, command, program, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
@@ -22,7 +22,7 @@ WRITTEN = "written to RUN_DIR/gaps.json and drawn as a stacked bar in RUN_DIR/ga
 
 def parser() -> argparse.ArgumentParser:
     title, _, quantities = gap_measures.__doc__.strip().partition("\n\n")
-    p = argparse.ArgumentParser(prog="python -m experiments.gaps",
+    p = argparse.ArgumentParser(prog=program("experiments.gaps"),
                                 description="\n\n".join([title, USAGE, quantities, WRITTEN]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(p)

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import add_version, command, starting
+from experiments.common.command import add_version, command, program, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
@@ -33,7 +33,7 @@ DOCS = Path("docs")
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.lessons", description=__doc__,
+    p = argparse.ArgumentParser(prog=program("experiments.lessons"), description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(p)
     p.add_argument("--out", type=Path, default=Path("runs/lessons"),

@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Dict, List, Optional
 
-from experiments.common.command import add_version, command, starting
+from experiments.common.command import add_version, command, program, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.data.datasets import DATASETS
@@ -76,7 +76,7 @@ def matrix_markdown(rows: List[Dict[str, object]]) -> str:
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.list", description=__doc__,
+    parser = argparse.ArgumentParser(prog=program("experiments.list"), description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(parser)
     parser.add_argument("--json", action="store_true",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import add_version, command, starting
+from experiments.common.command import add_version, command, program, starting
 from experiments.common.ranks import launched, leader
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
@@ -36,7 +36,7 @@ GROUND_TRUTH_LINES = {
 
 def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m experiments.train",
+        prog=program("experiments.train"),
         description="Train a latent variable model p(z)p(x|z) with a guide q(z|x) by SVI.")
     add_version(p)
     add_training_options(p, suppress_defaults)

@@ -12,6 +12,7 @@ import functools
 import os
 import signal
 import sys
+from pathlib import Path
 from typing import Callable, Iterator, List, Optional
 
 from experiments import __version__
@@ -26,6 +27,14 @@ def draw_to_files() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+
+
+def program(module: str) -> str:
+    """A command's name as its usage line gives it: ``elbolab train`` when the console command
+    ``elbolab`` started it (``experiments.__main__``), else ``python -m experiments.train``."""
+    if Path(sys.argv[0]).name == "elbolab":
+        return f"elbolab {module.rpartition('.')[2]}"
+    return f"python -m {module}"
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:
