@@ -14,7 +14,7 @@ from benchmarks.timing import alternate
 from benchmarks.training import lab_trainer
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.optim import adam
 
 WARMUP_STEPS = 3      # Pyro's first step, then two recordings

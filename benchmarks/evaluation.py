@@ -20,7 +20,7 @@ from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import Timings, alternate, format_ratio
 from experiments.evaluation.likelihood import CHUNK_ELEMENTS, iwae_log_likelihood
 from experiments.parts.build import build_model
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.loop import build_parts
 from models import MODELS
 

@@ -31,7 +31,7 @@ import torch
 
 from benchmarks.report import Section, Target, paragraphs, table
 from experiments.evaluation.likelihood import iwae_log_likelihood
-from experiments.training.config import Config
+from experiments.config.config import Config
 
 SAMPLES = 5000
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,7 @@ from benchmarks import (estimators, evaluation, numpyro_peer, particles, process
                         training)
 from experiments.common.command import command
 from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.prepare import prepare_data
 
 RESULTS = Path(__file__).parent / "RESULTS.md"

@@ -36,7 +36,7 @@ from benchmarks.timing import alternate, format_ratio
 from experiments.common.rng import isolated_rng
 from experiments.data.datasets import Dataset
 from experiments.evaluation.likelihood import EVAL_SEED, mean_elbo
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.loop import build_parts, stepper, training_steps
 from experiments.training.optim import adam
 

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 #: the names ``from experiments import …`` offers, each with the module it lives in
 EXPORTS = {
-    "Config": "experiments.training.config",
+    "Config": "experiments.config.config",
     "Parts": "experiments.parts.build",
     "TrainedRun": "experiments.training.trained",
     "UserError": "experiments.common.errors",

@@ -36,8 +36,8 @@ from experiments.comparison.report import markdown, report
 from experiments.comparison.sweep import (PLAN, collect, missing_section, read_plan,
                                           report_settings, run_planned, write_plan)
 from experiments.estimators import ELBOS
-from experiments.training.config import Config
-from experiments.training.options import add_training_options, config_from_args
+from experiments.config.config import Config
+from experiments.config.options import add_training_options, config_from_args
 
 
 def _int_list(text: str) -> List[int]:

@@ -14,7 +14,7 @@ with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.data.datasets import DATASETS
     from experiments.estimators import ELBOS
     from experiments.parts.compatibility import matrix
-    from experiments.training.config import Config
+    from experiments.config.config import Config
     from guides import GUIDES
     from models import MODELS
 

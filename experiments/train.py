@@ -16,7 +16,7 @@ from experiments.common.ranks import launched, leader
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.distributed import request_stop
     from experiments.evaluation.metrics import TEST_METRICS
-    from experiments.training.options import (add_training_options, config_from_args,
+    from experiments.config.options import (add_training_options, config_from_args,
                                               explicit_options)
     from experiments.training.run import RunInterrupted, RunResult, resume_config, run
 

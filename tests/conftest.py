@@ -3,7 +3,7 @@ import pyro
 import pytest
 import torch
 
-from experiments.training.config import Config
+from experiments.config.config import Config
 
 
 @pytest.fixture(autouse=True, scope="session")

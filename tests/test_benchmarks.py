@@ -9,7 +9,7 @@ from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS, Trace
 from experiments.evaluation.likelihood import log_importance_weights
 from experiments.parts.build import build
-from experiments.training.config import Config
+from experiments.config.config import Config
 from models import MODELS
 from models.vae import VAE
 

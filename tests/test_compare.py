@@ -12,7 +12,7 @@ import pytest
 
 from experiments import compare, gaps
 from experiments.comparison.report import aggregate
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.run import run
 
 ROOT = Path(__file__).resolve().parent.parent

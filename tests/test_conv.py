@@ -13,7 +13,7 @@ from experiments.data.datasets import load_dataset
 from experiments.figures.images import _image_grid
 from experiments.parts.build import build
 from experiments.parts.compatibility import check_combination, matrix
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.run import run
 from guides import GUIDES
 from models import MODELS

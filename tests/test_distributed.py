@@ -30,7 +30,7 @@ from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo
 from experiments.parts.build import build
 from experiments.parts.namespaces import local_name
 from experiments.training import distributed
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.optim import JointOptim, adam
 
 ROOT = Path(__file__).resolve().parent.parent

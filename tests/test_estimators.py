@@ -10,7 +10,7 @@ from experiments import list as listing
 from experiments.estimators import ELBOS
 from experiments.parts.build import build
 from experiments.parts.compatibility import matrix
-from experiments.training.config import Config
+from experiments.config.config import Config
 
 
 def guide_gradients(parts, x, draws: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.run import run
 
 QUICK = dict(epochs=2, num_train=300, num_test=60, hidden_dims=(16,), iwae_samples=20,

@@ -17,7 +17,7 @@ from experiments.evaluation.likelihood import iwae_log_likelihood
 from experiments.parts.build import build
 from experiments.recording.svi import RecordedSVI as SVI      # what trains by default
 from experiments.training import folder as runs
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.run import run
 
 QUICK = ["--num-train", "200", "--num-test", "50", "--hidden-dims", "32", "--iwae-samples",

@@ -16,7 +16,7 @@ from experiments.data.datasets import DataShape
 from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo
 from experiments.evaluation.metrics import scoring_guide
 from experiments.parts.compatibility import check_combination
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.run import run
 from experiments.training.trained import TrainedRun, load_trained
 from models import MODELS

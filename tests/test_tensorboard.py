@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from experiments import train
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.run import run
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")

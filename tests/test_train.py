@@ -13,7 +13,7 @@ FIGURES = ("elbo.png", "reconstructions.png", "samples.png", "latent.png", "mani
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """One digits VAE trained long enough to learn (about 3 s), shared by the tests below."""
-    from experiments.training.config import Config
+    from experiments.config.config import Config
 
     out = tmp_path_factory.mktemp("trained") / "run"
     config = Config(epochs=15, num_test=200, hidden_dims=(128,), iwae_samples=200,

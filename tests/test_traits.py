@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from experiments.parts.build import build_model
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.run import run
 from models import MODELS
 

@@ -10,7 +10,7 @@ import pytest
 import experiments
 from experiments import compare, gaps, lessons, list as listing, train
 from experiments.comparison.sweep import write_plan
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.run import run
 
 ROOT = Path(__file__).resolve().parent.parent

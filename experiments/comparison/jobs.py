@@ -24,7 +24,7 @@ from experiments.estimators import ELBOS
 from experiments.evaluation.gradients import gradient_draws, gradient_stats
 from experiments.parts.build import Parts
 from experiments.parts.compatibility import check_combination
-from experiments.training.config import Config, resolve
+from experiments.config.config import Config, resolve
 from experiments.training.folder import checkpoint_epoch, load_checkpoint
 from experiments.training.run import RunInterrupted
 from experiments.training.workers import Workers, progress_queue, resolved, train_in_worker

@@ -2,7 +2,7 @@
 
 Every option is declared once, as a field of ``Config``: its default, and through ``option``
 its help text, its group on the command line and its range or choices. The command-line parser
-is generated from the fields (``experiments.training.options``) and ``Config.validate`` checks
+is generated from the fields (``experiments.config.options``) and ``Config.validate`` checks
 the ranges they declare, so a new option is a field here and the code that reads it.
 """
 import argparse

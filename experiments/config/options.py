@@ -1,6 +1,6 @@
 """The command-line options of a training run, generated from ``Config``'s fields, for every
 command that trains: a field's metadata gives its help, section, choices and how to read it
-(``experiments.training.config.option``); a flag that is on by default turns off as
+(``experiments.config.config.option``); a flag that is on by default turns off as
 ``--no-<name>``."""
 import argparse
 import dataclasses
@@ -8,7 +8,7 @@ import typing
 from typing import Iterable, List, Optional
 
 from experiments.common.errors import UserError
-from experiments.training.config import RETIRED, Config, flag_of
+from experiments.config.config import RETIRED, Config, flag_of
 
 
 def add_training_options(parser: argparse.ArgumentParser, suppress_defaults: bool = False,

@@ -31,7 +31,7 @@ import torch
 from experiments.common.files import write_json, write_text
 from experiments.evaluation.bounds import elbo_terms, importance_weights
 from experiments.figures.common import save_figure
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.prepare import prepare_data
 from experiments.training.run import RunResult, run
 

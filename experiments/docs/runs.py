@@ -6,7 +6,7 @@ from typing import Dict, List
 
 from experiments.comparison.jobs import execute, parse_elbos, plan
 from experiments.comparison.report import report
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.workers import train_in_worker, worker_pool
 
 #: every training run the lessons quote, by name: the settings that differ from Config's

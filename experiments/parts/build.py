@@ -10,7 +10,7 @@ from experiments.estimators import ELBOS
 from experiments.parts.compatibility import check_combination
 from experiments.parts.namespaces import new_namespace, place
 from experiments.parts.registries import check_names, construct, lookup
-from experiments.training.config import Config
+from experiments.config.config import Config
 from guides import GUIDES
 from guides.base import Guide
 from models import MODELS, LatentVariableModel

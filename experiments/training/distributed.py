@@ -40,7 +40,7 @@ from experiments.common.ranks import launched
 from experiments.common.rng import isolated_rng
 from experiments.estimators import ELBOS
 from experiments.parts.namespaces import local_name
-from experiments.training.config import Config
+from experiments.config.config import Config
 
 WARM_UP_SEED = 0
 

@@ -18,7 +18,7 @@ from experiments.common.files import write_atomically
 from experiments.common.processes import alive
 from experiments.data.datasets import DataShape
 from experiments.parts.namespaces import local_names
-from experiments.training.config import Config
+from experiments.config.config import Config
 
 CHECKPOINT_FORMAT = "elbo-lab-checkpoint/1"
 RUN_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pt")

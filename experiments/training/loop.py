@@ -25,7 +25,7 @@ from experiments.parts.build import Parts, build
 from experiments.recording.svi import RecordedSVI
 from experiments.training import distributed
 from experiments.training.board import Board
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
 from experiments.training.optim import adam

@@ -29,7 +29,7 @@ from experiments.parts.registries import check_names
 from experiments.training import distributed
 from experiments.training import folder as run_folder
 from experiments.training.board import require_tensorboard
-from experiments.training.config import RESUMABLE, Config, flag_of, resolve
+from experiments.config.config import RESUMABLE, Config, flag_of, resolve
 from experiments.training.loop import fit, start_attempt
 from experiments.training.prepare import device_named, prepare_data
 from experiments.training.restarts import fit_restarts

@@ -31,7 +31,7 @@ from experiments.data.datasets import Dataset, DataShape
 from experiments.evaluation.likelihood import guide_distribution
 from experiments.evaluation.metrics import scoring_guide
 from experiments.parts.build import Parts
-from experiments.training.config import Config
+from experiments.config.config import Config
 from experiments.training.folder import load_checkpoint, load_parts, run_folder_of
 from experiments.training.loop import parts_for
 from experiments.training.prepare import device_named, prepare_data

@@ -16,7 +16,7 @@ refuses the K-sample bounds (one scale on every site), enumeration and score-fun
 """
 from pyro.poutine.scale_messenger import ScaleMessenger
 
-from experiments.training.config import Config
+from experiments.config.config import Config
 
 
 def beta_at(config: Config, epoch: int) -> float:

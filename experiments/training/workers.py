@@ -22,7 +22,7 @@ import torch
 from experiments.common.command import draw_to_files
 from experiments.data.datasets import Dataset
 from experiments.parts.build import Parts
-from experiments.training.config import Config, resolve
+from experiments.config.config import Config, resolve
 from experiments.training.run import RunInterrupted, RunResult, run
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -156,6 +156,6 @@ def train_in_worker(config: dict, threads: int,
 
 
 def resolved(config: dict) -> Config:
-    """The config a worker runs: ``config`` resolved (``experiments.training.config.resolve``),
+    """The config a worker runs: ``config`` resolved (``experiments.config.config.resolve``),
     without progress bars."""
     return resolve(Config.from_dict(config).replace(progress=False))
