@@ -21,7 +21,7 @@ from benchmarks.timing import Timings, alternate, format_ratio
 from experiments.evaluation.likelihood import CHUNK_ELEMENTS, iwae_log_likelihood
 from experiments.parts.build import build_model
 from experiments.config.config import Config
-from experiments.training.loop import build_parts
+from experiments.parts.build import build_parts
 from models import MODELS
 
 SAMPLES = 5000

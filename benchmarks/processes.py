@@ -125,7 +125,7 @@ def _iwae_worker(images: Path, config: Config, rounds: int, device: str,
     """One rank of the evaluation benchmark (rank 0 writes ``out``)."""
     from experiments.common.distributed import joined, shared_work
     from experiments.common.ranks import leader
-    from experiments.training.loop import build_parts
+    from experiments.parts.build import build_parts
 
     with joined("nccl" if device == "cuda" else "gloo", timeout=3600) as here:
         where = torch.device("cuda", here.local_rank) if device == "cuda" else torch.device("cpu")

@@ -37,7 +37,8 @@ from experiments.common.rng import isolated_rng
 from experiments.data.datasets import Dataset
 from experiments.evaluation.likelihood import EVAL_SEED, mean_elbo
 from experiments.config.config import Config
-from experiments.training.loop import build_parts, stepper, training_steps
+from experiments.parts.build import build_parts
+from experiments.training.loop import stepper, training_steps
 from experiments.training.optim import adam
 
 REFERENCE = "reference (fused Adam, as ELBO Lab)"
@@ -67,7 +68,7 @@ def lab_trainer(config: Config, data: Dataset, optim) -> Trainer:
         pyro.set_rng_seed(config.seed)
         parts = build_parts(config, data.data_dim, len(data.x_train), data.x_train.device)
         svi = stepper(parts, optim, config)
-    take_steps = _stepper(lambda epoch: training_steps(svi, data, config, epoch))
+    take_steps = _stepper(lambda epoch: training_steps(svi, parts.elbo, data, config, epoch))
 
     def take_steps_in_scope(n: int) -> None:
         with store.scope(scope):
@@ -132,7 +133,7 @@ def first_epoch(config: Config, data: Dataset, epochs: int = 4) -> Tuple[float, 
         seconds = []
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
-            collections.deque(training_steps(svi, data, config, epoch), maxlen=0)
+            collections.deque(training_steps(svi, parts.elbo, data, config, epoch), maxlen=0)
             seconds.append(time.perf_counter() - start)
     return seconds[0], statistics.median(seconds[1:])
 

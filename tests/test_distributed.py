@@ -25,11 +25,12 @@ from experiments.common.distributed import (World, is_collective_failure, lost_c
                                             shared_work)
 from experiments.common.errors import UserError
 from experiments.data.datasets import binarize
+from experiments.estimators import ELBOS
 from experiments.evaluation import metrics
 from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo
 from experiments.parts.build import build
 from experiments.parts.namespaces import local_name
-from experiments.training import distributed
+from experiments.training import batches, distributed
 from experiments.config.config import Config
 from experiments.training.optim import JointOptim, adam
 
@@ -251,20 +252,20 @@ def test_a_rank_that_stops_answering_fails_the_others_collective_after_the_timeo
 
 def test_minibatches_share_each_global_minibatch_among_the_ranks(monkeypatch):
     n, batch, size = 103, 8, 3            # 4 full global batches, 7 points left: 3 + 2 + 2
-    one = distributed.minibatches(n, batch, 0, 1, torch.device("cpu"))
+    one = batches.minibatches(n, batch, 0, 1, torch.device("cpu"))
     assert [len(b) for b in one] == [8] * 12 + [7]            # one process: as before
     shares = []
     for rank in range(size):
-        monkeypatch.setattr(distributed, "world", lambda r=rank: World(r, size))
-        shares.append(distributed.minibatches(n, batch, 0, 1, torch.device("cpu")))
-        assert len(shares[-1]) == distributed.steps_per_epoch(n, batch) == 5
+        monkeypatch.setattr(batches, "world", lambda r=rank: World(r, size))
+        shares.append(batches.minibatches(n, batch, 0, 1, torch.device("cpu")))
+        assert len(shares[-1]) == batches.steps_per_epoch(n, batch) == 5
     order = torch.cat(one)
     for step, parts in enumerate(zip(*shares)):
         assert torch.equal(torch.cat(parts), order[24 * step: 24 * (step + 1)])
         assert max(map(len, parts)) - min(map(len, parts)) <= 1 and min(map(len, parts)) > 0
-    monkeypatch.setattr(distributed, "world", lambda: World(2, size))
-    few = distributed.minibatches(25, batch, 0, 1, torch.device("cpu"))   # 24 + 1 point
-    assert [len(b) for b in few] == [8] and distributed.steps_per_epoch(25, batch) == 1
+    monkeypatch.setattr(batches, "world", lambda: World(2, size))
+    few = batches.minibatches(25, batch, 0, 1, torch.device("cpu"))   # 24 + 1 point
+    assert [len(b) for b in few] == [8] and batches.steps_per_epoch(25, batch) == 1
 
 
 @pytest.fixture
@@ -279,17 +280,17 @@ def group_of_one():
 def test_an_estimator_without_a_differentiable_loss_is_refused_in_one_line(group_of_one):
     with pytest.raises(UserError, match=r"^--elbo tracegraph cannot train under torchrun: "
                                         r"TraceGraph_ELBO .* one of trace, meanfield"):
-        distributed.check_training(Config(elbo="tracegraph"), 100)
+        distributed.check_training(Config(elbo="tracegraph"), ELBOS["tracegraph"](), 100)
     for name in ("trace", "meanfield", "enum", "iwae", "renyi", "tail-adaptive",
                  "score-function", "stl", "dreg"):
-        distributed.check_training(Config(elbo=name), 100)
+        distributed.check_training(Config(elbo=name), ELBOS[name](), 100)
 
 
 def test_fewer_training_points_than_ranks_are_refused(group_of_one, monkeypatch):
     monkeypatch.setattr(distributed, "world", lambda: World(0, 4))
-    distributed.check_training(Config(), 4)
+    distributed.check_training(Config(), ELBOS["trace"](), 4)
     with pytest.raises(UserError, match="^3 training points cannot be shared among 4 ranks"):
-        distributed.check_training(Config(), 3)
+        distributed.check_training(Config(), ELBOS["trace"](), 3)
 
 
 def run_ranks(args, size=2, **popen):

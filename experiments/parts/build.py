@@ -1,11 +1,15 @@
-"""Assemble a model, a guide and an ELBO estimator from their registered names."""
+"""Assemble a model, a guide and an ELBO estimator from their registered names (``build``), or
+from a run's ``Config`` on a device (``build_parts``; ``parts_for`` the data a run trains on or a
+checkpoint records): a run, a loaded run and the benchmarks build their parts here."""
 from dataclasses import dataclass
 from inspect import signature
 from typing import Any, Optional
 
+import torch
 from pyro.infer import ELBO
 
 from experiments.common.errors import UserError
+from experiments.data.datasets import DataShape
 from experiments.estimators import ELBOS
 from experiments.parts.compatibility import check_combination
 from experiments.parts.namespaces import new_namespace, place
@@ -69,6 +73,28 @@ def build_model(name: str, *, data_dim: int, namespace: Optional[str] = None,
     except ValueError as exc:
         raise UserError(f"--model {name}: {exc}") from None
     return place(model, namespace or new_namespace(), "model")
+
+
+def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device,
+                **from_data) -> Parts:
+    """The parts ``config`` names, for data of dimension ``data_dim``, on ``device``, with
+    what they read off the data (``from_data``: ``parts_for``)."""
+    parts = build(config.model, config.guide, config.elbo, data_dim=data_dim,
+                  num_data=num_data, **from_data, **config.part_options())
+    parts.model.to(device)
+    parts.guide.to(device)
+    return parts
+
+
+def parts_for(config: Config, shape: DataShape, device: torch.device) -> Parts:
+    """The parts ``config`` names for data of this ``shape`` (what a checkpoint records of the
+    data), on ``device``, with what they read off it: the image shape (the cvae's quadrants,
+    --network conv) and the number of classes of its labels (the ssvae's y). A run and a
+    loaded run build them alike."""
+    from_data = {"image_shape": shape.image_shape}
+    if shape.num_classes is not None:
+        from_data["num_classes"] = shape.num_classes
+    return build_parts(config, shape.data_dim, shape.num_train, device, **from_data)
 
 
 def with_defaults(options: dict) -> dict:

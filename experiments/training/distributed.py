@@ -3,9 +3,9 @@
     torchrun --standalone --nproc_per_node 2 -m experiments.train --model vae --data digits
 
 Every rank builds the same parts from the same seed and holds the whole data set. In each step
-rank r takes its own share of the step's global minibatch (``minibatches``) and computes its
-loss with the data plate's scale N/B, so its gradient is an unbiased estimate of the whole
-training set's; DDP averages the ranks' gradients, so a step of N ranks is one step on the
+rank r takes its own share of the step's global minibatch (``experiments.training.batches``) and
+computes its loss with the data plate's scale N/B, so its gradient is an unbiased estimate of the
+whole training set's; DDP averages the ranks' gradients, so a step of N ranks is one step on the
 N × B points of the global minibatch (``--batch-size`` is B, per rank). The estimator's
 ``differentiable_loss`` is wrapped in Pyro's ``ELBOModule`` (``elbo(model, guide)``: a
 ``torch.nn.Module`` holding model and guide) and that module in DDP, which synchronizes the
@@ -22,14 +22,13 @@ uninterrupted one draws without a random state per rank in the checkpoint. Evalu
 per chunk of the test set (``experiments.evaluation.likelihood``), whichever rank scores it.
 """
 import hashlib
-import math
 import os
 from typing import Dict, List, Set
 
-import numpy as np
 import pyro
 import torch
 from pyro import poutine
+from pyro.infer import ELBO
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -63,18 +62,18 @@ def device_of(name: str) -> torch.device:
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def check_training(config: Config, num_train: int) -> None:
-    """Refuse what cannot train across ranks, before anything is written: an estimator with no
-    single differentiable loss, or fewer training points than ranks."""
+def check_training(config: Config, estimator: ELBO, num_train: int) -> None:
+    """Refuse what cannot train across ranks, before anything is written: an ``estimator`` (the
+    run's, ``--elbo``) with no single differentiable loss, or fewer training points than
+    ranks."""
     here = world()
     if not joined_group():
         return
-    estimator = ELBOS[config.elbo]
     if not callable(getattr(estimator, "differentiable_loss", None)):
         able = [name for name, cls in ELBOS.items() if callable(getattr(cls, "differentiable_loss",
                                                                          None))]
         raise UserError(f"--elbo {config.elbo} cannot train under torchrun: "
-                        f"{_pyro_base(estimator)} computes its gradient only inside "
+                        f"{_pyro_base(type(estimator))} computes its gradient only inside "
                         "loss_and_grads, and DistributedDataParallel needs one differentiable "
                         f"loss to synchronize; train it in one process, or choose one of "
                         f"{', '.join(able)}")
@@ -188,43 +187,6 @@ class _Carrying(nn.Module):
         loss = self.loss(*args, **kwargs)
         signals = torch.stack([loss.detach(), loss.detach().new_tensor(stop)])
         return loss + (self.carried.to(loss.dtype) * signals).sum()
-
-
-def minibatches(n: int, batch_size: int, seed: int, epoch: int,
-                device: torch.device) -> List[torch.Tensor]:
-    """This rank's minibatches of one epoch, as indices into the training set.
-
-    The epoch's order is a permutation fixed by (seed, epoch), the same on every rank. In one
-    process it is cut into minibatches of ``batch_size``. With N ranks it is cut into global
-    minibatches of N × ``batch_size`` points, rank r taking the r-th of N contiguous shares
-    of each (equal, or one point apart in the last); a last global minibatch of fewer points
-    than ranks joins the one before, so no rank ever takes an empty share.
-    """
-    order_rng = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n, generator=order_rng).to(device)
-    here = world()
-    if here.size == 1:
-        return list(order.split(batch_size))
-    steps = list(order.split(here.size * batch_size))
-    if len(steps) > 1 and len(steps[-1]) < here.size:
-        steps[-2:] = [torch.cat(steps[-2:])]
-    return [step.tensor_split(here.size)[here.rank] for step in steps]
-
-
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    """How many minibatches ``minibatches`` gives each rank."""
-    size = world().size
-    if size == 1:
-        return math.ceil(n / batch_size)
-    steps = math.ceil(n / (size * batch_size))
-    return steps - 1 if steps > 1 and n - (steps - 1) * size * batch_size < size else steps
-
-
-def seed_rank(seed: int, epoch: int) -> None:
-    """In a torchrun job, seed this rank's stream for ``epoch`` from (seed, epoch, rank)."""
-    if joined_group():
-        state = np.random.SeedSequence([seed, epoch, world().rank]).generate_state(1)[0]
-        torch.manual_seed(int(state))
 
 
 def check_in_sync(*modules: torch.nn.Module) -> None:

@@ -9,21 +9,21 @@ from typing import Callable, Iterator, List, Optional
 
 import pyro
 import torch
-from pyro.infer import SVI
+from pyro.infer import ELBO, SVI
 from pyro.optim import PyroOptim
 from tqdm import tqdm
 
+from experiments.common.console import log
 from experiments.common.distributed import joined_group, shared_work
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv
 from experiments.common.ranks import leader
-from experiments.data.datasets import DataShape, Dataset
-from experiments.estimators import ELBOS
+from experiments.data.datasets import Dataset
 from experiments.evaluation.baselines import train_classifier
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
-from experiments.parts.build import Parts, build
+from experiments.parts.build import Parts, parts_for
 from experiments.recording.svi import RecordedSVI
-from experiments.training import distributed
+from experiments.training import batches, distributed
 from experiments.training.board import Board
 from experiments.config.config import Config
 from experiments.training.folder import save_checkpoint
@@ -45,28 +45,6 @@ class Attempt:
     parts: Parts
     optim: PyroOptim
     metrics: List[dict]
-
-
-def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device,
-                **from_data) -> Parts:
-    """The parts ``config`` names, for data of dimension ``data_dim``, on ``device``, with
-    what they read off the data (``from_data``: ``parts_for``)."""
-    parts = build(config.model, config.guide, config.elbo, data_dim=data_dim,
-                  num_data=num_data, **from_data, **config.part_options())
-    parts.model.to(device)
-    parts.guide.to(device)
-    return parts
-
-
-def parts_for(config: Config, shape: DataShape, device: torch.device) -> Parts:
-    """The parts ``config`` names for data of this ``shape`` (what a checkpoint records of the
-    data), on ``device``, with what they read off it: the image shape (the cvae's quadrants,
-    --network conv) and the number of classes of its labels (the ssvae's y). A run and a
-    loaded run build them alike."""
-    from_data = {"image_shape": shape.image_shape}
-    if shape.num_classes is not None:
-        from_data["num_classes"] = shape.num_classes
-    return build_parts(config, shape.data_dim, shape.num_train, device, **from_data)
 
 
 def start_attempt(config: Config, data: Dataset, device: torch.device) -> Attempt:
@@ -99,7 +77,7 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
         for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
             weight.scale = beta_at(config, epoch)
             with weight:
-                row = train_epoch(svi, data, config, epoch)
+                row = train_epoch(svi, parts.elbo, data, config, epoch)
             if config.beta != 1 or config.kl_warmup:
                 row["beta"] = weight.scale
             start, progress = time.perf_counter(), config.progress and leader()
@@ -134,7 +112,7 @@ def stepper(parts: Parts, optim: PyroOptim, config: Config):
     are computed. Where recording is refused, the line saying why is printed once."""
     if joined_group():
         return distributed.DistributedSVI(parts.model, parts.guide, optim, parts.elbo)
-    if config.eager or not ELBOS[config.elbo].recordable:
+    if config.eager or not parts.elbo.recordable:
         return SVI(parts.model, parts.guide, optim, parts.elbo)
 
     def fall_back(reason: str) -> None:
@@ -167,17 +145,18 @@ def labeled_test_inputs(parts: Parts, data: Dataset, config: Config) -> dict:
     return {"labels": data.y_test, "classifier": classifier}
 
 
-def train_epoch(svi, data: Dataset, config: Config, epoch: int) -> dict:
+def train_epoch(svi, estimator: ELBO, data: Dataset, config: Config, epoch: int) -> dict:
     """One pass over the training set: the steps of ``training_steps``, with a progress bar.
 
     Each step's loss estimates −ELBO of the whole training set (the data plate scales the
     minibatch by N / B; in a torchrun job, the mean over the ranks), so the epoch's train ELBO
-    is −mean(loss) / N nats per example; an estimator without a loss value leaves it empty.
+    is −mean(loss) / N nats per example; an estimator without a loss value (``has_loss``)
+    leaves it empty.
     """
-    has_loss = ELBOS[config.elbo].has_loss
+    has_loss = estimator.has_loss
     n = len(data.x_train)
-    bar = tqdm(training_steps(svi, data, config, epoch),
-               total=distributed.steps_per_epoch(n, config.batch_size), leave=False,
+    bar = tqdm(training_steps(svi, estimator, data, config, epoch),
+               total=batches.steps_per_epoch(n, config.batch_size), leave=False,
                desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress or not leader(),
                file=sys.stderr)
     total, start, step = 0.0, time.perf_counter(), 0
@@ -190,18 +169,19 @@ def train_epoch(svi, data: Dataset, config: Config, epoch: int) -> dict:
     return {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None, "seconds": seconds}
 
 
-def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[float]:
-    """The SVI steps of one epoch, taken one per ``next()``, each yielding its loss: minibatches
-    in an order fixed by (seed, epoch) (in a torchrun job, this rank's shares of them:
-    ``experiments.training.distributed``), binarized afresh with ``--binarize dynamic``. A loss
-    that is NaN or infinite stops training (tail-adaptive, which reports none, is not checked)."""
-    has_loss = ELBOS[config.elbo].has_loss
+def training_steps(svi, estimator: ELBO, data: Dataset, config: Config,
+                   epoch: int) -> Iterator[float]:
+    """The SVI steps of one epoch with ``estimator`` (the one ``svi`` steps), taken one per
+    ``next()``, each yielding its loss: minibatches in an order fixed by (seed, epoch) (in a
+    torchrun job, this rank's shares of them: ``experiments.training.batches``), binarized
+    afresh with ``--binarize dynamic``. A loss that is NaN or infinite stops training
+    (tail-adaptive, which reports none, is not checked)."""
+    has_loss = estimator.has_loss
     n = len(data.x_train)
     labels = data.y_train if svi.model.takes_labels else None       # (N,), −1: unlabeled
-    distributed.seed_rank(config.seed, epoch)
-    batches = distributed.minibatches(n, config.batch_size, config.seed, epoch,
-                                      data.x_train.device)
-    for step, index in enumerate(batches, 1):
+    batches.seed_rank(config.seed, epoch)
+    order = batches.minibatches(n, config.batch_size, config.seed, epoch, data.x_train.device)
+    for step, index in enumerate(order, 1):
         x = data.x_train[index]
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
@@ -213,13 +193,6 @@ def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[f
                 f"good checkpoint (epoch {epoch - 1}) is kept; try a smaller --lr, a larger "
                 "--batch-size, or --likelihood bernoulli for [0, 1] data")
         yield loss if has_loss else 0.0
-
-
-def log(config: Config, message: str, force: bool = False) -> None:
-    """A line on stderr beside the progress bars, unless ``--no-progress`` (or ``force``); in
-    a torchrun job, rank 0's only."""
-    if (config.progress or force) and leader():
-        tqdm.write(message, file=sys.stderr)
 
 
 def _nats(value: Optional[float]) -> str:

@@ -5,10 +5,11 @@ from typing import Callable, Optional, Tuple
 
 import torch
 
-from experiments.common.ranks import leader
+from experiments.common.console import log
 from experiments.common.files import copy_file
+from experiments.common.ranks import leader
 from experiments.data.datasets import Dataset
-from experiments.training.loop import Attempt, fit, log, start_attempt
+from experiments.training.loop import Attempt, fit, start_attempt
 
 
 def fit_restarts(first: Attempt, data: Dataset, device: torch.device, run_dir: Path,

@@ -72,8 +72,8 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     with pyro.validation_enabled(config.pyro_validation), distributed.session(config):
         device = device_named(config.device)
         data = leader_first(lambda: prepare_data(config, device))
-        distributed.check_training(config, len(data.x_train))
         attempt = start_attempt(config.replace(restarts=1), data, device)
+        distributed.check_training(config, attempt.parts.elbo, len(data.x_train))
         if on_start is not None:
             on_start(attempt.parts, data)
         run_dir = resume if resume is not None else from_leader(
