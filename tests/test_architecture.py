@@ -1,13 +1,37 @@
 """The folder tells the architecture: the top-level modules of experiments/ are the commands,
 the library sits in subpackages that never import a command, the imports between the modules
-of experiments/ form no cycle, and models and guides never import experiments."""
+of experiments/ form no cycle, every room stands on a declared floor and imports only from the
+floors below it, models and guides never import experiments, and loading a finished run never
+imports the training loop."""
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Set
+
+from experiments.training.run import run as train
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {"experiments.train", "experiments.compare", "experiments.gaps", "experiments.list",
             "experiments.lessons", "experiments.__main__"}
+
+#: the rooms of the house (a package of experiments/, a top-level package, or a command) by
+#: floor, lowest first: a room imports only from the rooms of the floors below its own
+FLOORS = [
+    {"experiments"},                            # the package itself: its version, lazy exports
+    {"experiments.common", "experiments.recording", "experiments.estimators", "models"},
+    {"guides", "experiments.data"},
+    {"experiments.config"},                     # Config: knows the parts and data by name
+    {"experiments.parts"},                      # builds them, from names or a Config
+    {"experiments.evaluation"},
+    {"experiments.figures"},
+    {"experiments.training"},
+    {"experiments.comparison", "benchmarks"},
+    {"experiments.docs"},
+    COMMANDS,
+]
+PACKAGES = ("experiments", "models", "guides", "benchmarks")
 
 
 def modules(package: str) -> Dict[str, Path]:
@@ -39,9 +63,32 @@ def imported(name: str, path: Path, known: Set[str]) -> Set[str]:
     return targets & known
 
 
-def import_graph() -> Dict[str, Set[str]]:
-    known = modules("experiments")
+def import_graph(packages=("experiments",)) -> Dict[str, Set[str]]:
+    known = {name: path for package in packages for name, path in modules(package).items()}
     return {name: imported(name, path, set(known)) - {name} for name, path in known.items()}
+
+
+def room(module: str) -> str:
+    """The room a module lives in: a command, a package of experiments/, or a top-level
+    package (``experiments.parts.build`` → ``experiments.parts``, ``guides.mvn`` → ``guides``)."""
+    if module in COMMANDS:
+        return module
+    top, _, rest = module.partition(".")
+    return f"{top}.{rest.split('.')[0]}" if top == "experiments" and rest else top
+
+
+def upward_imports(graph: Dict[str, Set[str]], floors: List[Set[str]]) -> List[str]:
+    """Every import of ``graph`` from one room to another on the same floor or a higher one,
+    as "module -> module (floor a -> floor b)"; a room on no floor is reported as such."""
+    floor = {name: level for level, rooms in enumerate(floors) for name in rooms}
+    offenders = sorted(f"{room(name)} stands on no floor" for name in graph
+                       if room(name) not in floor)
+    for name, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            here, there = room(name), room(target)
+            if here != there and floor.get(there, -1) >= floor.get(here, -1) >= 0:
+                offenders.append(f"{name} -> {target} (floor {floor[here]} -> {floor[there]})")
+    return sorted(set(offenders))
 
 
 def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
@@ -103,3 +150,43 @@ def test_models_and_guides_never_import_experiments():
             names |= {node.module or "" for node in ast.walk(tree)
                       if isinstance(node, ast.ImportFrom)}
             assert not {n for n in names if n.split(".")[0] == "experiments"}, name
+
+
+def test_every_room_stands_on_a_floor_and_imports_only_from_the_floors_below():
+    assert upward_imports(import_graph(PACKAGES), FLOORS) == []
+
+
+def test_the_floor_check_finds_an_import_up_or_across_and_a_room_on_no_floor():
+    floors = [{"experiments.common"}, {"experiments.config", "experiments.data"},
+              {"experiments.parts"}]
+    graph = {"experiments.config.config": {"experiments.parts.build", "experiments.data.x",
+                                           "experiments.common.errors"},
+             "experiments.parts.build": {"experiments.config.config"},
+             "experiments.data.x": set(), "experiments.common.errors": set(),
+             "experiments.new.y": set()}
+    assert upward_imports(graph, floors) == [
+        "experiments.config.config -> experiments.data.x (floor 1 -> 1)",
+        "experiments.config.config -> experiments.parts.build (floor 1 -> 2)",
+        "experiments.new stands on no floor"]
+
+
+#: what training takes and loading a run must not: the loop, its stepper, a run end to end
+TRAINING_ONLY = ("experiments.training.loop", "experiments.training.restarts",
+                 "experiments.training.run", "experiments.recording")
+LOAD = """
+import json, sys
+from experiments import load
+trained = load(sys.argv[1])
+trained.samples(2)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_loading_a_finished_run_never_imports_the_training_loop(quick_config):
+    finished = train(quick_config(epochs=1, num_train=64, num_test=16, iwae_samples=4))
+    loaded = subprocess.run([sys.executable, "-c", LOAD, str(finished.run_dir)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    imported = json.loads(loaded.stdout)
+    assert "experiments.training.trained" in imported
+    assert [m for m in imported if m.startswith(TRAINING_ONLY)] == []
