@@ -1,7 +1,8 @@
 """Data, training, evaluation and comparisons: everything that runs models and guides.
 
 The top-level modules are the commands (``python -m experiments.train``, ``compare``, ``gaps``,
-``list``, ``lessons``); the library sits in the subpackages, one room each. What
+``list``, ``lessons``; ``__main__`` is the console command ``elbolab`` that runs them); the
+library sits in the subpackages, one room each, on floors (tests/test_architecture.py). What
 ``from experiments import …`` offers is imported on first use, so that importing the package,
 which every command does first, takes no time (a command then imports what it needs inside
 ``experiments.common.command.starting``, where Ctrl-C ends it in one line).

@@ -1,5 +1,5 @@
 """The inference gaps of a trained amortized model, measured on its run folder
-(``experiments.evaluation.gaps``) and written beside it."""
+(``experiments.evaluation.inference_gaps``) and written beside it."""
 import argparse
 import sys
 from pathlib import Path
@@ -10,9 +10,9 @@ from experiments.common.command import add_version, command, program, starting
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
     from experiments.common.files import write_json
-    from experiments.evaluation import gaps as gap_measures
-    from experiments.evaluation.gaps import inference_gaps
-    from experiments.figures.gaps import plot_gaps
+    from experiments.evaluation import inference_gaps as gap_measures
+    from experiments.evaluation.inference_gaps import inference_gaps
+    from experiments.figures.gap_bars import plot_gaps
     from experiments.training.folder import run_folder_of
     from experiments.training.trained import load_trained
 

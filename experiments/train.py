@@ -2,7 +2,7 @@
 
     python -m experiments.train --model vae --guide normal --elbo trace --data digits
 
-From Python the same run is ``experiments.training.run.run(Config(...))``.
+From Python the same run is ``experiments.training.end_to_end.run(Config(...))``.
 """
 import argparse
 import signal
@@ -18,7 +18,7 @@ with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.evaluation.metrics import TEST_METRICS
     from experiments.config.options import (add_training_options, config_from_args,
                                               explicit_options)
-    from experiments.training.run import RunInterrupted, RunResult, resume_config, run
+    from experiments.training.end_to_end import RunInterrupted, RunResult, resume_config, run
 
 #: what the printed train ELBO is, by --binarize: with dynamic binarization it estimates what
 #: the test ELBO does (no binary image is seen twice), so it may sit below it (README, "A run")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
-from experiments.training.run import run as train
+from experiments.training.end_to_end import run as train
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {"experiments.train", "experiments.compare", "experiments.gaps", "experiments.list",
@@ -172,7 +172,7 @@ def test_the_floor_check_finds_an_import_up_or_across_and_a_room_on_no_floor():
 
 #: what training takes and loading a run must not: the loop, its stepper, a run end to end
 TRAINING_ONLY = ("experiments.training.loop", "experiments.training.restarts",
-                 "experiments.training.run", "experiments.recording")
+                 "experiments.training.end_to_end", "experiments.recording")
 LOAD = """
 import json, sys
 from experiments import load

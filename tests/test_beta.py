@@ -30,7 +30,7 @@ from experiments.parts.build import build
 from experiments.parts.compatibility import matrix, weighting_error
 from experiments.training import loop
 from experiments.training.prepare import prepare_data
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from experiments.training.weighting import LatentScale
 
 N, B, D = 12, 4, 6

@@ -13,7 +13,7 @@ import pytest
 from experiments import compare, gaps
 from experiments.comparison.report import aggregate
 from experiments.config.config import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 ROOT = Path(__file__).resolve().parent.parent
 

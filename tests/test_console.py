@@ -45,7 +45,7 @@ def test_ctrl_c_in_a_command_is_exit_130_as_in_the_module(monkeypatch, capsys, t
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("experiments.training.run.prepare_data", interrupted)
+    monkeypatch.setattr("experiments.training.end_to_end.prepare_data", interrupted)
     assert elbolab.main(["train", "--no-progress", "--out", str(tmp_path / "run")]) == 130
     assert capsys.readouterr().err.strip() == "stopped: interrupted"
 

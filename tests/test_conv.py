@@ -14,7 +14,7 @@ from experiments.figures.images import _image_grid
 from experiments.parts.build import build
 from experiments.parts.compatibility import check_combination, matrix
 from experiments.config.config import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from guides import GUIDES
 from models import MODELS
 from models.networks import ConvDecoder, ConvEncoder, make_network

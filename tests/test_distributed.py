@@ -312,7 +312,7 @@ def test_two_ranks_resume_one_process_and_reach_its_test_elbo(tmp_path):
     """A checkpoint of one process resumes under 2 ranks of half the batch (the same global
     batch) and theirs in one process again; the 2-rank run ends within the 99% prediction
     interval of one-process runs of 4 seeds (Student's t with 3 degrees of freedom: 5.84)."""
-    from experiments.training.run import run       # here: the ranks' processes need not load it
+    from experiments.training.end_to_end import run       # here: the ranks' processes need not load it
     config = Config(**QUICK, batch_size=40, epochs=1, out=str(tmp_path / "seed0"))
     run(config)
     shutil.copytree(tmp_path / "seed0", tmp_path / "ranks")

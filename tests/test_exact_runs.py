@@ -6,7 +6,7 @@ import json
 import pytest
 
 from experiments.config.config import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 QUICK = dict(epochs=2, num_train=300, num_test=60, hidden_dims=(16,), iwae_samples=20,
              progress=False, pyro_validation=True)

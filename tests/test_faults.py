@@ -18,7 +18,7 @@ from experiments.parts.build import build
 from experiments.recording.svi import RecordedSVI as SVI      # what trains by default
 from experiments.training import folder as runs
 from experiments.config.config import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 QUICK = ["--num-train", "200", "--num-test", "50", "--hidden-dims", "32", "--iwae-samples",
          "20", "--no-progress", "--batch-size", "50"]
@@ -207,7 +207,7 @@ def test_ctrl_c_before_training_begins_is_one_line_and_exit_130(monkeypatch, cap
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("experiments.training.run.prepare_data", interrupted)
+    monkeypatch.setattr("experiments.training.end_to_end.prepare_data", interrupted)
     assert train.main(QUICK + ["--out", str(tmp_path / "run")]) == 130
     assert capsys.readouterr().err.strip() == "stopped: interrupted"
     assert not (tmp_path / "run").exists()

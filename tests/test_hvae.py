@@ -25,7 +25,7 @@ from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
 from experiments.evaluation.bounds import elbo_terms, importance_weights
 from experiments.evaluation.likelihood import iwae_log_likelihood
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from guides import GUIDES
 from models import MODELS
 

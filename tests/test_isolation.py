@@ -10,7 +10,7 @@ import torch
 
 from experiments.evaluation.likelihood import mean_elbo
 from experiments.parts.build import build
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 X = torch.rand(20, 64)          # fixed data, scored by the Gaussian likelihood
 

@@ -13,7 +13,7 @@ from experiments.data.labels import balanced_subset, withhold_labels
 from experiments.evaluation.likelihood import iwae_log_likelihood
 from experiments.training import loop
 from experiments.training.prepare import prepare_data
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from experiments.training.trained import load_trained
 from models import MODELS
 

@@ -17,7 +17,7 @@ from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo
 from experiments.evaluation.metrics import scoring_guide
 from experiments.parts.compatibility import check_combination
 from experiments.config.config import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from experiments.training.trained import TrainedRun, load_trained
 from models import MODELS
 

@@ -98,7 +98,7 @@ def test_approximation_gap_is_the_closed_form_kl_of_the_best_diagonal_gaussian()
     lies above it up to the Monte Carlo error of the 200-particle ELBO (≈ 0.005 nats here), and
     within 0.05 nats of it: the refinement stops once a 200-step block gains < 0.01 nats (on
     this model 0.025 nats from the optimum, 0.034 before its step size was halved per block)."""
-    from experiments.evaluation.gaps import inference_gaps
+    from experiments.evaluation.inference_gaps import inference_gaps
     from experiments.parts.build import build
 
     parts = build("ppca", "normal", "trace", data_dim=3, latent_dim=2)

@@ -7,7 +7,7 @@ import torch
 
 from experiments import train
 from experiments.config.config import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
 

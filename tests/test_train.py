@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 FIGURES = ("elbo.png", "reconstructions.png", "samples.png", "latent.png", "manifold.png")
 

@@ -5,7 +5,7 @@ import torch
 
 from experiments.parts.build import build_model
 from experiments.config.config import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from models import MODELS
 
 #: trait → the attributes a model that declares it must have

@@ -11,7 +11,7 @@ import experiments
 from experiments import compare, gaps, lessons, list as listing, train
 from experiments.comparison.sweep import write_plan
 from experiments.config.config import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,7 +26,7 @@ from experiments.parts.build import Parts
 from experiments.parts.compatibility import check_combination
 from experiments.config.config import Config, resolve
 from experiments.training.folder import checkpoint_epoch, load_checkpoint
-from experiments.training.run import RunInterrupted
+from experiments.training.end_to_end import RunInterrupted
 from experiments.training.workers import Workers, progress_queue, resolved, train_in_worker
 from guides import GUIDES
 

@@ -21,7 +21,7 @@ from experiments.evaluation.metrics import TEST_METRICS
 from experiments.figures.comparison import plot_comparison
 from experiments.parts.build import Parts
 from experiments.parts.registries import construct
-from experiments.training.run import TEST_POINTS
+from experiments.training.end_to_end import TEST_POINTS
 from experiments.training.trained import load_trained
 
 

@@ -23,7 +23,7 @@ from experiments.evaluation.diagnostics import ground_truth_metrics
 from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
 from experiments.evaluation.metrics import (TEST_METRICS, final_metrics, metrics_on_test_set,
                                             scoring_guide)
-from experiments.figures.run import plot_run_figures
+from experiments.figures.run_figures import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
 from experiments.training import distributed

@@ -23,7 +23,7 @@ from experiments.common.command import draw_to_files
 from experiments.data.datasets import Dataset
 from experiments.parts.build import Parts
 from experiments.config.config import Config, resolve
-from experiments.training.run import RunInterrupted, RunResult, run
+from experiments.training.end_to_end import RunInterrupted, RunResult, run
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: how long the runs in progress may take to stop after an interrupt before they are killed
