@@ -6,13 +6,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench lessons clean
+.PHONY: demo test test-fast lint bench lessons clean
 
 demo: $(STAMP)  ## set up, train the default VAE on the bundled digits, print where the results are
 	$(BIN)/elbolab train --model vae --guide normal --elbo trace --data digits
 
-test: $(STAMP)  ## set up and run the whole test suite (what CI runs)
+test: lint  ## set up, lint, and run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest
+
+lint: $(STAMP)  ## check the house style (pyproject.toml's [tool.ruff]) over the whole tree
+	$(BIN)/ruff check .
 
 test-fast: $(STAMP)  ## the edit-test loop: every test but the process-level and long ones (marked slow)
 	$(BIN)/python -m pytest -m "not slow"

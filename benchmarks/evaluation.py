@@ -6,7 +6,8 @@ vectorized over samples in a ``pyro.plate``, in chunks of about ``CHUNK_ELEMENTS
 point) pairs) against ``ReferenceVAE.iwae_log_likelihood`` (the same arithmetic in plain
 PyTorch, same chunks), on blocks of images taken in turns. Peak memory is the largest total of
 tensors alive at once, read from PyTorch's profiler's allocation records; it depends on the
-chunk, not on the number of images. The networks are untrained (seeded): the cost does not depend on the weights.
+chunk, not on the number of images. The networks are untrained (seeded): the cost does not
+depend on the weights.
 """
 import math
 from typing import Callable, Dict, Iterator, Tuple
@@ -18,10 +19,9 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.reference import ReferenceVAE
 from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import Timings, alternate, format_ratio
-from experiments.evaluation.likelihood import CHUNK_ELEMENTS, iwae_log_likelihood
-from experiments.parts.build import build_model
 from experiments.config.config import Config
-from experiments.parts.build import build_parts
+from experiments.evaluation.likelihood import CHUNK_ELEMENTS, iwae_log_likelihood
+from experiments.parts.build import build_model, build_parts
 from models import MODELS
 
 SAMPLES = 5000
@@ -110,7 +110,7 @@ def exact(config: Config, num_points: int = 1000, loop_points: int = 20,
                 speed_ups.append(loop_per_point / per_point)
                 rows.append((name, f"{1e6 * per_point:.1f}", f"{1e6 * loop_per_point:.0f}",
                              f"{speed_ups[-1]:.0f}×"))
-            except Exception as exc:  # noqa: BLE001 -- the row says why, the run goes on
+            except Exception as exc:  # any error: the row says why, the run goes on
                 rows.append((name, f"fails: {type(exc).__name__}: {str(exc).splitlines()[0]}",
                              "", ""))
     if not rows:

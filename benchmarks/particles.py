@@ -20,8 +20,8 @@ from benchmarks import reference
 from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import alternate, format_ratio
 from benchmarks.training import lab_trainer, reference_trainer
-from experiments.data.datasets import Dataset
 from experiments.config.config import Config
+from experiments.data.datasets import Dataset
 from experiments.training.optim import adam
 
 GOAL = 1.0

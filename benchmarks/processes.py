@@ -30,8 +30,8 @@ import pyro
 import torch
 
 from benchmarks.report import Section, Target, paragraphs, table
-from experiments.evaluation.likelihood import iwae_log_likelihood
 from experiments.config.config import Config
+from experiments.evaluation.likelihood import iwae_log_likelihood
 
 SAMPLES = 5000
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,11 +18,10 @@ import pyro
 import torch
 from torch.nn import functional as F
 
-from benchmarks import (estimators, evaluation, numpyro_peer, particles, processes, report,
-                        training)
+from benchmarks import estimators, evaluation, numpyro_peer, particles, processes, report, training
 from experiments.common.command import command
-from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
 from experiments.config.config import Config
+from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
 from experiments.training.prepare import prepare_data
 
 RESULTS = Path(__file__).parent / "RESULTS.md"

@@ -34,9 +34,9 @@ from benchmarks import numpyro_peer, reference
 from benchmarks.report import Section, Target, paragraphs, table
 from benchmarks.timing import alternate, format_ratio
 from experiments.common.rng import isolated_rng
+from experiments.config.config import Config
 from experiments.data.datasets import Dataset
 from experiments.evaluation.likelihood import EVAL_SEED, mean_elbo
-from experiments.config.config import Config
 from experiments.parts.build import build_parts
 from experiments.training.loop import stepper, training_steps
 from experiments.training.optim import adam

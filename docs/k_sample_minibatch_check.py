@@ -1,4 +1,5 @@
-"""The K-sample estimators under minibatches, on the lvm and the ring (docs/pyro-renyi-subsampling.md).
+"""The K-sample estimators under minibatches, on the lvm and the ring
+(docs/pyro-renyi-subsampling.md).
 
     .venv/bin/python docs/k_sample_minibatch_check.py            # about 25 minutes on 2 cores
 
@@ -50,7 +51,8 @@ def run(x: torch.Tensor, name: str, batch: int, steps: int, pyro_renyi: bool, se
         exact = parts.model.exact_log_likelihood(x)
         gaps = torch.tensor([-parts.elbo.loss(parts.model, parts.guide, x[i], i, n) / n
                              - exact[i].mean().item()
-                             for _ in range(2) for i in torch.randperm(n, generator=order).split(batch)])
+                             for _ in range(2)
+                             for i in torch.randperm(n, generator=order).split(batch)])
     return {"estimator": name + (" (Pyro's RenyiELBO)" if pyro_renyi else ""),
             "batch": batch, "steps": steps, "train_bound": -sum(last) / (len(last) * n),
             "exact": exact.mean().item(), "bound_minus_exact": gaps.mean().item(),

@@ -31,7 +31,7 @@ def by_hand(x, z):
     log_w = (dist.Normal(0.0, 1.0).log_prob(z) + dist.Normal(z, 1.0).log_prob(x)
              - dist.Normal(0.3 * x, 1.0).log_prob(z))
     scale = N / B
-    lme = lambda t: t.logsumexp(0) - math.log(K)                               # noqa: E731
+    lme = lambda t: t.logsumexp(0) - math.log(K)
     return {"IWAE bound, N/B outside": -(scale * lme(log_w)).sum().item(),
             "N/B inside the log-mean-exp": -lme(scale * log_w).sum().item()}
 

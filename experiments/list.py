@@ -11,10 +11,10 @@ from typing import Dict, List, Optional
 from experiments.common.command import add_version, command, program, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.config.config import Config
     from experiments.data.datasets import DATASETS
     from experiments.estimators import ELBOS
     from experiments.parts.compatibility import matrix
-    from experiments.config.config import Config
     from guides import GUIDES
     from models import MODELS
 
@@ -36,7 +36,8 @@ def registries() -> str:
                             ("data sets", DATASETS)):
         lines.append(f"{title}:")
         width = max(map(len, registry))
-        lines += [f"  {name:<{width}}  {_summary(part, registry)}" for name, part in registry.items()]
+        lines += [f"  {name:<{width}}  {_summary(part, registry)}"
+                  for name, part in registry.items()]
         lines.append("")
     return "\n".join(lines)
 

@@ -15,9 +15,8 @@ from experiments.common.ranks import launched, leader
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.distributed import request_stop
+    from experiments.config.options import add_training_options, config_from_args, explicit_options
     from experiments.evaluation.metrics import TEST_METRICS
-    from experiments.config.options import (add_training_options, config_from_args,
-                                              explicit_options)
     from experiments.training.end_to_end import RunInterrupted, RunResult, resume_config, run
 
 #: what the printed train ELBO is, by --binarize: with dynamic binarization it estimates what

@@ -39,7 +39,7 @@ class CategoricalGuide(AmortizedGuide):
 
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """q_φ(z|x) as a distribution with batch shape (batch,)."""
-        logits = self.encoder(x)                                             # (batch, K) or (batch, L·C)
+        logits = self.encoder(x)                            # (batch, K) or (batch, L·C)
         if self.site.one_hot:
             logits = logits.unflatten(-1, (self.site.size, self.site.num_categories))
             return dist.OneHotCategorical(logits=logits).to_event(1)

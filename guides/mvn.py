@@ -24,7 +24,7 @@ class MultivariateNormalGuide(AmortizedGuide):
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         d = self.site.size
         out = self.encoder(x)
-        loc, entries = out[..., :d], out[..., d:]                            # (batch, d), (batch, d(d+1)/2)
+        loc, entries = out[..., :d], out[..., d:]           # (batch, d), (batch, d(d+1)/2)
         rows, cols = torch.tril_indices(d, d, device=x.device)
         tril = out.new_zeros(*out.shape[:-1], d, d)
         tril[..., rows, cols] = entries

@@ -1,7 +1,6 @@
 """The amortized relaxed one-hot categorical guide (Gumbel-softmax, straight-through)."""
-from typing import Sequence
-
 import functools
+from typing import Sequence
 
 import pyro
 import pyro.distributions as dist

@@ -59,8 +59,9 @@ class CVAE(LatentVariableModel):
     so log p(x) here means the conditional log p(x_h | x_v): the model observes only x_h, and
     its test ELBO and IWAE are bounds on it. The recognition network q(z | x_v, x_h) is any
     guide of a continuous z (``normal``, ``mvn``, ``flow``): its encoder reads the whole image.
-    The importance-sampled IWAE estimate of the test set (``experiments.evaluation.likelihood``) is then the
-    estimate of log p(x_h | x_v) with K samples of q, and its negative the conditional NLL.
+    The importance-sampled IWAE estimate of the test set (``experiments.evaluation.likelihood``)
+    is then the estimate of log p(x_h | x_v) with K samples of q, and its negative the
+    conditional NLL.
 
     The baseline is an MLP trained first, alone, by ``train_baseline`` (minimizing
     −log p(x_h | ŷ), the same likelihood with the baseline's logits), as Pyro's example

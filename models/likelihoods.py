@@ -64,8 +64,9 @@ class BernoulliVector(dist.Independent):
         log p(x) = Σ_j x_j l_j − Σ_j log(1 + e^{l_j}),
 
     the same distribution as ``Bernoulli(logits=l).to_event(1)``, computed in two reductions:
-    the first a dot product (``einsum``, matrix-multiply kernels), the second ``SoftplusSum``. ``torch.distributions.Bernoulli`` computes −BCE(l_j, x_j) term by term (its
-    log-sigmoid keeps a second buffer for the backward pass) and negates every term before the
+    the first a dot product (``einsum``, matrix-multiply kernels), the second ``SoftplusSum``.
+    ``torch.distributions.Bernoulli`` computes −BCE(l_j, x_j) term by term (its log-sigmoid
+    keeps a second buffer for the backward pass) and negates every term before the
     sum: with K particles K × B × D values, the largest tensor of a step (``benchmarks/
     RESULTS.md``, section 2)."""
 

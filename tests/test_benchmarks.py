@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from benchmarks import estimators, evaluation, numpyro_peer, reference, training
+from experiments.config.config import Config
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS, Trace
 from experiments.evaluation.likelihood import log_importance_weights
 from experiments.parts.build import build
-from experiments.config.config import Config
 from models import MODELS
 from models.vae import VAE
 

@@ -29,8 +29,8 @@ from experiments.evaluation.likelihood import mean_elbo
 from experiments.parts.build import build
 from experiments.parts.compatibility import matrix, weighting_error
 from experiments.training import loop
-from experiments.training.prepare import prepare_data
 from experiments.training.end_to_end import run
+from experiments.training.prepare import prepare_data
 from experiments.training.weighting import LatentScale
 
 N, B, D = 12, 4, 6
@@ -103,7 +103,7 @@ def test_beta_one_trains_exactly_as_without_the_weighting(quick_config, tmp_path
 
     monkeypatch.setattr(loop, "LatentScale", Bare)
     bare = run(quick_config(out=str(tmp_path / "bare")))
-    drop = lambda rows: [{k: v for k, v in r.items()  # noqa: E731
+    drop = lambda rows: [{k: v for k, v in r.items()
                           if k not in ("seconds", "eval_seconds")} for r in rows]
     assert drop(weighted.metrics) == drop(bare.metrics)
     assert weighted.summary["test_iwae"] == bare.summary["test_iwae"]

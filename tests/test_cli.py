@@ -11,10 +11,10 @@ import torch
 import experiments
 from experiments import train
 from experiments.common.errors import UserError
+from experiments.config.config import Config, flag_of
 from experiments.data.datasets import DataShape
 from experiments.parts.build import parts_for
 from experiments.recording.svi import RecordedSVI
-from experiments.config.config import Config, flag_of
 
 QUICK = ["--epochs", "1", "--num-train", "200", "--num-test", "50", "--hidden-dims", "32",
          "--iwae-samples", "20", "--no-progress"]

@@ -116,7 +116,8 @@ def test_bad_comparison_options_are_refused_in_one_line(capsys, tmp_path):
     assert "unknown estimator or guide in --elbos item 'nope'" in capsys.readouterr().err
     assert compare.main(["--elbos", "tail-adaptive", "--out", str(tmp_path / "c")]) == 2
     assert "tail-adaptive needs --num-particles 2 or more" in capsys.readouterr().err
-    assert compare.main(["--guide", "flow", "--elbos", "meanfield", "--out", str(tmp_path / "c")]) == 2
+    argv = ["--guide", "flow", "--elbos", "meanfield", "--out", str(tmp_path / "c")]
+    assert compare.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: vae + flow + meanfield cannot work") and "\n" not in err
 
@@ -134,7 +135,8 @@ def test_gaps_split_log_likelihood_minus_amortized_elbo(tmp_path, capsys):
 
 def test_gaps_refuses_a_missing_run_naming_its_option(capsys, tmp_path):
     assert gaps.main(["--run", str(tmp_path / "nowhere")]) == 2
-    assert capsys.readouterr().err.strip() == f"error: --run {tmp_path / 'nowhere'}: no such run folder"
+    assert (capsys.readouterr().err.strip()
+            == f"error: --run {tmp_path / 'nowhere'}: no such run folder")
 
 
 # a comparison small enough to interrupt and finish twice: two runs, one after the other

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from experiments import __main__ as elbolab
-from experiments import __version__, list as listing
+from experiments import __version__
+from experiments import list as listing
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,11 +9,11 @@ import torch
 
 from experiments import train
 from experiments.common.errors import UserError
+from experiments.config.config import Config
 from experiments.data.datasets import load_dataset
 from experiments.figures.images import _image_grid
 from experiments.parts.build import build
 from experiments.parts.compatibility import check_combination, matrix
-from experiments.config.config import Config
 from experiments.training.end_to_end import run
 from guides import GUIDES
 from models import MODELS

@@ -115,9 +115,9 @@ def exact_conditional_log_likelihood(model: CVAE, x: torch.Tensor, points: int =
 @pytest.mark.parametrize("visible", [1, 3])
 def test_importance_sampled_conditional_log_likelihood_against_quadrature(visible):
     """On 2 × 2 images (1 or 3 hidden pixels), z ∈ R: the weights w = p(x_h, z | x_v) / q(z | x)
-    of experiments.evaluation.likelihood average to p(x_h | x_v) (E[w / p] = 1 within 4 standard errors), and
-    the K-sample estimate of log p(x_h | x_v) lies within 4 Monte Carlo standard errors (delta
-    method) plus its bias of the quadrature."""
+    of experiments.evaluation.likelihood average to p(x_h | x_v) (E[w / p] = 1 within 4
+    standard errors), and the K-sample estimate of log p(x_h | x_v) lies within 4 Monte Carlo
+    standard errors (delta method) plus its bias of the quadrature."""
     from experiments.evaluation.likelihood import iwae_log_likelihood, log_importance_weights
 
     torch.manual_seed(visible)

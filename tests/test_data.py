@@ -81,7 +81,8 @@ def test_missing_corrupt_and_unknown_files(tmp_path):
 
 def _write_idx(path, array: np.ndarray) -> None:
     """The IDX format of the MNIST files: magic (0, 0, dtype 0x08, ndim), sizes, bytes."""
-    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    header = (struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+              + struct.pack(f">{array.ndim}I", *array.shape))
     with open(path, "wb") as f:
         f.write(header + array.astype(np.uint8).tobytes())
 

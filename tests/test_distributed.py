@@ -21,9 +21,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from pyro.infer import SVI
 
-from experiments.common.distributed import (World, is_collective_failure, lost_contact,
-                                            shared_work)
+from experiments.common.distributed import World, is_collective_failure, lost_contact, shared_work
 from experiments.common.errors import UserError
+from experiments.config.config import Config
 from experiments.data.datasets import binarize
 from experiments.estimators import ELBOS
 from experiments.evaluation import metrics
@@ -31,7 +31,6 @@ from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo
 from experiments.parts.build import build
 from experiments.parts.namespaces import local_name
 from experiments.training import batches, distributed
-from experiments.config.config import Config
 from experiments.training.optim import JointOptim, adam
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -312,7 +311,7 @@ def test_two_ranks_resume_one_process_and_reach_its_test_elbo(tmp_path):
     """A checkpoint of one process resumes under 2 ranks of half the batch (the same global
     batch) and theirs in one process again; the 2-rank run ends within the 99% prediction
     interval of one-process runs of 4 seeds (Student's t with 3 degrees of freedom: 5.84)."""
-    from experiments.training.end_to_end import run       # here: the ranks' processes need not load it
+    from experiments.training.end_to_end import run  # here: the ranks' processes need not load it
     config = Config(**QUICK, batch_size=40, epochs=1, out=str(tmp_path / "seed0"))
     run(config)
     shutil.copytree(tmp_path / "seed0", tmp_path / "ranks")

@@ -7,10 +7,10 @@ import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
 
 from experiments import list as listing
+from experiments.config.config import Config
 from experiments.estimators import ELBOS
 from experiments.parts.build import build
 from experiments.parts.compatibility import matrix
-from experiments.config.config import Config
 
 
 def guide_gradients(parts, x, draws: int) -> torch.Tensor:
@@ -68,7 +68,7 @@ def test_the_readme_shows_the_current_matrix(capsys):
     assert listing.main(["--markdown"]) == 0
     table = capsys.readouterr().out.strip()
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert table in readme, "README's matrix is stale: paste `python -m experiments.list --markdown`"
+    assert table in readme, "README's matrix is stale: paste `elbolab list --markdown`"
 
 
 @pytest.mark.parametrize("ours, pyros, model, guide", [

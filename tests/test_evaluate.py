@@ -5,8 +5,12 @@ import pyro
 import pytest
 import torch
 
-from experiments.evaluation.likelihood import (iwae_estimate, iwae_log_likelihood,
-                                               log_importance_weights, mean_elbo)
+from experiments.evaluation.likelihood import (
+    iwae_estimate,
+    iwae_log_likelihood,
+    log_importance_weights,
+    mean_elbo,
+)
 from experiments.parts.build import build
 
 
@@ -72,7 +76,8 @@ def test_evaluation_has_no_side_effects(parts, x):
     assert torch.equal(torch.get_rng_state(), rng)
     for name, state in optim.get_state().items():
         for key, value in state["state"][0].items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(optim_state[name]["state"][0][key]))
+            saved = optim_state[name]["state"][0][key]
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(saved))
 
 
 def test_the_monte_carlo_error_of_iwae_matches_the_spread_over_seeds(parts, x):

@@ -12,11 +12,11 @@ from scipy.special import logsumexp, softmax
 from scipy.stats import norm
 from sklearn.mixture import GaussianMixture
 
+from experiments.config.config import INIT_CHOICES
 from experiments.data.synthetic import TRUTHS, draw
 from experiments.evaluation.diagnostics import mixture_recovery, posterior_kl
 from experiments.evaluation.likelihood import iwae_log_likelihood, log_importance_weights, mean_elbo
 from experiments.parts.build import build
-from experiments.config.config import INIT_CHOICES
 from experiments.training.initialize import PARTITIONS, initialize
 
 K, D = 3, 2

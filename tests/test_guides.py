@@ -6,8 +6,7 @@ from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 
 from experiments.evaluation.likelihood import mean_elbo
-from experiments.evaluation.refine import (EPOCH_REFIT, FINAL_REFIT, Schedule,
-                                          fit_local_posterior)
+from experiments.evaluation.refine import EPOCH_REFIT, FINAL_REFIT, Schedule, fit_local_posterior
 from experiments.parts.build import build
 from experiments.parts.namespaces import local_name
 

@@ -19,12 +19,12 @@ from pyro import poutine
 from pyro.infer import TraceMeanField_ELBO
 from torch.nn.functional import softplus
 
-from experiments.parts.build import build
-from experiments.parts.compatibility import check_combination, matrix
 from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
 from experiments.evaluation.bounds import elbo_terms, importance_weights
 from experiments.evaluation.likelihood import iwae_log_likelihood
+from experiments.parts.build import build
+from experiments.parts.compatibility import check_combination, matrix
 from experiments.training.end_to_end import run
 from guides import GUIDES
 from models import MODELS
@@ -112,7 +112,7 @@ def test_guide_mirrors_model_sites_in_one_data_plate():
     x, _ = data()
     guide_trace = poutine.trace(guide).get_trace(x)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    latent = lambda trace: [n for n in trace.stochastic_nodes if n != "data"]  # noqa: E731
+    latent = lambda trace: [n for n in trace.stochastic_nodes if n != "data"]
     assert latent(guide_trace) == ["z1", "z2"] and latent(model_trace) == ["z2", "z1"]
     assert model_trace.observation_nodes == ["x"]
     for name, size in (("z1", D1), ("z2", D2)):
@@ -268,7 +268,7 @@ def test_meanfield_would_not_be_the_elbo():
     mean difference from the ELBO's particles against 6.4, within 4 standard errors."""
     model = MODELS["hvae"](data_dim=2, latent_dims=(1, 1), hidden_dims=()).double()
     guide = GUIDES["chain"](model, hidden_dims=()).double()
-    inverse_softplus = lambda s: math.log(math.expm1(s - 1e-6))   # noqa: E731
+    inverse_softplus = lambda s: math.log(math.expm1(s - 1e-6))
     linear = {guide.encoder[0]: ([[0.0, 0.0], [0.0, 0.0]], [0.0, inverse_softplus(1.0)]),
               guide.chain[0][0]: ([[-0.8], [0.0]], [0.0, inverse_softplus(0.6)]),
               model.z1_decoder[0]: ([[2.0], [0.0]], [0.0, inverse_softplus(0.5)])}
@@ -290,7 +290,7 @@ def test_meanfield_would_not_be_the_elbo():
     log_lik = (x * logits - softplus(logits)).sum(-1)                                # (K,)
     meanfield = log_lik - (kl(0.0, 1.0, 2 * z2, 0.5) + kl(-0.8 * z1, 0.6, 0.0, 1.0)).sum(-1)
     assert loss == pytest.approx(-meanfield.mean().item(), rel=1e-6)
-    log_density = lambda z, loc, s: normal_log_density(z, loc, torch.tensor(s))   # noqa: E731
+    log_density = lambda z, loc, s: normal_log_density(z, loc, torch.tensor(s))
     elbo = (log_lik + log_density(z1, 2 * z2, 0.5) + log_density(z2, 0.0, 1.0)
             - log_density(z1, 0.0, 1.0) - log_density(z2, -0.8 * z1, 0.6))
     gap = meanfield - elbo

@@ -66,7 +66,8 @@ def test_importing_the_library_leaves_matplotlibs_backend_alone():
             "root = pathlib.Path('experiments')\n"
             "for path in sorted(root.rglob('*.py')):\n"
             "    parts = path.with_suffix('').parts\n"
-            "    importlib.import_module('.'.join(parts[:-1] if parts[-1] == '__init__' else parts))\n"
+            "    name = '.'.join(parts[:-1] if parts[-1] == '__init__' else parts)\n"
+            "    importlib.import_module(name)\n"
             "print(matplotlib.get_backend())\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)

@@ -12,8 +12,8 @@ from experiments.common.errors import UserError
 from experiments.data.labels import balanced_subset, withhold_labels
 from experiments.evaluation.likelihood import iwae_log_likelihood
 from experiments.training import loop
-from experiments.training.prepare import prepare_data
 from experiments.training.end_to_end import run
+from experiments.training.prepare import prepare_data
 from experiments.training.trained import load_trained
 from models import MODELS
 
@@ -22,7 +22,7 @@ LABELS = torch.tensor([0, 1] * 10 + [2, 2])
 
 
 def test_labeled_subset_is_class_balanced_fixed_by_the_seed_and_differs_across_seeds():
-    counts = lambda index: Counter(LABELS[index].tolist())  # noqa: E731
+    counts = lambda index: Counter(LABELS[index].tolist())
     assert counts(balanced_subset(LABELS, 6, seed=0)) == {0: 2, 1: 2, 2: 2}
     # the short class gives all it has, the others share the rest evenly
     assert counts(balanced_subset(LABELS, 12, seed=0)) == {0: 5, 1: 5, 2: 2}
@@ -145,9 +145,10 @@ def test_a_cvae_run_reports_its_conditional_nll_as_minus_the_iwae_of_its_guide(
 def test_the_baseline_classifier_replicates_q_y_given_x_and_leaves_the_run_alone():
     """The classifier alone has the layers of q(y|x), fresh and outside Pyro's parameter store;
     it learns separable classes, and training it draws nothing from the run's random stream."""
-    from guides.m2 import M2Guide
-    from experiments.evaluation.baselines import accuracy, train_classifier
     import pyro
+
+    from experiments.evaluation.baselines import accuracy, train_classifier
+    from guides.m2 import M2Guide
 
     guide = M2Guide(MODELS["ssvae"](6, latent_dim=2, hidden_dims=(16, 8), num_classes=3),
                     hidden_dims=(16, 8))
@@ -159,7 +160,7 @@ def test_the_baseline_classifier_replicates_q_y_given_x_and_leaves_the_run_alone
                                   seed=0)
     assert torch.equal(torch.get_rng_state(), state)
     assert set(pyro.get_param_store().keys()) == stored
-    shapes = lambda net: [tuple(p.shape) for p in net.parameters()]  # noqa: E731
+    shapes = lambda net: [tuple(p.shape) for p in net.parameters()]
     assert shapes(classifier) == shapes(guide.classifier)
     assert accuracy(classifier(x), y) == 1.0
     again = train_classifier(guide.classifier, x, y, steps=200, batch_size=16, lr=0.01, seed=0)
@@ -176,7 +177,7 @@ def test_ssvae_one_epoch_then_one_resumed_equals_two_in_one_go(quick_config, tmp
     first = run(quick_config(**settings, epochs=1, out=str(tmp_path / "parts")))
     resumed = run(quick_config(**settings, epochs=2, out=str(tmp_path / "parts")),
                   resume=first.run_dir)
-    drop = lambda row: {k: v for k, v in row.items()  # noqa: E731
+    drop = lambda row: {k: v for k, v in row.items()
                         if k not in ("seconds", "eval_seconds", "baseline_accuracy")}
     assert [drop(r) for r in resumed.metrics] == [drop(r) for r in whole.metrics]
     assert resumed.summary["baseline_accuracy"] == whole.summary["baseline_accuracy"]

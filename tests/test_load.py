@@ -12,11 +12,11 @@ from pyro.infer import Predictive
 import experiments
 from experiments import load
 from experiments.common.errors import UserError
+from experiments.config.config import Config
 from experiments.data.datasets import DataShape
 from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo
 from experiments.evaluation.metrics import scoring_guide
 from experiments.parts.compatibility import check_combination
-from experiments.config.config import Config
 from experiments.training.end_to_end import run
 from experiments.training.trained import TrainedRun, load_trained
 from models import MODELS

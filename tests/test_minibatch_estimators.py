@@ -202,7 +202,7 @@ def test_minibatch_bound_of_ppca_stays_under_its_exact_log_likelihood(name):
     parts = build("ppca", "normal", name, data_dim=4, latent_dim=1, num_particles=10,
                   vectorize_particles=True, alpha=ALPHA)
     svi = pyro.infer.SVI(parts.model, parts.guide, pyro.optim.Adam({"lr": 0.02}), parts.elbo)
-    batches = lambda: torch.randperm(len(x), generator=generator).split(8)        # noqa: E731
+    batches = lambda: torch.randperm(len(x), generator=generator).split(8)
     for _ in range(3):
         for index in batches():
             svi.step(x[index], index, len(x))

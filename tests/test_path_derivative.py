@@ -16,7 +16,6 @@ import pytest
 import torch
 from pyro import poutine
 from pyro.distributions.transforms import affine_autoregressive
-
 from pyro.nn import PyroModule, PyroParam
 from torch.distributions import constraints, transform_to
 
@@ -343,4 +342,5 @@ def empty_guide(x):
 def test_refuses_latent_sites_it_cannot_reparameterize(name, guide, message):
     model, _, x = linear_gaussian(4)
     with pyro.validation_enabled(False), pytest.raises(ValueError, match=message):
-        ELBOS[name](max_plate_nesting=1, num_particles=2, vectorize_particles=True).loss_and_grads(model, guide, x)
+        elbo = ELBOS[name](max_plate_nesting=1, num_particles=2, vectorize_particles=True)
+        elbo.loss_and_grads(model, guide, x)

@@ -104,8 +104,8 @@ def test_approximation_gap_is_the_closed_form_kl_of_the_best_diagonal_gaussian()
     parts = build("ppca", "normal", "trace", data_dim=3, latent_dim=2)
     with torch.no_grad():
         parts.model.linear.weight.copy_(torch.tensor([[1.0, 0.8], [0.5, 1.0], [0.0, 0.6]]))
-        precision = (parts.model.linear.weight.T @ parts.model.linear.weight
-                     + parts.model.likelihood.scale ** 2 * torch.eye(2)) / parts.model.likelihood.scale ** 2
+        w, s = parts.model.linear.weight, parts.model.likelihood.scale
+        precision = (w.T @ w + s ** 2 * torch.eye(2)) / s ** 2
         x = parts.model.linear.bias + torch.randn(30, 3)
     closed_form = 0.5 * (precision.diagonal().log().sum() - torch.logdet(precision)).item()
     gaps = inference_gaps(parts.model, parts.guide, x)

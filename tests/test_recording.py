@@ -20,8 +20,8 @@ from experiments.parts.namespaces import local_name
 from experiments.recording.record import NotRecordable, record
 from experiments.recording.simplify import simplify
 from experiments.recording.svi import MAX_PENDING, RecordedSVI
-from experiments.training.optim import JointOptim
 from experiments.training.end_to_end import run
+from experiments.training.optim import JointOptim
 
 N, DATA_DIM = 40, 12
 X = torch.rand(N, DATA_DIM).bernoulli()

@@ -204,9 +204,10 @@ def test_sampled_y_is_unbiased_for_the_enumerated_objective():
 
 
 def test_the_project_iwae_sums_y_out_of_log_p_x():
-    """experiments.evaluation.likelihood's importance weights for ssvae, y and z both drawn from the guide,
-    average to p(x) = Σ_y ∫ p(x, y, z) dz, computed here by quadrature for d = 1: E[w / p(x)] = 1
-    within 4 standard errors; its test ELBO (y enumerated) lies below log p(x)."""
+    """experiments.evaluation.likelihood's importance weights for ssvae, y and z both drawn from
+    the guide, average to p(x) = Σ_y ∫ p(x, y, z) dz, computed here by quadrature for d = 1:
+    E[w / p(x)] = 1 within 4 standard errors; its test ELBO (y enumerated) lies below
+    log p(x)."""
     from experiments.evaluation.likelihood import log_importance_weights, mean_elbo
 
     model, guide = parts(M2EnumGuide, latent_dim=1)

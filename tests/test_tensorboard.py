@@ -60,7 +60,7 @@ def test_the_board_changes_nothing_a_run_computes_and_a_resume_continues_it(quic
                                                                             tmp_path):
     plain = run(quick_config(out=str(tmp_path / "plain")))
     watched = run(quick_config(out=str(tmp_path / "watched"), tensorboard=True))
-    numbers = lambda rows: [(r["train_elbo"], r["test_elbo"]) for r in rows]  # noqa: E731
+    numbers = lambda rows: [(r["train_elbo"], r["test_elbo"]) for r in rows]
     assert numbers(watched.metrics) == numbers(plain.metrics)
     assert train.main(["--resume", str(watched.run_dir), "--epochs", "3", "--tensorboard",
                        "--no-progress"]) == 0

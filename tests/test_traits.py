@@ -3,8 +3,8 @@ read the traits, not the model's name."""
 import pytest
 import torch
 
-from experiments.parts.build import build_model
 from experiments.config.config import Config
+from experiments.parts.build import build_model
 from experiments.training.end_to_end import run
 from models import MODELS
 

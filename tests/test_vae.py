@@ -24,7 +24,7 @@ def test_guide_mirrors_model_sites_and_shapes(likelihood):
     x = torch.rand(5, 12)
     guide_trace = poutine.trace(guide).get_trace(x)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-    latent = lambda trace: [n for n in trace.stochastic_nodes if n != "data"]  # noqa: E731
+    latent = lambda trace: [n for n in trace.stochastic_nodes if n != "data"]
     assert latent(guide_trace) == latent(model_trace) == ["z"]
     assert model_trace.observation_nodes == ["x"]
     assert guide_trace.nodes["z"]["value"].shape == (5, 3)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 import experiments
-from experiments import compare, gaps, lessons, list as listing, train
+from experiments import compare, gaps, lessons, train
+from experiments import list as listing
 from experiments.comparison.sweep import write_plan
 from experiments.config.config import Config
 from experiments.training.end_to_end import run

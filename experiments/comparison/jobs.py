@@ -19,14 +19,14 @@ from tqdm import tqdm
 
 from experiments.common.errors import UserError
 from experiments.common.files import write_json, write_text
+from experiments.config.config import Config, resolve
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize
 from experiments.estimators import ELBOS
 from experiments.evaluation.gradients import gradient_draws, gradient_stats
 from experiments.parts.build import Parts
 from experiments.parts.compatibility import check_combination
-from experiments.config.config import Config, resolve
-from experiments.training.folder import checkpoint_epoch, load_checkpoint
 from experiments.training.end_to_end import RunInterrupted
+from experiments.training.folder import checkpoint_epoch, load_checkpoint
 from experiments.training.workers import Workers, progress_queue, resolved, train_in_worker
 from guides import GUIDES
 

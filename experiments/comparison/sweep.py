@@ -5,8 +5,9 @@
     python -m experiments.compare --collect runs/cmp  # comparison.csv/md and figures
 
 ``plan.json`` holds every run of the comparison (its ``Job``: config, gradient draws), the
-report's settings and the version of ELBO Lab that planned it; each line of ``commands.txt`` runs one job (``--run-job plan.json --job
-N``) exactly as a local ``--jobs`` worker does, and leaves beside the run's own files
+report's settings and the version of ELBO Lab that planned it; each line of ``commands.txt``
+runs one job (``--run-job plan.json --job N``) exactly as a local ``--jobs`` worker does, and
+leaves beside the run's own files
 ``comparison-run.json``: what the report reads of the run (its summary, metrics and gradient
 measurements). ``--collect`` reads those files back in the plan's order and writes the same
 report as a local run; a run without one is listed with what its folder says about it

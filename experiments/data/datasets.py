@@ -51,7 +51,7 @@ class Dataset:
         return int(max(labels)) + 1 if labels else None
 
     def to(self, device) -> "Dataset":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        move = lambda t: None if t is None else t.to(device)
         return Dataset(self.name, move(self.x_train), move(self.x_test), move(self.y_train),
                        move(self.y_test), self.image_shape, self.truth)
 
@@ -101,7 +101,7 @@ def load_dataset(name: str, data_dir: str = "data", num_train: Optional[int] = N
 
 
 def _truncate(data: Dataset, num_train: Optional[int], num_test: Optional[int]) -> Dataset:
-    cut = lambda t, n: t if t is None or n is None else t[:n]  # noqa: E731
+    cut = lambda t, n: t if t is None or n is None else t[:n]
     return Dataset(data.name, cut(data.x_train, num_train), cut(data.x_test, num_test),
                    cut(data.y_train, num_train), cut(data.y_test, num_test),
                    data.image_shape, data.truth)
@@ -118,7 +118,7 @@ def split(name: str, x: np.ndarray, y: Optional[np.ndarray], test_fraction: floa
                         "x_train and x_test in the .npz")
     order = np.random.default_rng(SPLIT_SEED).permutation(n)
     test, train = order[:num_test], order[num_test:]
-    pick = lambda a, i: None if a is None else torch.as_tensor(a[i])  # noqa: E731
+    pick = lambda a, i: None if a is None else torch.as_tensor(a[i])
     return Dataset(name, pick(x, train), pick(x, test), pick(y, train), pick(y, test),
                    image_shape)
 
@@ -156,7 +156,7 @@ def _torchvision_images(name: str, folder: str) -> Callable[..., Dataset]:
                         f"({type(exc).__name__}); put {', '.join(MNIST_FILES)} (or their .gz) "
                         f"there, or pass --data-dir to the folder that holds {folder}/raw"
                     ) from None
-        as_x = lambda s: (s.data.reshape(len(s.data), -1).float() / 255.0)  # noqa: E731
+        as_x = lambda s: (s.data.reshape(len(s.data), -1).float() / 255.0)
         return Dataset(name, as_x(sets[True]), as_x(sets[False]), sets[True].targets.long(),
                        sets[False].targets.long(), image_shape=(1, 28, 28))
 
@@ -203,7 +203,7 @@ def load_array_file(path: str, test_fraction: float = 0.2) -> Dataset:
                             f"({arrays['x_train'].shape[1:]} vs {arrays['x_test'].shape[1:]})")
         y_train = _labels(arrays.get("y_train"), len(x_train), f"{name}: y_train")
         y_test = _labels(arrays.get("y_test"), len(x_test), f"{name}: y_test")
-        as_t = lambda a: None if a is None else torch.as_tensor(a)  # noqa: E731
+        as_t = lambda a: None if a is None else torch.as_tensor(a)
         return Dataset(name, as_t(x_train), as_t(x_test), as_t(y_train), as_t(y_test), shape)
     if "x" not in arrays:
         raise UserError(f"{name} holds {', '.join(sorted(arrays)) or 'no arrays'}; expected "

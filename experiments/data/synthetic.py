@@ -9,8 +9,14 @@ import math
 from typing import Callable, Optional, Tuple
 
 import torch
-from torch.distributions import (Categorical, Distribution, Independent, MixtureSameFamily,
-                                 Normal, constraints)
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    Independent,
+    MixtureSameFamily,
+    Normal,
+    constraints,
+)
 
 from experiments.common.rng import isolated_rng
 

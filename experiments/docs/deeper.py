@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from experiments.common.files import write_json, write_text
+from experiments.config.config import Config
 from experiments.evaluation.bounds import elbo_terms, importance_weights
 from experiments.figures.common import save_figure
-from experiments.config.config import Config
-from experiments.training.prepare import prepare_data
 from experiments.training.end_to_end import RunResult, run
+from experiments.training.prepare import prepare_data
 
 RESULTS = Path("docs/results/deeper")
 BETAS = (0.25, 0.5, 1.0, 2.0)

@@ -16,8 +16,8 @@ from experiments.docs.markers import fill_lessons
 from experiments.docs.runs import COMPARISONS, RUNS, Budget, run_comparison, train_all
 from experiments.evaluation.bounds import elbo_terms, importance_weights, iwae_bounds, renyi_bounds
 from experiments.evaluation.diagnostics import posterior_kl_per_point
-from experiments.evaluation.inference_gaps import inference_gaps
 from experiments.evaluation.gradients import gaussian_mean_gradients
+from experiments.evaluation.inference_gaps import inference_gaps
 from experiments.figures.bounds import plot_bounds_against_k_and_alpha, plot_gap_against_kl
 from experiments.figures.gap_bars import plot_gaps
 from experiments.figures.gradients import plot_gradient_draws
@@ -125,7 +125,8 @@ class Lessons:
     def lesson4(self) -> dict:
         """Score function against reparameterization: a one-line toy, then the comparisons."""
         x0, s, mu, sigma = 2.0, 0.5, 0.0, 1.0          # f(z) = log N(x0 | z, s²), z ~ N(μ, σ²)
-        mean_f = -((x0 - mu) ** 2 + sigma ** 2) / (2 * s ** 2) - math.log(s * math.sqrt(2 * math.pi))
+        mean_f = (-((x0 - mu) ** 2 + sigma ** 2) / (2 * s ** 2)
+                  - math.log(s * math.sqrt(2 * math.pi)))
         draws = gaussian_mean_gradients(
             lambda z: torch.distributions.Normal(z, s).log_prob(torch.tensor(x0)), mu, sigma,
             draws=100 if self.budget.quick else 10000, baseline=mean_f)

@@ -13,7 +13,7 @@ minibatches (``importance_weighted``, ``tail_adaptive``).
 from pyro.infer import TraceEnum_ELBO, TraceGraph_ELBO
 
 from experiments.estimators.importance_weighted import IWAE_ELBO, Renyi_ELBO
-from experiments.estimators.path_derivative import DReG_ELBO, STL_ELBO
+from experiments.estimators.path_derivative import STL_ELBO, DReG_ELBO
 from experiments.estimators.score_function import ScoreFunction_ELBO
 from experiments.estimators.surrogate import TensorMeanField_ELBO, TensorTrace_ELBO
 from experiments.estimators.tail_adaptive import TailAdaptive_ELBO

@@ -27,8 +27,13 @@ from pyro.poutine.util import site_is_subsample
 from experiments.estimators.importance_weighted import IWAE_ELBO
 from experiments.estimators.surrogate import TensorTrace_ELBO
 from experiments.estimators.traits import EstimatorTraits
-from experiments.estimators.weights import DATA_PLATE, PARTICLE_PLATE, check_reparameterized, \
-    point_log_weights, stack_particles
+from experiments.estimators.weights import (
+    DATA_PLATE,
+    PARTICLE_PLATE,
+    check_reparameterized,
+    point_log_weights,
+    stack_particles,
+)
 
 
 class PathDerivativeMixin:

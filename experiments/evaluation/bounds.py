@@ -21,8 +21,13 @@ from pyro import poutine
 from torch.distributions import kl_divergence
 
 from experiments.common.rng import isolated_rng
-from experiments.evaluation.likelihood import (CHUNK_ELEMENTS, EVAL_SEED, chunks,
-                                               guide_distribution, log_importance_weights)
+from experiments.evaluation.likelihood import (
+    CHUNK_ELEMENTS,
+    EVAL_SEED,
+    chunks,
+    guide_distribution,
+    log_importance_weights,
+)
 
 
 def importance_weights(model, guide, x: torch.Tensor, num_samples: int,

@@ -27,7 +27,8 @@ def plot_curves(results: List[dict], path: Path) -> Path:
     fig, (ax_steps, ax_time) = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for i, (name, rs) in enumerate(by_label.items()):
         color = plt.get_cmap("tab10")(i % 10)
-        elbo = np.array([[row["test_elbo"] for row in r["metrics"]] for r in rs])   # (seeds, epochs)
+        elbo = np.array([[row["test_elbo"] for row in r["metrics"]]
+                         for r in rs])                                      # (seeds, epochs)
         steps = np.array([row["epoch"] for row in rs[0]["metrics"]]) * rs[0]["steps_per_epoch"]
         seconds = np.mean([np.cumsum([row["seconds"] for row in r["metrics"]]) for r in rs], 0)
         for ax, x in ((ax_steps, steps), (ax_time, seconds)):

@@ -9,12 +9,12 @@ import torch
 from pyro.infer import ELBO
 
 from experiments.common.errors import UserError
+from experiments.config.config import Config
 from experiments.data.datasets import DataShape
 from experiments.estimators import ELBOS
 from experiments.parts.compatibility import check_combination
 from experiments.parts.namespaces import new_namespace, place
 from experiments.parts.registries import check_names, construct, lookup
-from experiments.config.config import Config
 from guides import GUIDES
 from guides.base import Guide
 from models import MODELS, LatentVariableModel

@@ -86,7 +86,7 @@ class Board:
         with torch.no_grad(), isolated_rng(EVAL_SEED, x.device):
             samples = model.ancestral_means(x, SAMPLES)
             recon = model.decode(posterior_samples(guide, x, site)[0])
-        as_images = lambda t: t.clamp(0, 1).reshape(-1, *shape).cpu()  # noqa: E731
+        as_images = lambda t: t.clamp(0, 1).reshape(-1, *shape).cpu()
         self.writer.add_images("samples", as_images(samples), step)
         self.writer.add_images("reconstructions", as_images(torch.cat([x, recon])), step)
 

@@ -12,8 +12,9 @@ N × B points of the global minibatch (``--batch-size`` is B, per rank). The est
 gradients during ``backward``: a step's one collective, which also brings every rank the mean
 loss and any rank's request to stop (``_Carrying``). The run's own optimizer
 (``experiments.training.optim``) then steps the same parameters on every rank, which
-therefore stay equal (``check_in_sync`` verifies it after every epoch). An estimator without ``differentiable_loss`` (``tracegraph``:
-Pyro computes its gradient inside ``loss_and_grads`` only) cannot be wrapped, and is refused.
+therefore stay equal (``check_in_sync`` verifies it after every epoch). An estimator without
+``differentiable_loss`` (``tracegraph``: Pyro computes its gradient inside ``loss_and_grads``
+only) cannot be wrapped, and is refused.
 
 Random numbers: the epoch's order of the training set comes from the run's seed, the same on
 every rank; the noise of each rank (z ~ q, dynamic binarization) from a stream of its own,
@@ -32,14 +33,21 @@ from pyro.infer import ELBO
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from experiments.common.distributed import (RankFailure, forget_stop, gather, joined,
-                                            joined_group, stop_requested, world)
+from experiments.common.distributed import (
+    RankFailure,
+    forget_stop,
+    gather,
+    joined,
+    joined_group,
+    stop_requested,
+    world,
+)
 from experiments.common.errors import UserError
 from experiments.common.ranks import launched
 from experiments.common.rng import isolated_rng
+from experiments.config.config import Config
 from experiments.estimators import ELBOS
 from experiments.parts.namespaces import local_name
-from experiments.config.config import Config
 
 WARM_UP_SEED = 0
 

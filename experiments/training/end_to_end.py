@@ -13,23 +13,34 @@ from typing import Callable, Iterator, List, Optional
 import pyro
 
 from experiments import __version__
-from experiments.common.distributed import (from_leader, is_collective_failure, leader_first,
-                                            lost_contact, lost_ranks, shared_work, world)
-from experiments.common.ranks import leader
+from experiments.common.distributed import (
+    from_leader,
+    is_collective_failure,
+    leader_first,
+    lost_contact,
+    lost_ranks,
+    shared_work,
+    world,
+)
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv, write_json
+from experiments.common.ranks import leader
+from experiments.config.config import RESUMABLE, Config, flag_of, resolve
 from experiments.data.datasets import Dataset
 from experiments.evaluation.diagnostics import ground_truth_metrics
 from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
-from experiments.evaluation.metrics import (TEST_METRICS, final_metrics, metrics_on_test_set,
-                                            scoring_guide)
+from experiments.evaluation.metrics import (
+    TEST_METRICS,
+    final_metrics,
+    metrics_on_test_set,
+    scoring_guide,
+)
 from experiments.figures.run_figures import plot_run_figures
 from experiments.parts.build import Parts
 from experiments.parts.registries import check_names
 from experiments.training import distributed
 from experiments.training import folder as run_folder
 from experiments.training.board import require_tensorboard
-from experiments.config.config import RESUMABLE, Config, flag_of, resolve
 from experiments.training.loop import fit, start_attempt
 from experiments.training.prepare import device_named, prepare_data
 from experiments.training.restarts import fit_restarts
@@ -133,7 +144,8 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
 
 def _mark_interrupted(config: Config, run_dir: Path, epoch: int) -> None:
     write_json(run_dir / "summary.json", {
-        "status": "interrupted", "version": __version__, "completed_epochs": epoch, "epochs": config.epochs,
+        "status": "interrupted", "version": __version__, "completed_epochs": epoch,
+        "epochs": config.epochs,
         "resume": f"python -m experiments.train --resume {run_dir} --epochs {config.epochs}"})
 
 

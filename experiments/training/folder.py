@@ -16,9 +16,9 @@ import torch
 from experiments.common.errors import UserError
 from experiments.common.files import write_atomically
 from experiments.common.processes import alive
+from experiments.config.config import Config
 from experiments.data.datasets import DataShape
 from experiments.parts.namespaces import local_names
-from experiments.config.config import Config
 
 CHECKPOINT_FORMAT = "elbo-lab-checkpoint/1"
 RUN_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pt")

@@ -18,6 +18,7 @@ from experiments.common.distributed import joined_group, shared_work
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv
 from experiments.common.ranks import leader
+from experiments.config.config import Config
 from experiments.data.datasets import Dataset
 from experiments.evaluation.baselines import train_classifier
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
@@ -25,7 +26,6 @@ from experiments.parts.build import Parts, parts_for
 from experiments.recording.svi import RecordedSVI
 from experiments.training import batches, distributed
 from experiments.training.board import Board
-from experiments.config.config import Config
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
 from experiments.training.optim import adam

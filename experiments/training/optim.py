@@ -107,6 +107,6 @@ def adam(lr: float) -> JointOptim:
     A torch optimizer's first ``step`` imports ``torch._dynamo`` (3–8 s, once per process);
     importing it here, before any epoch's clock starts, keeps that out of the first epoch's
     time and out of the wall-time axis of ``experiments.compare``."""
-    import torch._dynamo  # noqa: F401
+    import torch._dynamo
 
     return JointOptim(torch.optim.Adam, {"lr": lr, "fused": True})

@@ -4,9 +4,9 @@ import torch
 
 from experiments.common.console import log
 from experiments.common.errors import UserError
+from experiments.config.config import Config
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
 from experiments.data.labels import withhold_labels
-from experiments.config.config import Config
 from experiments.training.distributed import device_of
 from models import MODELS
 from models.likelihoods import LIKELIHOODS

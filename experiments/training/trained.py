@@ -27,11 +27,11 @@ from pyro import poutine
 from pyro.infer import Predictive
 
 from experiments.common.errors import UserError
+from experiments.config.config import Config
 from experiments.data.datasets import Dataset, DataShape
 from experiments.evaluation.likelihood import guide_distribution
 from experiments.evaluation.metrics import scoring_guide
 from experiments.parts.build import Parts, parts_for
-from experiments.config.config import Config
 from experiments.training.folder import load_checkpoint, load_parts, run_folder_of
 from experiments.training.prepare import device_named, prepare_data
 

@@ -20,9 +20,9 @@ from typing import Callable, Iterator, List, Optional
 import torch
 
 from experiments.common.command import draw_to_files
+from experiments.config.config import Config, resolve
 from experiments.data.datasets import Dataset
 from experiments.parts.build import Parts
-from experiments.config.config import Config, resolve
 from experiments.training.end_to_end import RunInterrupted, RunResult, run
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
