@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
+from experiments import __main__ as elbolab
 from experiments.training.end_to_end import run as train
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMANDS = {"experiments.train", "experiments.compare", "experiments.gaps", "experiments.list",
-            "experiments.lessons", "experiments.__main__"}
+#: the commands: the modules ``elbolab`` runs, and ``elbolab`` itself
+COMMANDS = set(elbolab.COMMANDS.values()) | {"experiments.__main__"}
 
 #: the rooms of the house (a package of experiments/, a top-level package, or a command) by
 #: floor, lowest first: a room imports only from the rooms of the floors below its own

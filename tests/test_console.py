@@ -21,7 +21,7 @@ def test_the_help_lists_every_command_with_the_first_line_of_its_docstring(capsy
         elbolab.main(["--help"])
     assert exit.value.code == 0
     out = capsys.readouterr().out
-    assert set(elbolab.COMMANDS) == {"train", "compare", "gaps", "list", "lessons"}
+    assert {"train", "compare", "gaps", "list", "lessons"} <= set(elbolab.COMMANDS)
     for name, module in elbolab.COMMANDS.items():
         first = importlib.import_module(module).__doc__.strip().split("\n")[0]
         assert f"  {name} " in out and first.rstrip(".:").replace("``", "") in out, name
