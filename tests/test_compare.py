@@ -122,6 +122,7 @@ def test_bad_comparison_options_are_refused_in_one_line(capsys, tmp_path):
     assert err.startswith("error: vae + flow + meanfield cannot work") and "\n" not in err
 
 
+@pytest.mark.slow
 def test_gaps_split_log_likelihood_minus_amortized_elbo(tmp_path, capsys):
     trained = run(Config(epochs=3, num_train=300, num_test=40, hidden_dims=(32,),
                          iwae_samples=20, progress=False, out=str(tmp_path / "run")))
@@ -225,6 +226,7 @@ def test_a_rerun_with_other_settings_or_a_folder_without_a_comparison_is_refused
     assert "also when resuming" not in text
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_listed_in_the_comparison_not_hidden(tmp_path, capsys):
     out = tmp_path / "cmp"
     missing = tmp_path / "missing.npz"

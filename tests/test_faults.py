@@ -24,6 +24,7 @@ QUICK = ["--num-train", "200", "--num-test", "50", "--hidden-dims", "32", "--iwa
          "20", "--no-progress", "--batch-size", "50"]
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_last_checkpoint_marks_the_summary_and_resumes(tmp_path, capsys,
                                                                         monkeypatch):
     out = tmp_path / "run"
@@ -113,6 +114,7 @@ def test_log_space_evaluation_survives_likelihoods_that_underflow():
     assert torch.isfinite(exact).all() and (exact < -1e4).all()
 
 
+@pytest.mark.slow
 def test_resume_with_a_changed_setting_needs_force(tmp_path, capsys):
     out = tmp_path / "run"
     assert train.main(QUICK + ["--epochs", "1", "--out", str(out)]) == 0
@@ -147,6 +149,7 @@ def test_two_runs_in_different_folders_at_once_do_not_interfere(tmp_path):
         assert summary["test_iwae"] == pytest.approx(alone.summary["test_iwae"], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_the_first_epoch_leaves_nothing_so_the_same_command_starts_again(
         tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
@@ -166,6 +169,7 @@ def test_ctrl_c_before_the_first_epoch_leaves_nothing_so_the_same_command_starts
     assert train.main(argv) == 0                          # no --force, no --resume needed
 
 
+@pytest.mark.slow
 def test_force_removes_the_old_run_before_the_new_one_starts(tmp_path, capsys, monkeypatch):
     """Else a new run stopped before its first epoch would leave the old checkpoint beside the
     new config, and the message would offer to resume the old run."""

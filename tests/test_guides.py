@@ -91,6 +91,7 @@ def test_refined_local_posterior_beats_the_encoder_and_touches_nothing_else():
     assert best > amortized
 
 
+@pytest.mark.slow
 def test_the_test_set_refit_stops_once_a_block_gains_little_and_lands_near_convergence():
     """The schedules of a local guide's test numbers: each stops long before its step budget,
     and both land within a few hundredths of a nat per point of a fit run until it stops

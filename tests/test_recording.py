@@ -80,6 +80,7 @@ def test_every_recordable_estimator_replays_pyros_losses_gradients_and_draws(elb
                          train(RecordedSVI, elbo=elbo, **options))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, guide, elbo, options", [
     ("vae", "flow", "trace", {}),                                  # transforms with caches
     ("hvae", "chain", "dreg", {"num_particles": 3, "vectorize_particles": True,
