@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from experiments.common.command import command
+from experiments.common.command import Parser, command
 from experiments.common.errors import UserError
 from experiments.common.files import write_text
 from experiments.comparison.jobs import (ComparisonInterrupted, Job, execute, parse_elbos, plan,
@@ -47,12 +47,14 @@ def _int_list(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    if len(set(values)) < len(values):
+        raise argparse.ArgumentTypeError(f"expected each number once, got {text!r}")
     return values
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m experiments.compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m experiments.compare", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_training_options(p, exclude=("elbo", "num_particles", "out", "epochs"))
     c = p.add_argument_group("comparison")
     c.add_argument("--elbos", default="trace,meanfield,iwae,score-function",

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command, starting
+from experiments.common.command import Parser, command, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
@@ -33,8 +33,8 @@ DOCS = Path("docs")
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m experiments.lessons", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m experiments.lessons", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/lessons"),
                    help="folder of the runs (default: %(default)s)")
     p.add_argument("--docs", type=Path, default=None,

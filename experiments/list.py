@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Dict, List, Optional
 
-from experiments.common.command import command, starting
+from experiments.common.command import Parser, command, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.data.datasets import DATASETS
@@ -76,8 +76,8 @@ def matrix_markdown(rows: List[Dict[str, object]]) -> str:
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m experiments.list", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m experiments.list", description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true",
                         help="print the matrix as JSON objects {model, guide, elbo, ok, reason}")
     parser.add_argument("--markdown", action="store_true",

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import command, starting
+from experiments.common.command import Parser, command, starting
 from experiments.common.ranks import launched, leader
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
@@ -35,7 +35,7 @@ GROUND_TRUTH_LINES = {
 
 
 def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m experiments.train",
         description="Train a latent variable model p(z)p(x|z) with a guide q(z|x) by SVI.")
     add_training_options(p, suppress_defaults)

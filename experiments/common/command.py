@@ -6,6 +6,7 @@ ends it with one line ``stopped: …`` and exit status 130, also while it is sti
 Only a command (and the worker processes a command starts) chooses matplotlib's backend;
 importing the library leaves it as the user's session has it.
 """
+import argparse
 import contextlib
 import functools
 import os
@@ -17,6 +18,14 @@ from experiments.common.errors import UserError
 from experiments.common.ranks import speaks
 
 Main = Callable[[Optional[List[str]]], int]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose refusals (an unknown flag, a value its type cannot read) are a
+    ``UserError``: one ``error:`` line, like every other refusal, not the usage block."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (the options: {self.prog} --help)")
 
 
 def draw_to_files() -> None:

@@ -60,9 +60,11 @@ class Job:
 
 
 def label(elbo: str, k: int, guide: str = "", default_guide: str = "") -> str:
-    """``iwae K=10``, or ``enum/enum`` for an estimator run with another guide than --guide."""
+    """``iwae K=10``, or ``enum/enum`` for an estimator run with another guide than --guide:
+    K is named for a K-sample estimator and for any other trained with K > 1 particles
+    (``trace K=5`` averages 5 one-sample ELBOs)."""
     name = elbo if guide == default_guide else f"{elbo}/{guide}"
-    return name if not ELBOS[elbo].k_sample else f"{name} K={k}"
+    return f"{name} K={k}" if ELBOS[elbo].k_sample or k > 1 else name
 
 
 def parse_elbos(text: str, default_guide: str) -> List[Tuple[str, str]]:
@@ -73,6 +75,9 @@ def parse_elbos(text: str, default_guide: str) -> List[Tuple[str, str]]:
         if elbo not in ELBOS or (guide and guide not in GUIDES):
             raise UserError(f"unknown estimator or guide in --elbos item {item!r}: estimators "
                             f"are {', '.join(ELBOS)}; guides {', '.join(GUIDES)}")
+        if (elbo, guide or default_guide) in pairs:
+            raise UserError(f"--elbos names {item} twice; name each estimator once "
+                            "(--seeds repeats every run with other seeds)")
         pairs.append((elbo, guide or default_guide))
     if not pairs:
         raise UserError("--elbos names no estimator")
