@@ -58,3 +58,67 @@ def test_an_unreadable_option_is_one_error_line_not_the_usage_block(command, arg
 def test_gaps_takes_no_progress_as_every_command_does():
     assert gaps.parser().parse_args(["--run", "r", "--no-progress"]).progress is False
     assert gaps.parser().parse_args(["--run", "r"]).progress is True
+
+
+RUN_FILES = ("config.json", "metrics.csv", "summary.json", "checkpoint.pt")
+
+
+@pytest.mark.parametrize("lr, says", [
+    ("1e30", "the loss is nan"),                             # NaN at once
+    ("1e3", "the train ELBO fell to "),                      # finite, but −10¹⁶ nats per point
+])
+def test_a_run_diverging_in_its_first_epoch_says_nothing_was_kept_and_its_folder_takes_a_rerun(
+        lr, says, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "3", "--lr", lr, "--out", str(out)]) == 2
+    line = error_line(capsys)
+    assert says in line and "training diverged at epoch 1" in line
+    assert f"nothing was kept, so {out} can be used again" in line
+    assert f"a --lr below {float(lr):g} (the default is 0.001)" in line
+    assert "--likelihood bernoulli" not in line              # what the run already uses
+    assert not [name for name in RUN_FILES if (out / name).exists()]
+    assert train.main(QUICK + ["--out", str(out)]) == 0     # the same folder, a sane --lr
+
+
+def test_a_run_diverging_later_keeps_its_checkpoint_and_resumes_with_a_smaller_lr(
+        tmp_path, capsys, monkeypatch):
+    from experiments.recording.svi import RecordedSVI
+    real_step, calls = RecordedSVI.step, {"n": 0}
+
+    def step_that_diverges(self, *args, **kwargs):
+        calls["n"] += 1
+        return float("inf") if calls["n"] == 4 + 2 else real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(RecordedSVI, "step", step_that_diverges)
+    out = tmp_path / "run"
+    assert train.main(QUICK + ["--epochs", "3", "--batch-size", "50", "--out", str(out)]) == 2
+    line = error_line(capsys)
+    assert line.startswith("error: training diverged at epoch 2, step 2: the loss is inf; "
+                           f"the checkpoint of epoch 1 is kept (continue it with --resume {out} "
+                           "--force and a smaller --lr); try a --lr below 0.001 or a larger "
+                           "--batch-size")
+    monkeypatch.setattr(RecordedSVI, "step", real_step)
+    assert train.main(["--resume", str(out), "--epochs", "3", "--lr", "0.0005", "--force",
+                       "--no-progress"]) == 0
+
+
+def test_the_divergence_criterion_is_a_fall_of_a_thousand_times_the_starting_bound():
+    from experiments.training.divergence import DivergenceWatch, TrainingDiverged
+    n = 200
+    watch = DivergenceWatch(n)
+    watch.check(45.0 * n, epoch=1, step=1)                  # ELBO₁ = −45 nats per point
+    watch.check((45.0 + 1000 * 45.0 - 1) * n, 1, 2)         # just inside: a bad step, kept on
+    with pytest.raises(TrainingDiverged, match="epoch 3, step 7: the train ELBO fell to -4.5e"):
+        watch.check((45.0 + 1000 * 45.0 + 1) * n, 3, 7)
+    small = DivergenceWatch(n)                              # a bound near 0 may fall 1000 nats
+    small.check(-0.1 * n, 1, 1)
+    small.check(999.0 * n, 1, 2)
+    with pytest.raises(TrainingDiverged):
+        small.check(1000.5 * n, 1, 3)
+
+
+def test_divergence_advice_names_only_what_the_run_does_not_do_already():
+    from experiments.training.divergence import advice
+    assert advice(Config(lr=1e-4)) == "try a --lr below 0.0001 or a larger --batch-size"
+    assert "--likelihood bernoulli" in advice(Config(likelihood="gaussian"))
+    assert "--likelihood" not in advice(Config(model="lvm", likelihood="gaussian"))

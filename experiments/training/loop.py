@@ -14,7 +14,6 @@ from pyro.optim import PyroOptim
 from tqdm import tqdm
 
 from experiments.common.distributed import joined_group, shared_work
-from experiments.common.errors import UserError
 from experiments.common.files import write_csv
 from experiments.common.ranks import leader
 from experiments.data.datasets import DataShape, Dataset
@@ -26,14 +25,11 @@ from experiments.recording.svi import RecordedSVI
 from experiments.training import distributed
 from experiments.training.board import Board
 from experiments.training.config import Config
+from experiments.training.divergence import DivergenceWatch
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
 from experiments.training.optim import adam
 from experiments.training.weighting import LatentScale, beta_at
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -95,11 +91,12 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
     svi = stepper(parts, attempt.optim, config)
     weight = LatentScale()            # β on the latent sites of model and guide, while training
     board = Board(folder, attempt.optim) if config.tensorboard and leader() else None
+    watch = DivergenceWatch(len(data.x_train))
     try:
         for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
             weight.scale = beta_at(config, epoch)
             with weight:
-                row = train_epoch(svi, data, config, epoch)
+                row = train_epoch(svi, data, config, epoch, watch)
             if config.beta != 1 or config.kl_warmup:
                 row["beta"] = weight.scale
             start, progress = time.perf_counter(), config.progress and leader()
@@ -167,7 +164,8 @@ def labeled_test_inputs(parts: Parts, data: Dataset, config: Config) -> dict:
     return {"labels": data.y_test, "classifier": classifier}
 
 
-def train_epoch(svi, data: Dataset, config: Config, epoch: int) -> dict:
+def train_epoch(svi, data: Dataset, config: Config, epoch: int,
+                watch: Optional[DivergenceWatch] = None) -> dict:
     """One pass over the training set: the steps of ``training_steps``, with a progress bar.
 
     Each step's loss estimates −ELBO of the whole training set (the data plate scales the
@@ -176,7 +174,7 @@ def train_epoch(svi, data: Dataset, config: Config, epoch: int) -> dict:
     """
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
-    bar = tqdm(training_steps(svi, data, config, epoch),
+    bar = tqdm(training_steps(svi, data, config, epoch, watch),
                total=distributed.steps_per_epoch(n, config.batch_size), leave=False,
                desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress or not leader(),
                file=sys.stderr)
@@ -190,13 +188,16 @@ def train_epoch(svi, data: Dataset, config: Config, epoch: int) -> dict:
     return {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None, "seconds": seconds}
 
 
-def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[float]:
+def training_steps(svi, data: Dataset, config: Config, epoch: int,
+                   watch: Optional[DivergenceWatch] = None) -> Iterator[float]:
     """The SVI steps of one epoch, taken one per ``next()``, each yielding its loss: minibatches
     in an order fixed by (seed, epoch) (in a torchrun job, this rank's shares of them:
     ``experiments.training.distributed``), binarized afresh with ``--binarize dynamic``. A loss
-    that is NaN or infinite stops training (tail-adaptive, which reports none, is not checked)."""
+    that shows divergence to ``watch`` (a new one: from this epoch's first step) stops training
+    (tail-adaptive, which reports none, is not checked)."""
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
+    watch = watch or DivergenceWatch(n)
     labels = data.y_train if svi.model.takes_labels else None       # (N,), −1: unlabeled
     distributed.seed_rank(config.seed, epoch)
     batches = distributed.minibatches(n, config.batch_size, config.seed, epoch,
@@ -207,11 +208,8 @@ def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[f
             x = torch.bernoulli(x)
         given = {} if labels is None else {"y": labels[index]}
         loss = svi.step(x, index, num_data=n, **given)
-        if has_loss and not math.isfinite(loss):
-            raise TrainingDiverged(
-                f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "
-                f"good checkpoint (epoch {epoch - 1}) is kept; try a smaller --lr, a larger "
-                "--batch-size, or --likelihood bernoulli for [0, 1] data")
+        if has_loss:
+            watch.check(loss, epoch, step)
         yield loss if has_loss else 0.0
 
 

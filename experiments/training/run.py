@@ -29,6 +29,7 @@ from experiments.training import distributed
 from experiments.training import folder as run_folder
 from experiments.training.board import require_tensorboard
 from experiments.training.config import RESUMABLE, Config, flag_of, resolve
+from experiments.training.divergence import TrainingDiverged, advice
 from experiments.training.loop import fit, start_attempt
 from experiments.training.prepare import device_named, prepare_data
 from experiments.training.restarts import fit_restarts
@@ -108,9 +109,12 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
 def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
     """Turn an interrupt into a summary marked ``interrupted`` beside the last checkpoint, and
     one line saying how to continue; in a torchrun job, also the loss of a rank (its
-    collectives fail, or torchrun stops the others), naming the rank where it can."""
+    collectives fail, or torchrun stops the others), naming the rank where it can. Divergence
+    is told with what it kept."""
     try:
         yield
+    except TrainingDiverged as exc:
+        raise _diverged(config, run_dir, exc) from None
     except (KeyboardInterrupt, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and not is_collective_failure(exc):
             raise
@@ -128,6 +132,18 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
             raise RunInterrupted("interrupted before the first epoch finished, so nothing was "
                                  "kept: run the same command again") from None
         raise RunInterrupted(f"interrupted after {epoch} finished epoch(s); {then}") from None
+
+
+def _diverged(config: Config, run_dir: Path, exc: TrainingDiverged) -> TrainingDiverged:
+    """``exc`` with what the folder keeps and what may help; a folder without a checkpoint
+    is left holding no run, so that the same --out takes the next try."""
+    epoch = run_folder.checkpoint_epoch(run_dir)
+    if not epoch and leader():
+        (run_dir / "config.json").unlink(missing_ok=True)
+    kept = (f"the checkpoint of epoch {epoch} is kept (continue it with --resume {run_dir} "
+            "--force and a smaller --lr)" if epoch else
+            f"nothing was kept, so {run_dir} can be used again")
+    return TrainingDiverged(f"{exc}; {kept}; {advice(config)}")
 
 
 def _mark_interrupted(config: Config, run_dir: Path, epoch: int) -> None:
