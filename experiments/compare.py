@@ -29,7 +29,7 @@ from typing import List, Optional, Tuple
 
 from experiments.common.command import Parser, command
 from experiments.common.errors import UserError
-from experiments.common.files import write_text
+from experiments.common.files import make_folder, write_text
 from experiments.comparison.jobs import (ComparisonInterrupted, Job, execute, parse_elbos, plan,
                                          threads_per_job)
 from experiments.comparison.report import markdown, report
@@ -132,7 +132,7 @@ def _compare(args: argparse.Namespace) -> int:
         out, jobs, settings = _resumed(args)
     else:
         out, jobs, settings = _planned(args)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--resume" if args.resume is not None else "--out")
     commands = write_plan(out, jobs, settings)
     if args.plan_only:
         print(f"{len(jobs)} runs planned: one command line each in {commands}; then "

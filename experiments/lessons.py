@@ -24,6 +24,7 @@ from experiments.common.command import Parser, command, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
+    from experiments.common.files import make_folder
     from experiments.docs.lessons import regenerate
     from experiments.docs.markers import fill_lessons
     from experiments.docs.runs import Budget
@@ -58,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             "`make lessons` first")
         fill_lessons(docs, json.loads((docs / "lessons.json").read_text()))
     else:
-        regenerate(args.out, docs, Budget(args.quick), args.jobs)
+        regenerate(make_folder(args.out, "--out"), docs, Budget(args.quick), args.jobs)
     return 0
 
 

@@ -122,3 +122,75 @@ def test_divergence_advice_names_only_what_the_run_does_not_do_already():
     assert advice(Config(lr=1e-4)) == "try a --lr below 0.0001 or a larger --batch-size"
     assert "--likelihood bernoulli" in advice(Config(likelihood="gaussian"))
     assert "--likelihood" not in advice(Config(model="lvm", likelihood="gaussian"))
+
+
+def _refuse_writes_under(folder: Path, monkeypatch):
+    """Writing into ``folder`` fails as in a read-only folder, also for root (who may write
+    anywhere a mode forbids): creating a file there raises EACCES, and access() says no."""
+    import os
+    import tempfile
+    real_open, real_mkstemp, real_access = os.open, tempfile.mkstemp, os.access
+
+    def under(path) -> bool:
+        return Path(path).resolve().parent == folder.resolve() or Path(path) == folder
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "open", lambda path, *a, **k: refused(path) if under(path)
+                        else real_open(path, *a, **k))
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, dir=None, **k: refused(dir)
+                        if under(Path(dir) / "x") else real_mkstemp(*a, dir=dir, **k))
+    monkeypatch.setattr(os, "access", lambda path, mode: not under(path)
+                        and real_access(path, mode))
+
+
+def test_an_existing_read_only_folder_as_out_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "read-only"
+    out.mkdir()
+    _refuse_writes_under(out, monkeypatch)
+    assert train.main(QUICK + ["--out", str(out)]) == 2
+    assert error_line(capsys) == f"error: --out {out} is not writable; choose another --out"
+
+
+def test_the_lock_of_a_folder_that_refuses_writes_is_one_line(tmp_path, monkeypatch):
+    from experiments.common.errors import UserError
+    from experiments.training.folder import exclusive
+    out = tmp_path / "read-only"
+    out.mkdir()
+    _refuse_writes_under(out, monkeypatch)
+    with pytest.raises(UserError, match="cannot write into .*: Permission denied; choose"):
+        with exclusive(out):
+            pass
+
+
+@pytest.mark.parametrize("where, says", [
+    ("a-file", "--out {out} is a file, not a folder"),
+    ("a-file/sub", "cannot create the folder {out} (--out): Not a directory; choose another --out"),
+])
+def test_compare_out_at_a_file_or_under_one_is_one_line(where, says, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("mine\n")
+    out = tmp_path / where
+    assert compare.main(["--elbos", "trace", "--seeds", "1", "--epochs", "1", "--out",
+                         str(out)]) == 2
+    assert error_line(capsys) == "error: " + says.format(out=out)
+    assert (tmp_path / "a-file").read_text() == "mine\n"
+
+
+def test_compare_out_in_a_read_only_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "read-only"
+    out.mkdir()
+    _refuse_writes_under(out, monkeypatch)
+    assert compare.main(["--elbos", "trace", "--seeds", "1", "--epochs", "1", "--out",
+                         str(out)]) == 2
+    assert error_line(capsys) == f"error: --out {out} is not writable; choose another --out"
+
+
+def test_a_file_that_cannot_be_written_is_one_line_for_every_command(tmp_path, monkeypatch):
+    """gaps, compare --collect and the lessons write beside what they read: a read-only
+    folder there is a UserError naming the file, not an OSError from deep inside."""
+    from experiments.common.errors import UserError
+    from experiments.common.files import write_json
+    _refuse_writes_under(tmp_path, monkeypatch)
+    with pytest.raises(UserError, match=f"cannot write {tmp_path / 'gaps.json'}: Permission"):
+        write_json(tmp_path / "gaps.json", {"a": 1})
