@@ -55,7 +55,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.resume is not None:
             config = resume_config(args.resume, explicit_options(parser, argv), args.force)
-            result = run(config, resume=args.resume)
+            result = run(config, resume=args.resume, force=args.force)
         else:
             result = run(config_from_args(args), force=args.force)
     except RunInterrupted as exc:

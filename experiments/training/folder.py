@@ -13,6 +13,7 @@ from typing import Iterator, List, Optional
 
 import torch
 
+from experiments.common.distributed import world
 from experiments.common.errors import UserError
 from experiments.common.files import make_folder, write_atomically
 from experiments.common.processes import alive
@@ -92,6 +93,7 @@ def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, opt
         "config": config.to_dict(),
         **({} if data is None else {"data": data.to_dict()}),
         "epoch": epoch,
+        "world_size": world().size,     # its global batch: world_size × config's batch_size
         "model": model.state_dict(),
         "guide": guide.state_dict(),
         "optim": local_names(optim.get_state()),     # names as before namespaces

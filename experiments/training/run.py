@@ -56,6 +56,8 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
         on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
     """Train ``config``'s model and guide, or continue the run in ``resume`` up to
     ``config.epochs`` epochs in total; write its folder and return its summary and parts.
+    ``force`` overwrites a folder that holds a run, or resumes one with another global batch
+    (``distributed.check_global_batch``).
     ``on_start`` sees the parts and data before the first step (measurements at the initial
     parameters), ``on_epoch`` each epoch's row of metrics (progress reports).
 
@@ -73,6 +75,9 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
         device = device_named(config.device)
         data = leader_first(lambda: prepare_data(config, device))
         distributed.check_training(config, len(data.x_train))
+        if resume is not None:
+            distributed.check_global_batch(config, run_folder.load_checkpoint(resume), resume,
+                                           force)
         attempt = start_attempt(config.replace(restarts=1), data, device)
         if on_start is not None:
             on_start(attempt.parts, data)
