@@ -3,6 +3,7 @@ written, or warned where the run is legal but almost surely a mistake."""
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiments import compare, gaps, train
 from experiments.comparison.jobs import plan
@@ -194,3 +195,27 @@ def test_a_file_that_cannot_be_written_is_one_line_for_every_command(tmp_path, m
     _refuse_writes_under(tmp_path, monkeypatch)
     with pytest.raises(UserError, match=f"cannot write {tmp_path / 'gaps.json'}: Permission"):
         write_json(tmp_path / "gaps.json", {"a": 1})
+
+
+def test_parts_far_larger_than_the_data_are_warned_about_before_training(tmp_path, capsys):
+    from experiments.parts.build import build
+    from experiments.training.sizes import oversized
+    x = torch.rand(1438, 64)                                  # the digits' training set
+    d, h, D = 100_000, 400, 64
+    count = (D * h + h + 2 * (h * d + d)) + (d * h + h + h * D + D)   # encoder, decoder
+    parts = build("vae", "normal", "trace", data_dim=D, num_data=len(x), latent_dim=d)
+    warning = oversized(parts.model, parts.guide, x)
+    assert warning == (f"the model and guide have {count:,} parameters, 1,307 times the 92,032 "
+                       "numbers of the training data (a checkpoint of about 1.4 GB with Adam's "
+                       "moments): check --latent-dim and --hidden-dims")
+    default = build("vae", "normal", "trace", data_dim=D, num_data=len(x))
+    assert oversized(default.model, default.guide, x) is None
+    assert oversized(default.model, default.guide, x[:10]) is None     # small: cheap anyway
+    out = tmp_path / "run"
+    argv = ["--epochs", "1", "--num-train", "50", "--num-test", "20", "--iwae-samples", "5",
+            "--no-progress", "--out", str(out)]
+    assert train.main(argv + ["--latent-dim", "2000"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: the model and guide have 2,")
+    assert train.main(argv + ["--force"]) == 0
+    assert capsys.readouterr().err == ""

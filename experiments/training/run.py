@@ -30,9 +30,10 @@ from experiments.training import folder as run_folder
 from experiments.training.board import require_tensorboard
 from experiments.training.config import RESUMABLE, Config, flag_of, resolve
 from experiments.training.divergence import TrainingDiverged, advice
-from experiments.training.loop import fit, start_attempt
+from experiments.training.loop import fit, log, start_attempt
 from experiments.training.prepare import device_named, prepare_data
 from experiments.training.restarts import fit_restarts
+from experiments.training.sizes import oversized
 
 
 @dataclass
@@ -79,6 +80,9 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
             distributed.check_global_batch(config, run_folder.load_checkpoint(resume), resume,
                                            force)
         attempt = start_attempt(config.replace(restarts=1), data, device)
+        warning = oversized(attempt.parts.model, attempt.parts.guide, data.x_train)
+        if warning:
+            log(config, f"warning: {warning}", force=True)
         if on_start is not None:
             on_start(attempt.parts, data)
         run_dir = resume if resume is not None else from_leader(
