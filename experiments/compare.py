@@ -27,17 +27,19 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from experiments.common.command import Parser, command
-from experiments.common.errors import UserError
-from experiments.common.files import make_folder, write_text
-from experiments.comparison.jobs import (ComparisonInterrupted, Job, execute, parse_elbos, plan,
-                                         threads_per_job)
-from experiments.comparison.report import markdown, report
-from experiments.comparison.sweep import (PLAN, collect, missing_section, read_plan,
-                                          report_settings, run_planned, write_plan)
-from experiments.estimators import ELBOS
-from experiments.training.config import Config
-from experiments.training.options import add_training_options, config_from_args
+from experiments.common.command import Parser, command, starting
+
+with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.common.errors import UserError
+    from experiments.common.files import make_folder, write_text
+    from experiments.comparison.jobs import (ComparisonInterrupted, Job, execute, parse_elbos,
+                                             plan, threads_per_job)
+    from experiments.comparison.report import markdown, report
+    from experiments.comparison.sweep import (PLAN, collect, missing_section, read_plan,
+                                              report_settings, run_planned, write_plan)
+    from experiments.estimators import ELBOS
+    from experiments.training.config import Config
+    from experiments.training.options import add_training_options, config_from_args
 
 
 def _int_list(text: str) -> List[int]:

@@ -219,3 +219,23 @@ def test_parts_far_larger_than_the_data_are_warned_about_before_training(tmp_pat
     assert len(err) == 1 and err[0].startswith("warning: the model and guide have 2,")
     assert train.main(argv + ["--force"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["compare", "list", "train", "gaps"])
+def test_ctrl_c_while_a_command_imports_is_one_line_and_exit_130(name):
+    """Interrupted while it imports (``-X importtime`` tells when it is inside its imports:
+    once experiments.training.config has loaded), every command says so in one line."""
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-m", f"experiments.{name}"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stderr:
+        if line.rstrip().endswith("experiments.training.config"):
+            break
+    proc.send_signal(signal.SIGINT)
+    err = [line for line in proc.stderr.read().splitlines() if not line.startswith("import time:")]
+    assert proc.wait(timeout=60) == 130, err
+    assert err == ["stopped: interrupted while starting, before any work"]
