@@ -239,3 +239,29 @@ def test_ctrl_c_while_a_command_imports_is_one_line_and_exit_130(name):
     err = [line for line in proc.stderr.read().splitlines() if not line.startswith("import time:")]
     assert proc.wait(timeout=60) == 130, err
     assert err == ["stopped: interrupted while starting, before any work"]
+
+
+def test_each_estimator_names_the_bound_its_train_value_is():
+    from experiments.estimators import ELBOS
+    named = {"iwae": "IWAE bound", "dreg": "IWAE bound", "renyi": "Rényi bound"}
+    for name, estimator in ELBOS.items():
+        assert estimator.objective(1) == "ELBO", name          # K = 1: every bound is the ELBO
+        assert estimator.objective(5) == named.get(name, "ELBO"), name
+
+
+@pytest.mark.parametrize("argv, train_line, iwae_line", [
+    (["--model", "cvae"], "  train ELBO ", "  test IWAE log p(x_h | x_v) "),
+    (["--model", "hvae", "--guide", "chain", "--elbo", "iwae", "--num-particles", "3",
+      "--vectorize-particles"], "  train IWAE bound ", "  test IWAE log p(x)  "),
+    (["--elbo", "renyi", "--num-particles", "3", "--vectorize-particles"],
+     "  train Rényi bound ", "  test IWAE log p(x) "),
+    (["--elbo", "iwae", "--num-particles", "1"], "  train ELBO ", "  test IWAE log p(x) "),
+])
+def test_the_summary_names_what_the_model_observes_and_what_the_run_trained(
+        argv, train_line, iwae_line, tmp_path, capsys):
+    assert train.main(QUICK + argv + ["--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    train_row = next(line for line in out if line.startswith("  train "))
+    iwae_row = next(line for line in out if line.startswith("  test IWAE "))
+    assert train_row.startswith(train_line) and iwae_row.startswith(iwae_line)
+    assert train_row.index(".") == iwae_row.index(".")          # the numbers aligned

@@ -143,7 +143,9 @@ def stepper(parts: Parts, optim: PyroOptim, config: Config):
 
 def _report(config: Config, row: dict) -> None:
     exact = row.get("test_exact_log_likelihood")
-    log(config, f"epoch {row['epoch']:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
+    objective = ELBOS[config.elbo].objective(config.num_particles)
+    log(config, f"epoch {row['epoch']:3d}/{config.epochs}  train {objective} "
+                f"{_nats(row['train_elbo'])}"
                 f"  test ELBO {_nats(row['test_elbo'])}"
                 + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
                 + f"  ({row['seconds']:.2f} s training, {row['eval_seconds']:.2f} s test)")
@@ -194,7 +196,7 @@ def training_steps(svi, data: Dataset, config: Config, epoch: int,
     in an order fixed by (seed, epoch) (in a torchrun job, this rank's shares of them:
     ``experiments.training.distributed``), binarized afresh with ``--binarize dynamic``. A loss
     that shows divergence to ``watch`` (a new one: from this epoch's first step) stops training
-    (tail-adaptive, which reports none, is not checked)."""
+    (an estimator that reports no loss is not checked)."""
     has_loss = ELBOS[config.elbo].has_loss
     n = len(data.x_train)
     watch = watch or DivergenceWatch(n)

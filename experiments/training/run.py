@@ -18,6 +18,7 @@ from experiments.common.ranks import leader
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv, write_json
 from experiments.data.datasets import Dataset
+from experiments.estimators import ELBOS
 from experiments.evaluation.diagnostics import ground_truth_metrics
 from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
 from experiments.evaluation.metrics import (TEST_METRICS, final_metrics, metrics_on_test_set,
@@ -199,6 +200,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "num_train": len(data.x_train), "num_test": len(data.x_test),
         "epochs": last["epoch"],
         "train_elbo": last["train_elbo"],
+        "train_objective": ELBOS[config.elbo].objective(config.num_particles),  # what it is
         **tested,
         "test_iwae": iwae.value,        # no Monte Carlo error from one sample: None
         "test_iwae_mc_stderr": None if math.isnan(iwae.mc_stderr) else iwae.mc_stderr,
