@@ -265,3 +265,41 @@ def test_the_summary_names_what_the_model_observes_and_what_the_run_trained(
     iwae_row = next(line for line in out if line.startswith("  test IWAE "))
     assert train_row.startswith(train_line) and iwae_row.startswith(iwae_line)
     assert train_row.index(".") == iwae_row.index(".")          # the numbers aligned
+
+
+def test_comparison_curves_tell_coinciding_estimators_apart_with_one_legend_for_both_panels(
+        tmp_path, monkeypatch):
+    from experiments.figures import comparison
+    figures = []
+    monkeypatch.setattr(comparison, "save_figure", lambda fig, path: figures.append(fig))
+    same = [{"epoch": e, "test_elbo": -30.0 + e, "seconds": 0.1} for e in range(1, 13)]
+    names = ["trace", "meanfield", "stl", "iwae K=1", "dreg K=1"]        # one curve, five times
+    comparison.plot_curves([{"label": n, "steps_per_epoch": 10, "metrics": same} for n in names],
+                           tmp_path / "curves.png")
+    (fig,) = figures
+    for ax in fig.axes:
+        looks = {(line.get_linestyle(), line.get_marker()) for line in ax.get_lines()}
+        assert len(looks) == len(names)                     # no two drawn alike
+        assert ax.get_legend() is None
+        starts = {line.get_markevery()[0] for line in ax.get_lines()}
+        assert len(starts) > 1                              # markers staggered along the curve
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == [f"{n} (1 seed)" for n in names]
+
+
+def test_every_epoch_axis_shows_whole_epochs(tmp_path, monkeypatch):
+    from experiments.figures import common, labels
+    figures = []
+    monkeypatch.setattr(common, "save_figure", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(labels, "save_figure", lambda fig, path: figures.append(fig))
+    rows = [{"epoch": e, "train_elbo": -40.0 + e, "test_elbo": -41.0 + e, "test_iwae": -40.5 + e,
+             "test_exact_log_likelihood": -39.0, "test_gap": 2.0 - e / 2,
+             "test_accuracy": 0.5 + e / 10, "baseline_accuracy": 0.6} for e in (1, 2, 3)]
+    common.plot_training_curves(rows, tmp_path / "elbo.png")
+    common.plot_bounds(rows, tmp_path / "bounds.png")
+    labels.plot_accuracy(rows, tmp_path / "accuracy.png")
+    for fig in figures:
+        fig.canvas.draw()
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+            assert ticks and all(t == int(t) for t in ticks), ticks
