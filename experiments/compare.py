@@ -140,6 +140,10 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"{len(jobs)} runs planned: one command line each in {commands}; then "
               f"python -m experiments.compare --collect {out}")
         return 0
+    if args.progress:
+        print(f"{len(jobs)} run{'s' if len(jobs) > 1 else ''}, {min(args.jobs, len(jobs))} at a time, "
+              f"into {out}/runs/",
+              file=sys.stderr, flush=True)
     try:
         results = execute(jobs, args.jobs, progress=args.progress)
         rows = report(results, out, settings["target_elbo"], settings["sweep_ks"],

@@ -303,3 +303,15 @@ def test_every_epoch_axis_shows_whole_epochs(tmp_path, monkeypatch):
         for ax in fig.axes:
             ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
             assert ticks and all(t == int(t) for t in ticks), ticks
+
+
+def test_compare_without_a_terminal_says_each_epoch_as_a_line(tmp_path, capsys):
+    argv = ["--elbos", "trace", "--seeds", "1", "--epochs", "2", "--num-train", "200",
+            "--num-test", "40", "--hidden-dims", "16", "--grad-draws", "4", "--iwae-samples", "5",
+            "--jobs", "1", "--out", str(tmp_path / "cmp")]
+    assert compare.main(argv) == 0                     # stderr is captured: no terminal
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"1 run, 1 at a time, into {tmp_path / 'cmp'}/runs/"
+    assert err[1].startswith("epoch 1/2: trace seed 0, test ELBO -")
+    assert err[2].startswith("epoch 2/2: trace seed 0, test ELBO -")
+    assert err[3].startswith("done: trace seed 0")
