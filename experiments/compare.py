@@ -141,8 +141,8 @@ def _compare(args: argparse.Namespace) -> int:
               f"python -m experiments.compare --collect {out}")
         return 0
     if args.progress:
-        print(f"{len(jobs)} run{'s' if len(jobs) > 1 else ''}, {min(args.jobs, len(jobs))} at a time, "
-              f"into {out}/runs/",
+        runs = f"{len(jobs)} run{'s' if len(jobs) > 1 else ''}"
+        print(f"{runs}, {min(args.jobs, len(jobs))} at a time, into {out}/runs/",
               file=sys.stderr, flush=True)
     try:
         results = execute(jobs, args.jobs, progress=args.progress)
