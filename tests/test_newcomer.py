@@ -315,3 +315,26 @@ def test_compare_without_a_terminal_says_each_epoch_as_a_line(tmp_path, capsys):
     assert err[1].startswith("epoch 1/2: trace seed 0, test ELBO -")
     assert err[2].startswith("epoch 2/2: trace seed 0, test ELBO -")
     assert err[3].startswith("done: trace seed 0")
+
+
+def test_a_failed_download_leaves_the_data_folder_as_it_found_it(tmp_path, monkeypatch):
+    import torchvision
+    from experiments.common.errors import UserError
+    from experiments.data.datasets import DATASETS
+
+    def offline(self):                      # what a download cut off half way leaves
+        Path(self.raw_folder).mkdir(parents=True, exist_ok=True)
+        (Path(self.raw_folder) / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b half")
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    fresh = tmp_path / "fresh" / "data"
+    with pytest.raises(UserError, match="mnist: not found in .* and could not be downloaded"):
+        DATASETS["mnist"](data_dir=str(fresh))
+    assert not (tmp_path / "fresh").exists()
+    mine = tmp_path / "data" / "MNIST" / "raw" / "notes.txt"      # a user's own file stays
+    mine.parent.mkdir(parents=True)
+    mine.write_text("mine\n")
+    with pytest.raises(UserError):
+        DATASETS["mnist"](data_dir=str(tmp_path / "data"))
+    assert sorted(p.name for p in mine.parent.iterdir()) == ["notes.txt"]
