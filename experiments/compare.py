@@ -27,30 +27,19 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from experiments.common.command import add_version, command, program
-from experiments.common.errors import UserError
-from experiments.common.files import write_text
-from experiments.comparison.jobs import (
-    ComparisonInterrupted,
-    Job,
-    execute,
-    parse_elbos,
-    plan,
-    threads_per_job,
-)
-from experiments.comparison.report import markdown, report
-from experiments.comparison.sweep import (
-    PLAN,
-    collect,
-    missing_section,
-    read_plan,
-    report_settings,
-    run_planned,
-    write_plan,
-)
-from experiments.config.config import Config
-from experiments.config.options import add_training_options, config_from_args
-from experiments.estimators import ELBOS
+from experiments.common.command import Parser, add_version, command, program, starting
+
+with starting(__name__):            # Ctrl-C while importing: one line, exit 130
+    from experiments.common.errors import UserError
+    from experiments.common.files import make_folder, write_text
+    from experiments.comparison.jobs import (ComparisonInterrupted, Job, execute, parse_elbos,
+                                             plan, threads_per_job)
+    from experiments.comparison.report import markdown, report
+    from experiments.comparison.sweep import (PLAN, collect, missing_section, read_plan,
+                                              report_settings, run_planned, write_plan)
+    from experiments.estimators import ELBOS
+    from experiments.config.config import Config
+    from experiments.config.options import add_training_options, config_from_args
 
 
 def _int_list(text: str) -> List[int]:
@@ -60,12 +49,14 @@ def _int_list(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    if len(set(values)) < len(values):
+        raise argparse.ArgumentTypeError(f"expected each number once, got {text!r}")
     return values
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=program("experiments.compare"), description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=program("experiments.compare"), description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(p)
     add_training_options(p, exclude=("elbo", "num_particles", "out", "epochs"))
     c = p.add_argument_group("comparison")
@@ -144,12 +135,16 @@ def _compare(args: argparse.Namespace) -> int:
         out, jobs, settings = _resumed(args)
     else:
         out, jobs, settings = _planned(args)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "--resume" if args.resume is not None else "--out")
     commands = write_plan(out, jobs, settings)
     if args.plan_only:
         print(f"{len(jobs)} runs planned: one command line each in {commands}; then "
               f"python -m experiments.compare --collect {out}")
         return 0
+    if args.progress:
+        runs = f"{len(jobs)} run{'s' if len(jobs) > 1 else ''}"
+        print(f"{runs}, {min(args.jobs, len(jobs))} at a time, into {out}/runs/",
+              file=sys.stderr, flush=True)
     try:
         results = execute(jobs, args.jobs, progress=args.progress)
         rows = report(results, out, settings["target_elbo"], settings["sweep_ks"],

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import add_version, command, program, starting
+from experiments.common.command import Parser, add_version, command, program, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
@@ -22,14 +22,16 @@ WRITTEN = "written to RUN_DIR/gaps.json and drawn as a stacked bar in RUN_DIR/ga
 
 def parser() -> argparse.ArgumentParser:
     title, _, quantities = gap_measures.__doc__.strip().partition("\n\n")
-    p = argparse.ArgumentParser(prog=program("experiments.gaps"),
-                                description="\n\n".join([title, USAGE, quantities, WRITTEN]),
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=program("experiments.gaps"),
+               description="\n\n".join([title, USAGE, quantities, WRITTEN]),
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(p)
     p.add_argument("--run", type=Path, required=True, help="a finished run's folder")
     p.add_argument("--num-points", type=int, default=100, help="test points (default: 100)")
     p.add_argument("--iwae-samples", type=int, default=5000,
                    help="samples for log p(x) where it is not exact (default: 5000)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bars")
     return p
 
 
@@ -45,7 +47,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                         "refine a diagonal Gaussian per point, the normal guide's family, "
                         "so they need a run with --guide normal")
     gaps = inference_gaps(parts.model, parts.guide, data.x_test[: args.num_points],
-                          args.iwae_samples)
+                          args.iwae_samples, progress=args.progress)
     write_json(args.run / "gaps.json", gaps)
     plot_gaps(gaps, f"{config.model} / {config.guide} / {config.elbo} on {config.data}",
               args.run / "gaps.png")

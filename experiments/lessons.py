@@ -20,10 +20,11 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import add_version, command, program, starting
+from experiments.common.command import Parser, add_version, command, program, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
+    from experiments.common.files import make_folder
     from experiments.docs.lessons import regenerate
     from experiments.docs.markers import fill_lessons
     from experiments.docs.runs import Budget
@@ -33,8 +34,8 @@ DOCS = Path("docs")
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog=program("experiments.lessons"), description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=program("experiments.lessons"), description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(p)
     p.add_argument("--out", type=Path, default=Path("runs/lessons"),
                    help="folder of the runs (default: %(default)s)")
@@ -59,7 +60,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                             "`make lessons` first")
         fill_lessons(docs, json.loads((docs / "lessons.json").read_text()))
     else:
-        regenerate(args.out, docs, Budget(args.quick), args.jobs)
+        regenerate(make_folder(args.out, "--out"), docs, Budget(args.quick), args.jobs)
     return 0
 
 

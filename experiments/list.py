@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Dict, List, Optional
 
-from experiments.common.command import add_version, command, program, starting
+from experiments.common.command import Parser, add_version, command, program, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.config.config import Config
@@ -77,8 +77,8 @@ def matrix_markdown(rows: List[Dict[str, object]]) -> str:
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog=program("experiments.list"), description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog=program("experiments.list"), description=__doc__,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     add_version(parser)
     parser.add_argument("--json", action="store_true",
                         help="print the matrix as JSON objects {model, guide, elbo, ok, reason}")

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import add_version, command, program, starting
+from experiments.common.command import Parser, add_version, command, program, starting
 from experiments.common.ranks import launched, leader
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
@@ -18,6 +18,7 @@ with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.config.options import add_training_options, config_from_args, explicit_options
     from experiments.evaluation.metrics import TEST_METRICS
     from experiments.training.end_to_end import RunInterrupted, RunResult, resume_config, run
+    from models import MODELS
 
 #: what the printed train ELBO is, by --binarize: with dynamic binarization it estimates what
 #: the test ELBO does (no binary image is seen twice), so it may sit below it (README, "A run")
@@ -34,7 +35,7 @@ GROUND_TRUTH_LINES = {
 
 
 def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=program("experiments.train"),
         description="Train a latent variable model p(z)p(x|z) with a guide q(z|x) by SVI.")
     add_version(p)
@@ -55,7 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.resume is not None:
             config = resume_config(args.resume, explicit_options(parser, argv), args.force)
-            result = run(config, resume=args.resume)
+            result = run(config, resume=args.resume, force=args.force)
         else:
             result = run(config_from_args(args), force=args.force)
     except RunInterrupted as exc:
@@ -93,18 +94,23 @@ def print_summary(result: RunResult) -> None:
           + (f", {s['final_eval_seconds']:.1f} s final evaluation"
              if "final_eval_seconds" in s else "")
           + (f", {ranks} processes (global batch {s['global_batch_size']})" if ranks > 1 else ""))
-    if s.get("train_elbo") is not None:
-        print(f"  {'train ELBO':<18} {s['train_elbo']:10.3f} {TRAIN_NOTES[s['binarize']]}")
     lines = {key: (metric.label, metric.note) for key, metric in TEST_METRICS.items()}
-    for key, (label, note) in {**lines, **GROUND_TRUTH_LINES}.items():
+    if MODELS[s["model"]].conditional:              # what it observes: x_h, given x_v
+        lines["test_iwae"] = ("test IWAE log p(x_h | x_v)", lines["test_iwae"][1])
+    lines = {**lines, **GROUND_TRUTH_LINES}
+    train = f"train {s.get('train_objective', 'ELBO')}"
+    width = max(len(label) for label in [train] + [lines[key][0] for key in lines if key in s])
+    if s.get("train_elbo") is not None:
+        print(f"  {train:<{width}} {s['train_elbo']:10.3f} {TRAIN_NOTES[s['binarize']]}")
+    for key, (label, note) in lines.items():
         if key == "test_iwae":
             mc = s["test_iwae_mc_stderr"]
-            print(f"  {label:<18} {s['test_iwae']:10.3f} "
+            print(f"  {label:<{width}} {s['test_iwae']:10.3f} "
                   + ("(1 sample: no Monte Carlo error)" if mc is None else
                      f"± {_error(mc)} Monte Carlo error ({s['iwae_samples']} samples)")
                   + f"; ± {s['test_iwae_point_stderr']:.3f} over test points")
         elif key in s:
-            print(f"  {label:<18} {s[key]:10.3f} {note}")
+            print(f"  {label:<{width}} {s[key]:10.3f} {note}")
     if s.get("beta", 1) != 1 or s.get("kl_warmup"):
         warmup = f", reached after a warm-up of {s['kl_warmup']} epochs" if s["kl_warmup"] else ""
         print(f"  trained at β = {s['beta']:g}{warmup} (train ELBO: the β-weighted objective); "

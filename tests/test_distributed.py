@@ -329,11 +329,34 @@ def test_two_ranks_resume_one_process_and_reach_its_test_elbo(tmp_path):
     mean = sum(finals) / 4
     spread = (sum((f - mean) ** 2 for f in finals) / 3) ** 0.5
     assert abs(summary["test_elbo"] - mean) <= 5.84 * spread * (1 + 1 / 4) ** 0.5
-    # one process takes the 2 ranks' checkpoint over, epoch 5 after their 4
+    # one process takes the 2 ranks' checkpoint over with their global batch, epoch 5 after
+    # their 4
     resumed = run(Config.from_dict(json.loads((tmp_path / "ranks" / "config.json").read_text()))
-                  .replace(epochs=5, progress=False), resume=tmp_path / "ranks")
+                  .replace(epochs=5, batch_size=40, progress=False), resume=tmp_path / "ranks")
     assert [row["epoch"] for row in resumed.metrics] == [1, 2, 3, 4, 5]
     assert resumed.summary["world_size"] == 1
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_resumed_in_one_process_keeps_its_global_batch_or_is_refused(
+        tmp_path, capsys):
+    """Resumed by one process with the --batch-size of each of its 2 ranks, the global batch
+    would halve (40 → 20): refused in one line naming the --batch-size that keeps it."""
+    from experiments import train
+    out = tmp_path / "ranks"
+    job = run_ranks(flags(**{k: v for k, v in QUICK.items() if k != "progress"}, epochs=1,
+                          batch_size=20, out=out))
+    _, err = job.communicate(timeout=DEADLINE)
+    assert job.returncode == 0, err
+    assert train.main(["--resume", str(out), "--epochs", "2", "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --resume {out}: the run trained with a global batch of 40 (2 process(es) × "
+        "--batch-size 20); 1 process(es) × 20 would make it 20: pass --batch-size 40 --force "
+        "to keep it, or --force to continue with 20")
+    assert train.main(["--resume", str(out), "--epochs", "2", "--batch-size", "40", "--force",
+                       "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["world_size"], summary["global_batch_size"], summary["epochs"]) == (1, 40, 2)
 
 
 def children(pid: int):

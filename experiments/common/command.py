@@ -22,6 +22,14 @@ from experiments.common.ranks import speaks
 Main = Callable[[Optional[List[str]]], int]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose refusals (an unknown flag, a value its type cannot read) are a
+    ``UserError``: one ``error:`` line, like every other refusal, not the usage block."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (the options: {self.prog} --help)")
+
+
 def draw_to_files() -> None:
     """matplotlib's file-only backend: no display is needed or assumed."""
     import matplotlib
@@ -49,6 +57,7 @@ def command(main: Main) -> Main:
     @functools.wraps(main)
     def run(argv: Optional[List[str]] = None) -> int:
         draw_to_files()
+        _work_begins()
         try:
             return main(argv)
         except UserError as exc:
@@ -62,20 +71,27 @@ def command(main: Main) -> Main:
     return run
 
 
+#: SIGINT's handler before ``starting`` took it, given back when the command's work begins
+_BEFORE_STARTING: List[object] = []
+
+
 @contextlib.contextmanager
 def starting(name: str) -> Iterator[None]:
     """``with starting(__name__):`` around a command's imports (seconds: torch, Pyro): run as
-    the program (``name`` is ``"__main__"``), Ctrl-C meanwhile ends it with one line and exit
-    status 130 instead of a traceback from deep inside an import. Nothing has been written
-    then, so the process just ends (``os._exit``: a half-imported module needs no cleanup)."""
-    if name != "__main__":
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, _stop_starting)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    the program (``name`` is ``"__main__"``), Ctrl-C from then until its ``main`` begins
+    (``command``) ends it with one line and exit status 130 instead of a traceback from deep
+    inside an import or from the module's last lines. Nothing has been written then, so the
+    process just ends (``os._exit``: a half-imported module needs no cleanup)."""
+    if name == "__main__" and not _BEFORE_STARTING:
+        _BEFORE_STARTING.append(signal.signal(signal.SIGINT, _stop_starting))
+    yield
+
+
+def _work_begins() -> None:
+    """SIGINT's handler as it was before ``starting`` (Python's KeyboardInterrupt, or ignored
+    in a background job), for the command's own handling."""
+    if _BEFORE_STARTING:
+        signal.signal(signal.SIGINT, _BEFORE_STARTING.pop())
 
 
 def _stop_starting(signum, frame) -> None:

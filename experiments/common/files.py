@@ -10,11 +10,16 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List
 
+from experiments.common.errors import UserError
+
 
 def write_atomically(path: Path, write: Callable[[io.IOBase], None], binary: bool = False) -> None:
     """Write ``path`` through ``write(file)`` into a temporary sibling, then rename it over."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:              # a read-only or vanished folder: the user's to fix
+        raise UserError(f"cannot write {path}: {exc.strerror}") from None
     try:
         os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "wb" if binary else "w", newline=None if binary else "") as f:
@@ -25,6 +30,22 @@ def write_atomically(path: Path, write: Callable[[io.IOBase], None], binary: boo
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_folder(path: Path, option: str = "--out") -> Path:
+    """``path`` as a folder to write into, created with its parents where missing; refused in
+    one line (naming the ``option`` that gave it) where it is a file or cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the folder {path} ({option}): {exc.strerror}; "
+                        f"choose another {option}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path} is not writable; choose another {option}")
+    return path
 
 
 def current_umask() -> int:

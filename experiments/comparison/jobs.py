@@ -60,9 +60,11 @@ class Job:
 
 
 def label(elbo: str, k: int, guide: str = "", default_guide: str = "") -> str:
-    """``iwae K=10``, or ``enum/enum`` for an estimator run with another guide than --guide."""
+    """``iwae K=10``, or ``enum/enum`` for an estimator run with another guide than --guide:
+    K is named for a K-sample estimator and for any other trained with K > 1 particles
+    (``trace K=5`` averages 5 one-sample ELBOs)."""
     name = elbo if guide == default_guide else f"{elbo}/{guide}"
-    return name if not ELBOS[elbo].k_sample else f"{name} K={k}"
+    return f"{name} K={k}" if ELBOS[elbo].k_sample or k > 1 else name
 
 
 def parse_elbos(text: str, default_guide: str) -> List[Tuple[str, str]]:
@@ -73,6 +75,9 @@ def parse_elbos(text: str, default_guide: str) -> List[Tuple[str, str]]:
         if elbo not in ELBOS or (guide and guide not in GUIDES):
             raise UserError(f"unknown estimator or guide in --elbos item {item!r}: estimators "
                             f"are {', '.join(ELBOS)}; guides {', '.join(GUIDES)}")
+        if (elbo, guide or default_guide) in pairs:
+            raise UserError(f"--elbos names {item} twice; name each estimator once "
+                            "(--seeds repeats every run with other seeds)")
         pairs.append((elbo, guide or default_guide))
     if not pairs:
         raise UserError("--elbos names no estimator")
@@ -141,7 +146,7 @@ def run_job(job: Job) -> dict:
 
     def on_epoch(row: dict) -> None:
         if progress is not None:
-            progress.put((job.number, row["test_elbo"]))
+            progress.put((job.number, row["epoch"], row["test_elbo"]))
 
     resume = job.resume and _checkpoint_fits(run_dir, config)
     result = train_in_worker(job.config, job.threads, at_start, on_epoch, resume=resume)
@@ -168,8 +173,9 @@ class ComparisonInterrupted(UserError):
 
 
 def execute(jobs: List[Job], workers: int, progress: bool = True) -> List[dict]:
-    """Run the jobs in ``workers`` processes, one progress line each (on a terminal, unless
-    not ``progress``), and a ``done:`` line once a run's record is written. A run that fails
+    """Run the jobs in ``workers`` processes, one progress bar each on a terminal (elsewhere,
+    as in a log file, a line per epoch of each run), unless not ``progress``, and a ``done:``
+    line once a run's record is written. A run that fails
     is returned as a record of status ``failed`` with its error (the traceback of an
     unexpected one in its folder's error.txt), so the others are still reported. Ctrl-C or
     SIGTERM stops every run (``Workers.interrupt``) and raises ``ComparisonInterrupted``."""
@@ -181,7 +187,7 @@ def execute(jobs: List[Job], workers: int, progress: bool = True) -> List[dict]:
         futures = {pool.submit(run_job, job): job for job in jobs}
         try:
             while len(records) < len(jobs):
-                _show_progress(pool.progress, bars)
+                _show_progress(pool.progress, bars, jobs, in_lines=progress)
                 for future, job in futures.items():
                     if not future.done() or job.number in records:
                         continue
@@ -197,14 +203,20 @@ def execute(jobs: List[Job], workers: int, progress: bool = True) -> List[dict]:
     return [records[job.number] for job in jobs]
 
 
-def _show_progress(queue, bars: List[tqdm]) -> None:
-    """Move the bars by the epochs reported meanwhile (waiting 0.2 s for the first)."""
+def _show_progress(queue, bars: List[tqdm], jobs: List[Job], in_lines: bool) -> None:
+    """Move the bars by the epoch reported meanwhile (waiting 0.2 s for one); where the bars
+    are off (no terminal) and ``in_lines``, say it in a line."""
     try:
-        number, test_elbo = queue.get(timeout=0.2)
+        number, epoch, test_elbo = queue.get(timeout=0.2)
     except Empty:
         return
-    bars[number].update(1)
-    bars[number].set_postfix_str(f"test ELBO {test_elbo:.3f}")
+    bar = bars[number]
+    bar.update(1)
+    bar.set_postfix_str(f"test ELBO {test_elbo:.3f}")
+    if bar.disable and in_lines:
+        job = jobs[number]
+        print(f"epoch {epoch}/{job.config['epochs']}: {job.label} seed {job.config['seed']}, "
+              f"test ELBO {test_elbo:.3f}", file=sys.stderr, flush=True)
 
 
 def _record(job: Job, future) -> dict:

@@ -5,11 +5,12 @@ Every loader returns a ``Dataset`` of float32 rows (N, D) in a fixed train/test 
 keep their shape (C, H, W), D = C·H·W, for the convolutional networks and the figures. Nothing
 here trains or downloads at import time.
 """
+import contextlib
 import dataclasses
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 import torch
@@ -147,10 +148,11 @@ def _torchvision_images(name: str, folder: str) -> Callable[..., Dataset]:
             try:
                 sets[train] = cls(data_dir, train=train, download=False)
             except RuntimeError:
+                raw = Path(data_dir) / folder / "raw"
                 try:
-                    sets[train] = cls(data_dir, train=train, download=True)
+                    with _undone_on_failure(raw):
+                        sets[train] = cls(data_dir, train=train, download=True)
                 except Exception as exc:  # no network, a proxy, a half-written file…
-                    raw = Path(data_dir) / folder / "raw"
                     raise UserError(
                         f"{name}: not found in {raw} and could not be downloaded "
                         f"({type(exc).__name__}); put {', '.join(MNIST_FILES)} (or their .gz) "
@@ -163,6 +165,25 @@ def _torchvision_images(name: str, folder: str) -> Callable[..., Dataset]:
     load.__doc__ = (f"torchvision's {folder}: 28×28 grey-level images, 60,000 for training and "
                     "10,000 for testing")
     return load
+
+
+@contextlib.contextmanager
+def _undone_on_failure(folder: Path) -> Iterator[None]:
+    """Where the block fails, remove what it made in ``folder`` (files that were not there
+    before) and the folders it created on the way there that are left empty: a failed
+    download leaves the data folder as it found it."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]           # deepest first
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        for path in set(folder.iterdir()) - before if folder.is_dir() else ():
+            if path.is_file():
+                path.unlink()
+        for path in made:
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
 
 
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"     # how a .npy and a .npz begin

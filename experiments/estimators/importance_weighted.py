@@ -41,6 +41,7 @@ class Renyi_ELBO(DifferentiableLossMixin, EstimatorTraits, RenyiELBO):
 
     reparameterized = True
     k_sample = True
+    bound = "Rényi bound"
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         """−(N/B) Σ_i L_α(x_i), as a tensor whose gradient is the bound's."""
@@ -61,6 +62,8 @@ class IWAE_ELBO(Renyi_ELBO):
 
     per data point, the minibatch's sum scaled by N/B outside the log-mean-exp.
     """
+
+    bound = "IWAE bound"
 
     def __init__(self, num_particles=2, max_plate_nesting=float("inf"),
                  vectorize_particles=False, strict_enumeration_warning=True):

@@ -21,6 +21,8 @@ class EstimatorTraits:
     - ``k_sample``: its bound depends on K (IWAE-like); others only average K estimates.
     - ``path_derivative``: rescores q at its own (detached) samples, which for a
       straight-through guide are hard one-hot values where the relaxed density degenerates.
+    - ``bound`` ("ELBO" by default): the name of the bound its loss estimates (the negative
+      of), with K > 1 for a ``k_sample`` one (``objective``).
     - ``recordable`` (True by default): its loss and gradient are one tensor computed without
       reading values into Python, so a training step can be recorded and replayed
       (``experiments.recording``); False sends every step through Pyro's ``SVI``.
@@ -35,3 +37,10 @@ class EstimatorTraits:
     k_sample = False
     path_derivative = False
     recordable = True
+    bound = "ELBO"
+
+    @classmethod
+    def objective(cls, num_particles: int) -> str:
+        """What a run's train value is, as its summary names it: the ``bound`` of a K-sample
+        estimator at K > 1, else the ELBO (K = 1, or an average of K one-sample ELBOs)."""
+        return cls.bound if cls.k_sample and num_particles > 1 else "ELBO"

@@ -21,15 +21,16 @@ REFINE_LR = 0.02            # Adam's step size in the first block, halved in eac
 
 
 def inference_gaps(model, guide, x, iwae_samples: int = 5000, max_blocks: int = 20,
-                   precision_particles: int = 200) -> dict:
-    """The three quantities and two gaps above, in nats per data point."""
+                   precision_particles: int = 200, progress: bool = False) -> dict:
+    """The three quantities and two gaps above, in nats per data point; ``progress`` shows
+    each refinement block's bar on stderr."""
     precise = Trace_ELBO(num_particles=precision_particles, vectorize_particles=True,
                          max_plate_nesting=model.max_plate_nesting)
     amortized = mean_elbo(model, guide, x, elbo=precise)
     refined, best, blocks = guide, amortized, 0
     for blocks in range(1, max_blocks + 1):     # Adam's jitter shrinks with its step size
         refined = fit_local_posterior(model, x, steps=REFINE_BLOCK, init=refined,
-                                      lr=REFINE_LR * 0.5 ** (blocks - 1))
+                                      lr=REFINE_LR * 0.5 ** (blocks - 1), progress=progress)
         value = mean_elbo(model, refined, x, elbo=precise)
         gained, best = value - best, max(best, value)
         if gained < CONVERGED:

@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from experiments.common.files import write_atomically
 from experiments.evaluation.metrics import TEST_METRICS
@@ -30,17 +31,21 @@ BOUND_COLORS = {"test_exact_log_likelihood": "tab:blue", "test_iwae": "tab:orang
 
 
 def plot_columns(ax: plt.Axes, metrics: List[Dict[str, float]], columns: Sequence[str],
-                 colors: Optional[Dict[str, str]] = None) -> None:
-    """One line per metric column against the epoch, each in its own dash pattern so that lines
-    lying on top of each other (an exact bound) stay visible, in the colour ``colors`` gives
-    it (else the next of matplotlib's cycle); columns without values are left out."""
+                 colors: Optional[Dict[str, str]] = None,
+                 labels: Optional[Dict[str, str]] = None) -> None:
+    """One line per metric column against the epoch (whole epochs on the axis), each in its
+    own dash pattern so that lines lying on top of each other (an exact bound) stay visible,
+    in the colour ``colors`` gives it (else the next of matplotlib's cycle), named as
+    ``labels`` (else ``LABELS``) says; columns without values are left out."""
     epochs = [row["epoch"] for row in metrics]
     for column, style in zip(columns, itertools.cycle(LINE_STYLES)):
         values = [row[column] for row in metrics if row.get(column) not in (None, "")]
         if values:
             ax.plot(epochs[-len(values):], values, marker="o" if len(values) < 30 else None,
-                    markersize=3, linestyle=style, label=LABELS.get(column, column),
+                    markersize=3, linestyle=style,
+                    label={**LABELS, **(labels or {})}.get(column, column),
                     color=(colors or {}).get(column))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -48,10 +53,11 @@ def plot_columns(ax: plt.Axes, metrics: List[Dict[str, float]], columns: Sequenc
 
 def plot_training_curves(metrics: List[Dict[str, float]], path: Path,
                          columns: Sequence[str] = ("train_elbo", "test_elbo"),
-                         title: str = "ELBO per epoch") -> Path:
-    """One line per metric column against the epoch, in nats per example (higher is better)."""
+                         title: str = "ELBO per epoch", objective: str = "ELBO") -> Path:
+    """One line per metric column against the epoch, in nats per example (higher is better);
+    the train column named after the ``objective`` it holds (``EstimatorTraits.objective``)."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    plot_columns(ax, metrics, columns)
+    plot_columns(ax, metrics, columns, labels={"train_elbo": f"train {objective}"})
     ax.set_ylabel("nats per example (higher is better)")
     ax.set_title(title)
     return save_figure(fig, path)

@@ -5,8 +5,9 @@ from typing import Dict, List
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
-from experiments.figures.common import save_figure
+from experiments.figures.common import LINE_STYLES, save_figure
 
 
 def plot_comparison(results: List[dict], rows: List[dict], sweep: List[dict],
@@ -18,9 +19,16 @@ def plot_comparison(results: List[dict], rows: List[dict], sweep: List[dict],
     return written
 
 
+#: the markers of the curves, one per estimator with its own dash pattern (``LINE_STYLES``):
+#: estimators whose curves coincide (trace, meanfield, iwae K=1) stay told apart
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
 def plot_curves(results: List[dict], path: Path) -> Path:
     """Test ELBO against training steps and against wall time: the mean over seeds as a line,
-    the range over seeds as a band."""
+    each estimator in its own colour, dash pattern and marker (at staggered points, so that
+    lines lying on each other stay visible), the range over seeds as a band; one legend below
+    both panels."""
     by_label: Dict[str, List[dict]] = {}
     for r in results:
         by_label.setdefault(r["label"], []).append(r)
@@ -31,9 +39,15 @@ def plot_curves(results: List[dict], path: Path) -> Path:
                          for r in rs])                                      # (seeds, epochs)
         steps = np.array([row["epoch"] for row in rs[0]["metrics"]]) * rs[0]["steps_per_epoch"]
         seconds = np.mean([np.cumsum([row["seconds"] for row in r["metrics"]]) for r in rs], 0)
+        every = max(1, len(steps) // 6)
+        style = dict(color=color, linestyle=LINE_STYLES[i % len(LINE_STYLES)],
+                     marker=MARKERS[i % len(MARKERS)], markersize=5, markerfacecolor="none",
+                     markevery=(i % every, every),
+                     label=f"{name} ({len(rs)} seed{'s' if len(rs) > 1 else ''})")
         for ax, x in ((ax_steps, steps), (ax_time, seconds)):
-            ax.plot(x, elbo.mean(0), color=color, label=f"{name} ({len(rs)} seeds)")
+            ax.plot(x, elbo.mean(0), **style)
             ax.fill_between(x, elbo.min(0), elbo.max(0), color=color, alpha=0.2)
+    ax_steps.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_steps.set_xlabel("training steps")
     ax_time.set_xlabel("wall time of training (s)")
     ax_steps.set_ylabel("test ELBO (nats per example)")
@@ -41,7 +55,8 @@ def plot_curves(results: List[dict], path: Path) -> Path:
         ax.grid(alpha=0.3)
     ax_steps.set_title("test ELBO against steps")
     ax_time.set_title("test ELBO against wall time")
-    ax_time.legend(fontsize=8, loc="lower right")
+    fig.legend(*ax_steps.get_legend_handles_labels(), loc="upper center", fontsize=8,
+               ncol=min(4, len(by_label)), bbox_to_anchor=(0.5, 0.0))
     fig.suptitle("estimators compared: line = mean over seeds, band = range")
     return save_figure(fig, path)
 

@@ -20,7 +20,6 @@ def plot_accuracy(metrics: List[Dict[str, float]], path: Path) -> Path:
     ax.set_ylim(0.0, 1.0)
     ax.set_ylabel("test accuracy")
     ax.set_title("test accuracy per epoch")
-    ax.legend(loc="lower right")
     return save_figure(fig, path)
 
 

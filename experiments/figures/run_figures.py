@@ -39,7 +39,10 @@ def plot_run_figures(model, guide, data: Dataset, metrics: List[dict], summary: 
                      run_dir: Path) -> List[Path]:
     """elbo.png for every run, bounds.png where log p(x) is exact, accuracy.png where the
     model takes labels, and the model's own."""
-    written = [plot_training_curves(metrics, run_dir / "elbo.png")]
+    objective = summary.get("train_objective", "ELBO")
+    written = [plot_training_curves(metrics, run_dir / "elbo.png", objective=objective,
+                                    title="ELBO per epoch" if objective == "ELBO" else
+                                    f"train {objective} and test ELBO per epoch")]
     if model.has_exact_log_likelihood:
         written.append(plot_bounds(metrics, run_dir / "bounds.png",
                                    ceiling=summary.get("true_log_likelihood")))

@@ -90,6 +90,24 @@ def check_training(config: Config, estimator: ELBO, num_train: int) -> None:
                         "use more data or fewer processes")
 
 
+def check_global_batch(config: Config, saved: dict, run_dir, force: bool) -> None:
+    """Refuse to resume the checkpoint ``saved`` with another global batch (processes ×
+    --batch-size) than it trained with, unless ``force``: resumed by another number of
+    processes with the same --batch-size, a run would silently change its steps. The line
+    names the --batch-size that keeps the global batch here."""
+    processes, batch = saved.get("world_size", 1), saved["config"]["batch_size"]
+    here = world().size
+    if here * config.batch_size == processes * batch or force:
+        return
+    keep = processes * batch // here if processes * batch % here == 0 else None
+    raise UserError(
+        f"--resume {run_dir}: the run trained with a global batch of {processes * batch} "
+        f"({processes} process(es) × --batch-size {batch}); {here} process(es) × "
+        f"{config.batch_size} would make it {here * config.batch_size}: "
+        + (f"pass --batch-size {keep} --force to keep it, or " if keep else "pass ")
+        + f"--force to continue with {here * config.batch_size}")
+
+
 def _pyro_base(estimator: type) -> str:
     return next(c.__name__ for c in estimator.__mro__ if c.__module__.startswith("pyro."))
 

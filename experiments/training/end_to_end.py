@@ -22,11 +22,13 @@ from experiments.common.distributed import (
     shared_work,
     world,
 )
+from experiments.common.console import log
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv, write_json
 from experiments.common.ranks import leader
 from experiments.config.config import RESUMABLE, Config, flag_of, resolve
 from experiments.data.datasets import Dataset
+from experiments.estimators import ELBOS
 from experiments.evaluation.diagnostics import ground_truth_metrics
 from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
 from experiments.evaluation.metrics import (
@@ -41,9 +43,11 @@ from experiments.parts.registries import check_names
 from experiments.training import distributed
 from experiments.training import folder as run_folder
 from experiments.training.board import require_tensorboard
+from experiments.training.divergence import TrainingDiverged, advice
 from experiments.training.loop import fit, start_attempt
 from experiments.training.prepare import device_named, prepare_data
 from experiments.training.restarts import fit_restarts
+from experiments.training.sizes import oversized
 
 
 @dataclass
@@ -67,6 +71,8 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
         on_epoch: Optional[Callable[[dict], None]] = None) -> RunResult:
     """Train ``config``'s model and guide, or continue the run in ``resume`` up to
     ``config.epochs`` epochs in total; write its folder and return its summary and parts.
+    ``force`` overwrites a folder that holds a run, or resumes one with another global batch
+    (``distributed.check_global_batch``).
     ``on_start`` sees the parts and data before the first step (measurements at the initial
     parameters), ``on_epoch`` each epoch's row of metrics (progress reports).
 
@@ -83,8 +89,14 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     with pyro.validation_enabled(config.pyro_validation), distributed.session(config):
         device = device_named(config.device)
         data = leader_first(lambda: prepare_data(config, device))
+        if resume is not None:
+            distributed.check_global_batch(config, run_folder.load_checkpoint(resume), resume,
+                                           force)
         attempt = start_attempt(config.replace(restarts=1), data, device)
         distributed.check_training(config, attempt.parts.elbo, len(data.x_train))
+        warning = oversized(attempt.parts.model, attempt.parts.guide, data.x_train)
+        if warning:
+            log(config, f"warning: {warning}", force=True)
         if on_start is not None:
             on_start(attempt.parts, data)
         run_dir = resume if resume is not None else from_leader(
@@ -120,9 +132,12 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
 def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
     """Turn an interrupt into a summary marked ``interrupted`` beside the last checkpoint, and
     one line saying how to continue; in a torchrun job, also the loss of a rank (its
-    collectives fail, or torchrun stops the others), naming the rank where it can."""
+    collectives fail, or torchrun stops the others), naming the rank where it can. Divergence
+    is told with what it kept."""
     try:
         yield
+    except TrainingDiverged as exc:
+        raise _diverged(config, run_dir, exc) from None
     except (KeyboardInterrupt, RuntimeError) as exc:
         if isinstance(exc, RuntimeError) and not is_collective_failure(exc):
             raise
@@ -140,6 +155,18 @@ def _interruptible(config: Config, run_dir: Path) -> Iterator[None]:
             raise RunInterrupted("interrupted before the first epoch finished, so nothing was "
                                  "kept: run the same command again") from None
         raise RunInterrupted(f"interrupted after {epoch} finished epoch(s); {then}") from None
+
+
+def _diverged(config: Config, run_dir: Path, exc: TrainingDiverged) -> TrainingDiverged:
+    """``exc`` with what the folder keeps and what may help; a folder without a checkpoint
+    is left holding no run, so that the same --out takes the next try."""
+    epoch = run_folder.checkpoint_epoch(run_dir)
+    if not epoch and leader():
+        (run_dir / "config.json").unlink(missing_ok=True)
+    kept = (f"the checkpoint of epoch {epoch} is kept (continue it with --resume {run_dir} "
+            "--force and a smaller --lr)" if epoch else
+            f"nothing was kept, so {run_dir} can be used again")
+    return TrainingDiverged(f"{exc}; {kept}; {advice(config)}")
 
 
 def _mark_interrupted(config: Config, run_dir: Path, epoch: int) -> None:
@@ -187,6 +214,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "num_train": len(data.x_train), "num_test": len(data.x_test),
         "epochs": last["epoch"],
         "train_elbo": last["train_elbo"],
+        "train_objective": ELBOS[config.elbo].objective(config.num_particles),  # what it is
         **tested,
         "test_iwae": iwae.value,        # no Monte Carlo error from one sample: None
         "test_iwae_mc_stderr": None if math.isnan(iwae.mc_stderr) else iwae.mc_stderr,

@@ -13,8 +13,9 @@ from typing import Iterator, List, Optional
 
 import torch
 
+from experiments.common.distributed import world
 from experiments.common.errors import UserError
-from experiments.common.files import write_atomically
+from experiments.common.files import make_folder, write_atomically
 from experiments.common.processes import alive
 from experiments.config.config import Config
 from experiments.data.datasets import DataShape
@@ -32,17 +33,11 @@ def default_run_dir(config: Config) -> Path:
 def prepare_run_dir(out: Path, force: bool) -> Path:
     """Create ``out``, refusing a folder that already holds a run unless ``force``."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
-    held = [name for name in RUN_FILES if (out / name).exists()]
+    held = [name for name in RUN_FILES if out.is_dir() and (out / name).exists()]
     if held and not force:
         raise UserError(f"--out {out} already holds a run ({', '.join(held)}); pass --force to "
                         f"overwrite it, --resume {out} to continue it, or choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create the run folder {out}: {exc.strerror}") from None
-    return out
+    return make_folder(out, "--out")
 
 
 def remove_run(run_dir: Path) -> None:
@@ -71,6 +66,9 @@ def exclusive(run_dir: Path) -> Iterator[None]:
                 raise UserError(f"{run_dir} is being written by another run (process {owner}); "
                                 "wait for it to finish or choose another --out") from None
             lock.unlink(missing_ok=True)
+        except OSError as exc:                  # a read-only folder, or a read-only disk
+            raise UserError(f"cannot write into {run_dir}: {exc.strerror}; choose another "
+                            "--out") from None
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
     try:
@@ -95,6 +93,7 @@ def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, opt
         "config": config.to_dict(),
         **({} if data is None else {"data": data.to_dict()}),
         "epoch": epoch,
+        "world_size": world().size,     # its global batch: world_size × config's batch_size
         "model": model.state_dict(),
         "guide": guide.state_dict(),
         "optim": local_names(optim.get_state()),     # names as before namespaces

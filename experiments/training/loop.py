@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 from experiments.common.console import log
 from experiments.common.distributed import joined_group, shared_work
-from experiments.common.errors import UserError
 from experiments.common.files import write_csv
 from experiments.common.ranks import leader
 from experiments.config.config import Config
@@ -26,14 +25,11 @@ from experiments.parts.build import Parts, parts_for
 from experiments.recording.svi import RecordedSVI
 from experiments.training import batches, distributed
 from experiments.training.board import Board
+from experiments.training.divergence import DivergenceWatch
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
 from experiments.training.optim import adam
 from experiments.training.weighting import LatentScale, beta_at
-
-
-class TrainingDiverged(UserError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -73,11 +69,12 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
     svi = stepper(parts, attempt.optim, config)
     weight = LatentScale()            # β on the latent sites of model and guide, while training
     board = Board(folder, attempt.optim) if config.tensorboard and leader() else None
+    watch = DivergenceWatch(len(data.x_train))
     try:
         for epoch in range(len(attempt.metrics) + 1, config.epochs + 1):
             weight.scale = beta_at(config, epoch)
             with weight:
-                row = train_epoch(svi, parts.elbo, data, config, epoch)
+                row = train_epoch(svi, parts.elbo, data, config, epoch, watch)
             if config.beta != 1 or config.kl_warmup:
                 row["beta"] = weight.scale
             start, progress = time.perf_counter(), config.progress and leader()
@@ -124,7 +121,9 @@ def stepper(parts: Parts, optim: PyroOptim, config: Config):
 
 def _report(config: Config, row: dict) -> None:
     exact = row.get("test_exact_log_likelihood")
-    log(config, f"epoch {row['epoch']:3d}/{config.epochs}  train ELBO {_nats(row['train_elbo'])}"
+    objective = ELBOS[config.elbo].objective(config.num_particles)
+    log(config, f"epoch {row['epoch']:3d}/{config.epochs}  train {objective} "
+                f"{_nats(row['train_elbo'])}"
                 f"  test ELBO {_nats(row['test_elbo'])}"
                 + ("" if exact is None else f"  exact log p(x) {exact:9.3f}")
                 + f"  ({row['seconds']:.2f} s training, {row['eval_seconds']:.2f} s test)")
@@ -145,7 +144,8 @@ def labeled_test_inputs(parts: Parts, data: Dataset, config: Config) -> dict:
     return {"labels": data.y_test, "classifier": classifier}
 
 
-def train_epoch(svi, estimator: ELBO, data: Dataset, config: Config, epoch: int) -> dict:
+def train_epoch(svi, estimator: ELBO, data: Dataset, config: Config, epoch: int,
+                watch: Optional[DivergenceWatch] = None) -> dict:
     """One pass over the training set: the steps of ``training_steps``, with a progress bar.
 
     Each step's loss estimates −ELBO of the whole training set (the data plate scales the
@@ -155,7 +155,7 @@ def train_epoch(svi, estimator: ELBO, data: Dataset, config: Config, epoch: int)
     """
     has_loss = estimator.has_loss
     n = len(data.x_train)
-    bar = tqdm(training_steps(svi, estimator, data, config, epoch),
+    bar = tqdm(training_steps(svi, estimator, data, config, epoch, watch),
                total=batches.steps_per_epoch(n, config.batch_size), leave=False,
                desc=f"epoch {epoch}/{config.epochs}", disable=not config.progress or not leader(),
                file=sys.stderr)
@@ -169,15 +169,17 @@ def train_epoch(svi, estimator: ELBO, data: Dataset, config: Config, epoch: int)
     return {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None, "seconds": seconds}
 
 
-def training_steps(svi, estimator: ELBO, data: Dataset, config: Config,
-                   epoch: int) -> Iterator[float]:
+def training_steps(svi, estimator: ELBO, data: Dataset, config: Config, epoch: int,
+                   watch: Optional[DivergenceWatch] = None) -> Iterator[float]:
     """The SVI steps of one epoch with ``estimator`` (the one ``svi`` steps), taken one per
     ``next()``, each yielding its loss: minibatches in an order fixed by (seed, epoch) (in a
     torchrun job, this rank's shares of them: ``experiments.training.batches``), binarized
-    afresh with ``--binarize dynamic``. A loss that is NaN or infinite stops training
-    (tail-adaptive, which reports none, is not checked)."""
+    afresh with ``--binarize dynamic``. A loss that shows divergence to ``watch`` (a new one:
+    from this epoch's first step) stops training (an estimator that reports no loss is not
+    checked)."""
     has_loss = estimator.has_loss
     n = len(data.x_train)
+    watch = watch or DivergenceWatch(n)
     labels = data.y_train if svi.model.takes_labels else None       # (N,), −1: unlabeled
     batches.seed_rank(config.seed, epoch)
     order = batches.minibatches(n, config.batch_size, config.seed, epoch, data.x_train.device)
@@ -187,11 +189,8 @@ def training_steps(svi, estimator: ELBO, data: Dataset, config: Config,
             x = torch.bernoulli(x)
         given = {} if labels is None else {"y": labels[index]}
         loss = svi.step(x, index, num_data=n, **given)
-        if has_loss and not math.isfinite(loss):
-            raise TrainingDiverged(
-                f"training diverged at epoch {epoch}, step {step}: the loss is {loss}; the last "
-                f"good checkpoint (epoch {epoch - 1}) is kept; try a smaller --lr, a larger "
-                "--batch-size, or --likelihood bernoulli for [0, 1] data")
+        if has_loss:
+            watch.check(loss, epoch, step)
         yield loss if has_loss else 0.0
 
 
