@@ -32,14 +32,27 @@ from experiments.common.command import Parser, add_version, command, program, st
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
     from experiments.common.files import make_folder, write_text
-    from experiments.comparison.jobs import (ComparisonInterrupted, Job, execute, parse_elbos,
-                                             plan, threads_per_job)
+    from experiments.comparison.jobs import (
+        ComparisonInterrupted,
+        Job,
+        execute,
+        parse_elbos,
+        plan,
+        threads_per_job,
+    )
     from experiments.comparison.report import markdown, report
-    from experiments.comparison.sweep import (PLAN, collect, missing_section, read_plan,
-                                              report_settings, run_planned, write_plan)
-    from experiments.estimators import ELBOS
+    from experiments.comparison.sweep import (
+        PLAN,
+        collect,
+        missing_section,
+        read_plan,
+        report_settings,
+        run_planned,
+        write_plan,
+    )
     from experiments.config.config import Config
     from experiments.config.options import add_training_options, config_from_args
+    from experiments.estimators import ELBOS
 
 
 def _int_list(text: str) -> List[int]:

@@ -319,6 +319,7 @@ def test_compare_without_a_terminal_says_each_epoch_as_a_line(tmp_path, capsys):
 
 def test_a_failed_download_leaves_the_data_folder_as_it_found_it(tmp_path, monkeypatch):
     import torchvision
+
     from experiments.common.errors import UserError
     from experiments.data.datasets import DATASETS
 

@@ -60,6 +60,7 @@ def advice(config: Config) -> str:
     tips = [f"a --lr below {config.lr:g}"
             + (f" (the default is {default:g})" if config.lr > default else "")]
     tips.append("a larger --batch-size")
-    if config.likelihood == "gaussian" and "likelihood" in signature(MODELS[config.model]).parameters:
+    takes_likelihood = "likelihood" in signature(MODELS[config.model]).parameters
+    if config.likelihood == "gaussian" and takes_likelihood:
         tips.append("--likelihood bernoulli for [0, 1] data")
     return "try " + ", ".join(tips[:-1]) + " or " + tips[-1]

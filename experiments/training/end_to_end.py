@@ -13,6 +13,7 @@ from typing import Callable, Iterator, List, Optional
 import pyro
 
 from experiments import __version__
+from experiments.common.console import log
 from experiments.common.distributed import (
     from_leader,
     is_collective_failure,
@@ -22,7 +23,6 @@ from experiments.common.distributed import (
     shared_work,
     world,
 )
-from experiments.common.console import log
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv, write_json
 from experiments.common.ranks import leader

@@ -85,7 +85,7 @@ def fit(attempt: Attempt, data: Dataset, folder: Path,
             row["eval_seconds"] = time.perf_counter() - start
             distributed.check_in_sync(parts.model, parts.guide)
             attempt.metrics.append(row)
-            _report(config, row)
+            _report(config, parts.elbo, row)
             if on_epoch is not None:
                 on_epoch(row)
             if leader():
@@ -119,9 +119,9 @@ def stepper(parts: Parts, optim: PyroOptim, config: Config):
     return RecordedSVI(parts.model, parts.guide, optim, parts.elbo, on_fallback=fall_back)
 
 
-def _report(config: Config, row: dict) -> None:
+def _report(config: Config, estimator: ELBO, row: dict) -> None:
     exact = row.get("test_exact_log_likelihood")
-    objective = ELBOS[config.elbo].objective(config.num_particles)
+    objective = estimator.objective(config.num_particles)
     log(config, f"epoch {row['epoch']:3d}/{config.epochs}  train {objective} "
                 f"{_nats(row['train_elbo'])}"
                 f"  test ELBO {_nats(row['test_elbo'])}"
