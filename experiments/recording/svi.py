@@ -93,6 +93,7 @@ class RecordedSVI(SVI):
         self.params: List[torch.Tensor] = []       # every parameter a step has used so far
         self.programs: Dict[tuple, Program] = {}   # signature → its first recording
         self.replays: Dict[tuple, Program] = OrderedDict()   # signature → its program
+        self.replayed = 0                          # steps replayed so far
 
     def step(self, *args, **kwargs) -> float:
         if self.fallback is not None or not self.params or is_validation_enabled():
@@ -105,6 +106,7 @@ class RecordedSVI(SVI):
         replay = self.replays.get(key)
         if replay is not None:
             self.replays.move_to_end(key)
+            self.replayed += 1
             return self._apply(replay, _run(replay, args, kwargs))
         if key not in self.programs and len(self.programs) >= MAX_PENDING:
             return self._fall_back(f"the step's arguments differ at almost every step ("
