@@ -229,6 +229,12 @@ def test_simplify_keeps_values_and_draws_and_drops_what_computes_nothing():
     assert torch.ops.aten.t.default not in targets
 
 
+def test_simplify_keeps_x_plus_zero_which_turns_minus_zero_into_plus_zero():
+    x = torch.tensor([-0.0, 2.0])
+    program = simplify(record(lambda x: [1.0 / (x + 0.0)], [x])[0])
+    assert program(x)[0].tolist() == [float("inf"), 0.5]          # 1 / (−0 + 0) = 1 / +0
+
+
 def test_record_refuses_reading_values():
     with pytest.raises(NotRecordable, match="read in Python"):
         record(lambda x: [x * 2] if x.sum() > 0 else [x], [torch.ones(3)])

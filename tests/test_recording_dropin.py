@@ -7,6 +7,7 @@ contract: the same losses, parameters, module buffers and random streams (torch'
 as Pyro's steps — with or without replays — and either no fallback line or exactly one naming
 the cause. Never an exception Pyro's ``SVI`` does not raise.
 """
+import itertools
 import random
 import warnings
 
@@ -208,6 +209,23 @@ def test_a_tensor_updated_in_place_but_read_with_float():
         scale.fill_(1.0 + 0.5 * epoch)
     assert_drop_in(epochs(anneal), "a tensor's value is read in Python", setup=setup)
     scale.fill_(1.0)
+
+
+def test_a_tensor_made_each_step_from_python_state_no_guard_sees():
+    """An iterator's position is beyond what the watch compares: the two recordings hold
+    different constants, and the steps turn to Pyro's."""
+    def setup():
+        vae = VAE()
+        scales = itertools.count(1.0, 0.25)            # a new prior scale at every call
+
+        def model(x, index):
+            prior = torch.tensor(next(scales))
+            pyro.module("decoder", vae.decoder)
+            with pyro.plate("data", N, subsample=index):
+                z = pyro.sample("z", dist.Normal(0.0, prior).expand([Z]).to_event(1))
+                pyro.sample("x", dist.Bernoulli(logits=vae.decoder(z)).to_event(1), obs=x)
+        return model, vae.guide, vae
+    assert_drop_in(epochs(), "different operations", setup=setup)
 
 
 # --- module state -----------------------------------------------------------------------------

@@ -173,6 +173,13 @@ def _written(graph: fx.Graph) -> set:
     return {node for node in graph.nodes if root(node) in roots}
 
 
+def memory_of(node: fx.Node) -> fx.Node:
+    """The node whose output holds the memory that ``node``'s output is (a view of)."""
+    while _viewed(node) is not None:
+        node = _viewed(node)
+    return node
+
+
 def _viewed(node: fx.Node):
     """The input whose memory the node's output may share (a view, an item of a split, an
     in-place result), else None."""

@@ -57,10 +57,10 @@ from pyro.infer.util import zero_grads
 from torch import fx
 
 from experiments.estimators.surrogate import DifferentiableLossMixin
-from experiments.recording.adapter import aliases, handlers, is_operation, untested_versions
+from experiments.recording.adapter import handlers, untested_versions
 from experiments.recording.guard import Watch, modules_run, restore_buffers, snapshot
 from experiments.recording.record import NotRecordable, record
-from experiments.recording.simplify import simplify
+from experiments.recording.simplify import memory_of, simplify
 
 #: signatures recorded once and waiting for their second recording, at most
 MAX_PENDING = 16
@@ -317,9 +317,12 @@ def unrecordable_loss(loss) -> Optional[str]:
 
 
 def _fresh_outputs(program: fx.GraphModule) -> List[bool]:
+    """For each output, whether its memory is computed at every replay and no other output
+    shares it (not a constant, not an input, not a view of one)."""
     outputs = next(n for n in program.graph.nodes if n.op == "output").args[0]
-    return [node.op == "call_function" and is_operation(node.target)
-            and not aliases(node.target) and outputs.count(node) == 1 for node in outputs]
+    memories = [memory_of(node) for node in outputs]
+    return [memory.op == "call_function" and memories.count(memory) == 1
+            for memory in memories]
 
 
 def _owner(obj, method: str) -> type:
