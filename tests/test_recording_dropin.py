@@ -21,7 +21,7 @@ from pyro.infer import SVI, RenyiELBO, Trace_ELBO, TraceGraph_ELBO
 from torch import nn
 
 from experiments.estimators.surrogate import TensorTrace_ELBO
-from experiments.recording.svi import RecordedSVI
+from experiments.recording.svi import CHECK_FIRST, RecordedSVI
 
 N, D, H, Z = 40, 6, 8, 2
 X = torch.rand(N, D, generator=torch.Generator().manual_seed(0)).bernoulli()
@@ -226,6 +226,27 @@ def test_a_tensor_made_each_step_from_python_state_no_guard_sees():
                 pyro.sample("x", dist.Bernoulli(logits=vae.decoder(z)).to_event(1), obs=x)
         return model, vae.guide, vae
     assert_drop_in(epochs(), "different operations", setup=setup)
+
+
+def test_a_value_no_watch_reaches_changed_later_is_caught_by_the_sampled_check():
+    """A list's item is beyond the watch: the replays keep the recorded β until the sampled
+    check (the 16th replay, epoch 4 here) compares with Pyro's computation and falls back."""
+    betas = [1.0]
+
+    def setup():
+        vae = VAE()
+
+        def model(x, index):
+            with poutine.scale(scale=betas[0]):
+                vae.model(x, index)
+        return model, vae.guide, vae
+
+    def anneal(epoch, svi, vae):
+        betas[0] = 1.0 if epoch < 2 else 0.5
+    recorded = train(RecordedSVI, epochs(anneal), setup=setup)
+    assert len(recorded.said) == 1, recorded.said
+    assert "differs from Pyro's computation" in recorded.said[0]
+    assert recorded.svi.replayed == CHECK_FIRST
 
 
 # --- module state -----------------------------------------------------------------------------
