@@ -22,6 +22,7 @@ identity and by value — no tensor is read):
 they ran, so that a refused recording can be undone (BatchNorm's running statistics).
 """
 import functools
+import operator
 import types
 from contextlib import contextmanager
 from typing import Dict, List, Optional
@@ -45,10 +46,14 @@ class Watch:
     """The state a set of recordings depends on, as it was (see the module's docstring)."""
 
     def __init__(self, roots: Dict[str, object], params: Dict[str, torch.Tensor]):
-        self.items: List[tuple] = []         # (container, key, value, what it is)
+        self.sources: List[tuple] = []       # (dict, key): where each watched value is read
+        self.values: List[object] = []       # the values, as they were
+        self.whats: List[str] = []           # what each one is, for the line
         self.cells: List[tuple] = []         # (closure cell, value, what it is)
-        self.store = list(params.items())    # (name, the tensor the store holds)
-        self.flags = [(name, p, p.requires_grad) for name, p in params.items()]
+        self.names = list(params)            # the param store's names …
+        self.params = list(params.values())  # … and the tensors it held
+        self.flags = [(name, p) for name, p in params.items()]   # tensors, each requiring grad
+        self.requires = [p.requires_grad for _, p in self.flags]
         self.modules: List[nn.Module] = []   # the modules that ran in a recording
         self._seen = set()
         for name, root in roots.items():
@@ -60,34 +65,46 @@ class Watch:
         name = type(module).__name__
         for key, value in vars(module).items():
             if isinstance(value, SCALARS):
-                self.items.append((vars(module), key, value, f"{name}.{key}"))
+                self._add(vars(module), key, f"{name}.{key}")
         for kind in ("_parameters", "_buffers", "_modules"):
             items = getattr(module, kind)
             for key, value in items.items():
-                self.items.append((items, key, value, f"{name}.{key}"))
+                self._add(items, key, f"{name}.{key}")
                 if isinstance(value, nn.Parameter):
-                    self.flags.append((f"{name}.{key}", value, value.requires_grad))
+                    self.flags.append((f"{name}.{key}", value))
+                    self.requires.append(value.requires_grad)
 
     def changed(self) -> Optional[str]:
-        """What is no longer as it was, or None."""
-        for container, key, value, what in self.items:
-            if not _same(container.get(key, _MISSING), value):
-                return what
+        """What is no longer as it was, or None. One pass of identity tests (in C) at every
+        call; a value compared equal but not identical (a float assigned anew) is kept."""
+        now = [source.get(key, _MISSING) for source, key in self.sources]
+        if not all(map(operator.is_, now, self.values)):
+            for i, (value, then) in enumerate(zip(now, self.values)):
+                if not _same(value, then):
+                    return self.whats[i]
+                self.values[i] = value
         for cell, value, what in self.cells:
             if not _same(_contents(cell), value):
                 return what
         store = store_params()
-        for name, param in self.store:
-            if store.get(name) is not param:
-                return f"the parameter {name} in the param store"
-        for name, param, requires_grad in self.flags:
-            if param.requires_grad is not requires_grad:
-                return f"requires_grad of {name}"
+        if not all(map(operator.is_, map(store.get, self.names), self.params)):
+            name = next(n for n, p in zip(self.names, self.params) if store.get(n) is not p)
+            return f"the parameter {name} in the param store"
+        if [p.requires_grad for _, p in self.flags] != self.requires:
+            return next(f"requires_grad of {name}" for (name, p), then
+                        in zip(self.flags, self.requires) if p.requires_grad is not then)
         return None
+
+    def _add(self, source: dict, key, what: str) -> None:
+        if (id(source), key) not in self._seen:
+            self._seen.add((id(source), key))
+            self.sources.append((source, key))
+            self.values.append(source[key])
+            self.whats.append(what)
 
     def _visit(self, obj, where: str, depth: int) -> None:
         """Watch what ``obj`` reaches directly, and follow functions, objects and dicts."""
-        if depth > MAX_DEPTH or id(obj) in self._seen or len(self.items) > MAX_WATCHED \
+        if depth > MAX_DEPTH or id(obj) in self._seen or len(self.sources) > MAX_WATCHED \
                 or isinstance(obj, (types.ModuleType, type, *SCALARS)) or torch.is_tensor(obj):
             return
         self._seen.add(id(obj))
@@ -122,8 +139,8 @@ class Watch:
         """Watch the values of ``items`` (read from ``container``, by default ``items``)."""
         for key, value in list(items.items()):
             if _watched(value):
-                self.items.append((items if container is None else container, key, value,
-                                   f"{where}.{key}" if container is None else f"{where} {key}"))
+                self._add(items if container is None else container, key,
+                          f"{where}.{key}" if container is None else f"{where} {key}")
             self._visit(value, f"{where}.{key}", depth + 1)
 
 
