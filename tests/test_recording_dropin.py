@@ -21,6 +21,7 @@ from pyro.infer import SVI, RenyiELBO, Trace_ELBO, TraceGraph_ELBO
 from torch import nn
 
 from experiments.estimators.surrogate import TensorTrace_ELBO
+from experiments.recording import adapter
 from experiments.recording.svi import CHECK_FIRST, RecordedSVI
 
 N, D, H, Z = 40, 6, 8, 2
@@ -525,3 +526,8 @@ def test_validation_on_still_replays_pyros_numbers():
         with pyro.validation_enabled(True):
             return epochs()(svi, vae)
     assert_drop_in(loop)
+
+
+def test_other_torch_or_pyro_releases_step_as_pyro_with_one_line(monkeypatch):
+    monkeypatch.setitem(adapter.TESTED_WITH, "torch", "0.0.1")
+    assert_drop_in(epochs(), "recording is tested with torch 0.0.1")

@@ -1,8 +1,8 @@
 """Every use of PyTorch's and Pyro's private machinery by the recording, in one place.
 
-The recording reads what no public API gives: which tensors ``make_fx`` is tracing (its proxy
-slots), an operation's schema (does it write, does its output alias an input), Pyro's handler
-stack, the param store's dictionary of unconstrained tensors, and the text of the error
+The recording uses what no public API gives: a way to run operations unrecorded inside
+``make_fx``, an operation's schema (does it write, does its output alias an input), Pyro's
+handler stack, the param store's dictionary of unconstrained tensors, and the text of the error
 ``make_fx`` raises when Python reads a traced value. Each is checked against the versions it was
 tested with (``TESTED_WITH``); under any other version ``RecordedSVI`` steps through Pyro's
 ``SVI.step`` from the start, with one line saying so (``untested_versions``).
@@ -12,8 +12,7 @@ from typing import Dict, Optional
 import pyro
 import torch
 from pyro.poutine.runtime import _PYRO_STACK
-from torch.fx.experimental.proxy_tensor import (disable_proxy_modes_tracing, get_proxy_mode,
-                                                get_proxy_slot)
+from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
 
 #: the releases this module was tested with
 TESTED_WITH = {"torch": "2.14.1", "pyro-ppl": "1.9.2"}
@@ -28,13 +27,6 @@ def untested_versions() -> Optional[str]:
         return None
     tested = ", ".join(f"{name} {version}" for name, version in TESTED_WITH.items())
     return f"recording is tested with {tested}, not {', '.join(others)}"
-
-
-def traced(tensor: torch.Tensor) -> bool:
-    """Whether ``make_fx`` is tracing the tensor: an input of the recording, or computed from
-    one or from a draw (True outside a recording)."""
-    mode = get_proxy_mode()
-    return mode is None or get_proxy_slot(tensor, mode.tracer, None) is not None
 
 
 def untraced():
