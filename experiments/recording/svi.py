@@ -45,7 +45,6 @@ At most ``MAX_REPLAYS`` programs are kept, the least recently replayed dropped f
 """
 import random
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -54,13 +53,13 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI
 from pyro.infer.util import zero_grads
-from torch import fx
 
 from experiments.estimators.surrogate import DifferentiableLossMixin
 from experiments.recording.adapter import handlers, untested_versions
 from experiments.recording.guard import Watch, modules_run, restore_buffers, snapshot
+from experiments.recording.program import Program, agree
 from experiments.recording.record import NotRecordable, record
-from experiments.recording.simplify import memory_of, simplify
+from experiments.recording.simplify import simplify
 
 #: signatures recorded once and waiting for their second recording, at most
 MAX_PENDING = 16
@@ -74,32 +73,6 @@ CHECK_FIRST, CHECK_EVERY = 16, 1024
 
 class NewParameters(NotRecordable):
     """The step used a parameter no earlier step used (created now, or first used now)."""
-
-
-@dataclass
-class Program:
-    """A recorded step: the program, the parameters it takes (in order), the positions among
-    them of those the step uses (handed to the optimizer, as ``SVI`` does) and of those it
-    returns a gradient for (a parameter read without a gradient, e.g. under ``no_grad``, gets
-    none, and the optimizer skips it)."""
-
-    program: fx.GraphModule
-    params: List[torch.Tensor]
-    stepped: List[int]
-    graded: List[int]
-
-    def __post_init__(self):
-        #: for each gradient, whether the program computes it afresh at every replay (not a
-        #: constant, an input, a view of one, or a tensor it returns twice)
-        self.owned = _fresh_outputs(self.program)[1:]
-
-    def same_as(self, other: "Program") -> bool:
-        """The same operations on the same shapes with the same constants."""
-        return (self.program.code == other.program.code and self.stepped == other.stepped
-                and self.graded == other.graded
-                and all(a is b for a, b in zip(self.params, other.params))
-                and len(self.params) == len(other.params)
-                and _same_constants(self.program, other.program))
 
 
 class RecordedSVI(SVI):
@@ -182,14 +155,14 @@ class RecordedSVI(SVI):
                                   "with the same input shapes")
         return loss
 
-    def _replay(self, program: "Program", args, kwargs) -> float:
+    def _replay(self, program: Program, args, kwargs) -> float:
         """Replay the program; at the checked replays, against Pyro's computation."""
         self.replayed += 1
         if self.replayed == CHECK_FIRST or self.replayed % CHECK_EVERY == 0:
             return self._checked_replay(program, args, kwargs)
         return self._apply(program, _run(program, args, kwargs))
 
-    def _checked_replay(self, program: "Program", args, kwargs) -> float:
+    def _checked_replay(self, program: Program, args, kwargs) -> float:
         """The replay, if Pyro's computation of the step from the same random state and
         buffers agrees (loss and gradients, to float rounding); else Pyro's step, and every
         later one."""
@@ -204,7 +177,7 @@ class RecordedSVI(SVI):
                 computed = self._differentiate(program.params, args, kwargs)[0]
         except NotRecordable:                                     # a new parameter appeared
             computed = None
-        if computed is None or not _agree(replayed, computed):
+        if computed is None or not agree(replayed, computed):
             _undo(generators, names, before)
             pyros = "none" if computed is None else f"{float(computed[0]):.6g}"
             return self._fall_back(f"a replayed step differs from Pyro's computation of it "
@@ -285,7 +258,7 @@ class RecordedSVI(SVI):
         graded = [i for i, g in zip(wanted, grads) if g is not None]
         return [loss.detach(), *(g for g in grads if g is not None)], stepped, graded
 
-    def _apply(self, program: "Program", outputs: List[torch.Tensor]) -> float:
+    def _apply(self, program: Program, outputs: List[torch.Tensor]) -> float:
         """Hand the gradients to the optimizer, step, and return the loss. A gradient the
         program does not compute afresh (a constant, an input, one shared by two parameters)
         is copied: optimizers may write into it (clipping)."""
@@ -316,25 +289,9 @@ def unrecordable_loss(loss) -> Optional[str]:
     return None
 
 
-def _fresh_outputs(program: fx.GraphModule) -> List[bool]:
-    """For each output, whether its memory is computed at every replay and no other output
-    shares it (not a constant, not an input, not a view of one)."""
-    outputs = next(n for n in program.graph.nodes if n.op == "output").args[0]
-    memories = [memory_of(node) for node in outputs]
-    return [memory.op == "call_function" and memories.count(memory) == 1
-            for memory in memories]
-
-
 def _owner(obj, method: str) -> type:
     """The class in ``obj``'s MRO that defines ``method``."""
     return next(c for c in type(obj).__mro__ if method in vars(c))
-
-
-def _agree(replayed: List[torch.Tensor], computed: List[torch.Tensor]) -> bool:
-    """The same loss and gradients, to float rounding."""
-    return len(replayed) == len(computed) and all(
-        a.shape == b.shape and torch.allclose(a, b, rtol=1e-4, atol=1e-6)
-        for a, b in zip(replayed, computed))
 
 
 def _undo(generators: tuple, names: set, modules: dict) -> None:
@@ -393,12 +350,3 @@ def _signature(args: tuple, kwargs: dict) -> tuple:
     around = tuple((type(m), getattr(m, "scale", None)) for m in handlers())
     return (tuple(map(spec, args)), tuple((k, spec(kwargs[k])) for k in sorted(kwargs)),
             around)
-
-
-def _same_constants(a: fx.GraphModule, b: fx.GraphModule) -> bool:
-    """Whether the programs' constants agree: a tensor both recordings found (the same object,
-    read live at every replay, e.g. a model's buffer) by identity, one each recording made
-    (from Python numbers, say a temperature) by value."""
-    names = [n.target for n in a.graph.nodes if n.op == "get_attr"]
-    return all(getattr(a, name) is getattr(b, name) or
-               torch.equal(getattr(a, name), getattr(b, name)) for name in names)
