@@ -8,7 +8,7 @@ minibatches of 16, 16 and 8 (two shapes, each recorded twice and then replayed):
 Pyro's ``SVI``, once with ``RecordedSVI``. Prints one line per combination — the same losses
 (relative 1e-4) or DIFFERENT, and whether the steps were replayed or fell back, with the line a
 run would print — and the tally. ``tests/test_recording.py`` checks a cross-section of these at
-every commit; this checks them all, for the README's count.
+every commit, and all of them in its slow tier (``pytest -m slow``), through ``check``.
 """
 import collections
 import warnings
@@ -44,17 +44,24 @@ def losses(svi_class, model, guide, elbo, **svi_options):
         return [svi.step(X[i], i, num_data=N, **labels(i)) for i in BATCHES], svi
 
 
-def main() -> None:
-    warnings.simplefilter("ignore")                 # e.g. enumeration with nothing to sum
-    tally = collections.Counter()
+def check():
+    """For each valid recordable combination: (model, guide, estimator, whether the losses are
+    Pyro's, the lines ``on_fallback`` heard)."""
     for row in matrix():
         model, guide, elbo = row["model"], row["guide"], row["elbo"]
         if not row["ok"] or not ELBOS[elbo].recordable:
             continue
         said = []
-        recorded, svi = losses(RecordedSVI, model, guide, elbo, on_fallback=said.append)
+        recorded, _ = losses(RecordedSVI, model, guide, elbo, on_fallback=said.append)
         pyros, _ = losses(SVI, model, guide, elbo)
         same = all(abs(a - b) <= 1e-4 * max(1.0, abs(b)) for a, b in zip(recorded, pyros))
+        yield model, guide, elbo, same, said
+
+
+def main() -> None:
+    warnings.simplefilter("ignore")                 # e.g. enumeration with nothing to sum
+    tally = collections.Counter()
+    for model, guide, elbo, same, said in check():
         how = f"falls back: {said[0]}" if said else "replayed"
         tally["same" if same else "DIFFERENT"] += 1
         tally["falls back" if said else "replayed"] += 1

@@ -151,7 +151,9 @@ class Config:
         "final train ELBO", TRAINING, at_least=1)
     device: str = option("cpu", "cpu or cuda", TRAINING, resumable=True)
     pyro_validation: bool = option(
-        False, "check distributions and model/guide sites at every step (slower)", TRAINING)
+        False, "check distributions and model/guide sites at the steps Pyro takes: the first "
+        "of a run (replayed steps are not checked), or every step with --eager (slower)",
+        TRAINING)
     beta: float = option(
         1.0, "weight β of the latent terms log p(z) − log q(z|x) in the training objective "
         "(poutine.scale on the latent sites of model and guide); 1 is the ELBO. The train ELBO "

@@ -6,6 +6,7 @@ Python, not into the arithmetic. For a model and guide of static structure the a
 the same at every step, so ``record`` writes it down once, forward and backward pass together,
 as a program of PyTorch operations (``torch.fx``, via ``make_fx``); ``simplify`` drops the
 operations that compute nothing; ``svi.RecordedSVI`` replays the program at later steps, with
-the same random draws, and falls back to Pyro's step, with one logged line, for anything whose
-structure a recording cannot vouch for.
+the same random draws, while ``guard`` watches what the program depends on beyond its inputs,
+and falls back to Pyro's step, with one logged line, for anything whose structure a recording
+cannot vouch for. ``adapter`` holds every private PyTorch and Pyro API this uses.
 """

@@ -7,27 +7,33 @@ distribution objects) is not in the program. Random operations are recorded as o
 replay draws from the global generator exactly the numbers the function would have drawn.
 
 A recording stands for later calls only if the function would have run the same operations on
-other values. Two things make that false, and both are refused here (``NotRecordable``):
+other values. Three things make that false, and all are refused here (``NotRecordable``):
 
-- Python reading a tensor's value (``.item()``, ``if tensor:``, ``float(tensor)``: make_fx
-  raises as it happens; ``.tolist()``, ``.numpy()``, ``numpy.asarray(tensor)``: refused here as
-  it happens, for a tensor computed from the inputs or draws);
+- Python reading any tensor's value (``.item()``, ``if tensor:``, ``float(tensor)``,
+  ``int``, ``.tolist()``, ``.numpy()``, ``numpy.asarray(tensor)``), whether the tensor is
+  computed from the inputs or draws or found elsewhere (a buffer, a tensor a closure holds,
+  updated in place between calls): refused as it happens, naming the file and line;
 - an operation whose output shape depends on values (``nonzero``, indexing by a boolean mask
   computed from the inputs): found in the program (PyTorch tags them ``dynamic_output_shape``;
-  a mask made of constants, such as a model's buffer, picks the same elements every time).
+  a mask made of constants, such as a model's buffer, picks the same elements every time);
+- draws from Python's ``random`` or NumPy's global generator, which a replay would not repeat.
 
-What a recording cannot see — Python state that changes between calls (a counter, Python's
-``random``) — is the caller's to compare (``svi.RecordedSVI`` records twice).
+What a recording cannot see — other Python state that changes between calls (a counter) — is
+the caller's to watch (``guard``) and compare (``svi.RecordedSVI`` records twice).
 """
 import os
+import random
 import traceback
 from pathlib import Path
 from typing import Callable, List, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import fx
-from torch.fx.experimental.proxy_tensor import get_proxy_mode, get_proxy_slot, make_fx
+from torch.fx.experimental.proxy_tensor import make_fx
 from torch.overrides import TorchFunctionMode
+
+from experiments.recording.adapter import is_operation, reads_traced_value
 
 
 class NotRecordable(Exception):
@@ -47,14 +53,18 @@ def record(fn: Callable[..., Sequence[torch.Tensor]],
         outputs[:] = fn(*args)
         return list(outputs)
 
+    python_draws = _python_generators()
     try:
         with _RefuseValueReads():
             program = make_fx(recorded, tracing_mode="real")(*inputs)
     except RuntimeError as error:
-        if "_local_scalar_dense" in str(error) or "data-dependent" in str(error):
+        if reads_traced_value(error):
             raise NotRecordable(f"a tensor's value is read in Python (.item(), if tensor:, "
                                 f"float(tensor)) at {_reader(error)}") from None
         raise
+    if _python_generators() != python_draws:
+        raise NotRecordable("the model or guide draws from Python's random or NumPy's global "
+                            "generator, which a replay would not repeat")
     for node in program.graph.nodes:
         if _dynamic_shape(node):
             raise NotRecordable(f"{node.target} gives an output whose shape depends on the "
@@ -63,22 +73,26 @@ def record(fn: Callable[..., Sequence[torch.Tensor]],
 
 
 class _RefuseValueReads(TorchFunctionMode):
-    """Refuses the reads of a recorded tensor's values that do not reach PyTorch's dispatcher,
-    so that make_fx cannot see them (``tolist``, ``numpy``, ``__array__``)."""
+    """Refuses every read of a tensor's values into Python, of recorded and found tensors
+    alike: a replay would keep the value this recording read."""
 
-    READS = {torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.__array__}
+    READS = {torch.Tensor.tolist: ".tolist()", torch.Tensor.numpy: ".numpy()",
+             torch.Tensor.__array__: "numpy.asarray(tensor)", torch.Tensor.item: ".item()",
+             torch.Tensor.__float__: "float(tensor)", torch.Tensor.__int__: "int(tensor)",
+             torch.Tensor.__bool__: "if tensor:", torch.Tensor.__index__: "a tensor as an index",
+             torch.Tensor.__complex__: "complex(tensor)"}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in self.READS and _recorded(args[0]):
-            raise NotRecordable(f"a tensor's value is read in Python ({func.__name__}) at "
+        if func in self.READS:
+            raise NotRecordable(f"a tensor's value is read in Python ({self.READS[func]}) at "
                                 f"{_place(traceback.extract_stack())}")
         return func(*args, **(kwargs or {}))
 
 
-def _recorded(tensor: torch.Tensor) -> bool:
-    """Whether the tensor is an input of the recording or computed from one (or a draw)."""
-    mode = get_proxy_mode()
-    return mode is None or get_proxy_slot(tensor, mode.tracer, None) is not None
+def _python_generators() -> tuple:
+    """The states of Python's and NumPy's global generators, comparable with ``==``."""
+    _, keys, position, *gauss = np.random.get_state()
+    return random.getstate(), keys.tobytes(), position, *gauss
 
 
 def _reader(error: BaseException) -> str:
@@ -98,7 +112,7 @@ def _place(frames) -> str:
 def _dynamic_shape(node: fx.Node) -> bool:
     """Whether the node's output shape depends on values: an operation PyTorch tags so, but
     ``index`` only with a boolean index (integer indices give the index's shape)."""
-    if node.op != "call_function" or not isinstance(node.target, torch._ops.OpOverload):
+    if node.op != "call_function" or not is_operation(node.target):
         return False
     if torch.Tag.dynamic_output_shape not in node.target.tags:
         return False
@@ -118,7 +132,7 @@ def _reads_inputs(node: fx.Node) -> bool:
             continue
         seen.add(current)
         if current.op == "placeholder" or (
-                isinstance(current.target, torch._ops.OpOverload)
+                is_operation(current.target)
                 and torch.Tag.nondeterministic_seeded in current.target.tags):
             return True
         todo.extend(current.all_input_nodes)

@@ -32,6 +32,8 @@ import operator
 import torch
 from torch import fx
 
+from experiments.recording.adapter import aliases, is_operation, mutates
+
 aten = torch.ops.aten
 
 #: operations whose output depends only on the shape, dtype and device of their tensor input
@@ -94,7 +96,7 @@ def _fold_constants(program: fx.GraphModule, written) -> None:
     graph, value = program.graph, {}
     for node in graph.nodes:
         if node.op != "call_function" or _random(node) or _mutates(node) or node in written \
-                or _empty(node) or not isinstance(node.target, torch._ops.OpOverload):
+                or _empty(node) or not is_operation(node.target):
             continue
         if node.target in SHAPE_ONLY:
             args = (_blank(node.args[0]), *node.args[1:])
@@ -127,7 +129,7 @@ def _in_place(graph: fx.Graph) -> None:
 
     def writable(arg, node: fx.Node) -> bool:
         fresh = isinstance(arg, fx.Node) and arg.op == "call_function" and (
-            arg in made or isinstance(arg.target, torch._ops.OpOverload)
+            arg in made or is_operation(arg.target)
             and not _aliases(arg.target) and not _mutates(arg) and not _random(arg)
             and arg not in written)
         return (fresh and list(arg.users) == [node] and arg not in outputs
@@ -171,12 +173,19 @@ def _written(graph: fx.Graph) -> set:
     return {node for node in graph.nodes if root(node) in roots}
 
 
+def memory_of(node: fx.Node) -> fx.Node:
+    """The node whose output holds the memory that ``node``'s output is (a view of)."""
+    while _viewed(node) is not None:
+        node = _viewed(node)
+    return node
+
+
 def _viewed(node: fx.Node):
     """The input whose memory the node's output may share (a view, an item of a split, an
     in-place result), else None."""
     if node.target is operator.getitem:
         return node.args[0]
-    if not isinstance(node.target, torch._ops.OpOverload) or not node.args \
+    if not is_operation(node.target) or not node.args \
             or not isinstance(node.args[0], fx.Node):
         return None
     if _aliases(node.target) or node.target in UNANNOTATED_VIEWS:
@@ -184,11 +193,10 @@ def _viewed(node: fx.Node):
     return None
 
 
-def _aliases(target: torch._ops.OpOverload) -> bool:
+def _aliases(target) -> bool:
     """Whether the operation's output may share memory with an input (a view, or the input
     an in-place operation returns)."""
-    returns = target._schema.returns
-    return len(returns) != 1 or returns[0].alias_info is not None or target in UNANNOTATED_VIEWS
+    return aliases(target) or target in UNANNOTATED_VIEWS
 
 
 def _merge_duplicates(graph: fx.Graph, written) -> None:
@@ -237,13 +245,11 @@ def _is_number(arg) -> bool:
 
 
 def _random(node: fx.Node) -> bool:
-    return isinstance(node.target, torch._ops.OpOverload) and \
-        torch.Tag.nondeterministic_seeded in node.target.tags
+    return is_operation(node.target) and torch.Tag.nondeterministic_seeded in node.target.tags
 
 
 def _mutates(node: fx.Node) -> bool:
-    return node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) and \
-        node.target._schema.is_mutable
+    return node.op == "call_function" and mutates(node.target)
 
 
 def _empty(node: fx.Node) -> bool:

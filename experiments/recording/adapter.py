@@ -1,0 +1,66 @@
+"""Every use of PyTorch's and Pyro's private machinery by the recording, in one place.
+
+The recording uses what no public API gives: a way to run operations unrecorded inside
+``make_fx``, an operation's schema (does it write, does its output alias an input), Pyro's
+handler stack, the param store's dictionary of unconstrained tensors, and the text of the error
+``make_fx`` raises when Python reads a traced value. Each is checked against the versions it was
+tested with (``TESTED_WITH``); under any other version ``RecordedSVI`` steps through Pyro's
+``SVI.step`` from the start, with one line saying so (``untested_versions``).
+"""
+from typing import Dict, Optional
+
+import pyro
+import torch
+from pyro.poutine.runtime import _PYRO_STACK
+from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
+
+#: the releases this module was tested with
+TESTED_WITH = {"torch": "2.14.1", "pyro-ppl": "1.9.2"}
+
+
+def untested_versions() -> Optional[str]:
+    """Why the recording cannot be trusted here (a version it was not tested with), or None."""
+    found = {"torch": torch.__version__.split("+")[0], "pyro-ppl": pyro.__version__}
+    others = [f"{name} {found[name]}" for name, version in TESTED_WITH.items()
+              if found[name] != version]
+    if not others:
+        return None
+    tested = ", ".join(f"{name} {version}" for name, version in TESTED_WITH.items())
+    return f"recording is tested with {tested}, not {', '.join(others)}"
+
+
+def untraced():
+    """A context in which operations run without being recorded (snapshots of buffers)."""
+    return disable_proxy_modes_tracing()
+
+
+def reads_traced_value(error: RuntimeError) -> bool:
+    """Whether ``make_fx`` raised ``error`` because Python read a traced tensor's value."""
+    return "_local_scalar_dense" in str(error) or "data-dependent" in str(error)
+
+
+def is_operation(target) -> bool:
+    """Whether a graph node's target is an ATen operation (with a schema and tags)."""
+    return isinstance(target, torch._ops.OpOverload)
+
+
+def mutates(target) -> bool:
+    """Whether the operation writes into one of its inputs."""
+    return is_operation(target) and target._schema.is_mutable
+
+
+def aliases(target) -> bool:
+    """Whether the operation's output may share memory with an input (a view, or the input an
+    in-place operation returns)."""
+    returns = target._schema.returns
+    return len(returns) != 1 or returns[0].alias_info is not None
+
+
+def handlers() -> tuple:
+    """Pyro's handlers around the current call, outermost first."""
+    return tuple(_PYRO_STACK)
+
+
+def store_params() -> Dict[str, torch.Tensor]:
+    """The param store's unconstrained tensors by name (the very objects optimizers step)."""
+    return pyro.get_param_store()._params
