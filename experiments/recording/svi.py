@@ -67,7 +67,7 @@ MAX_PENDING = 16
 MAX_REPLAYS = 16
 #: restarts (recordings dropped because what they depend on changed), at most
 MAX_RESTARTS = 64
-#: the replay checked against Pyro's computation of the step: the first, and every after
+#: replays checked against Pyro's computation of the step: the CHECK_FIRST-th, every CHECK_EVERY-th
 CHECK_FIRST, CHECK_EVERY = 16, 1024
 
 
