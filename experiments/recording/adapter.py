@@ -1,9 +1,10 @@
 """Every use of PyTorch's and Pyro's private machinery by the recording, in one place.
 
 The recording uses what no public API gives: a way to run operations unrecorded inside
-``make_fx``, a way to skip the value checks of distributions made while validation was on, an operation's schema (does it write, does its output alias an input), Pyro's
-handler stack, the param store's dictionary of unconstrained tensors, and the text of the error
-``make_fx`` raises when Python reads a traced value. Each is checked against the versions it was
+``make_fx``, a way to skip the value checks of distributions made while validation was on, an
+operation's schema (does it write, does its output alias an input), Pyro's handler stack, the
+param store's dictionary of unconstrained tensors, and the text of the error ``make_fx`` raises
+when Python reads a traced value. Each is checked against the versions it was
 tested with (``TESTED_WITH``); under any other version ``RecordedSVI`` steps through Pyro's
 ``SVI.step`` from the start, with one line saying so (``untested_versions``).
 """
