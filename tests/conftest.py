@@ -18,6 +18,8 @@ def one_thread():
 
 @pytest.fixture(autouse=True)
 def reset_pyro():
+    """Validation on checks every step Pyro takes; ``RecordedSVI`` records and replays under it
+    all the same (recordings skip the checks), so the suite's runs take the default path."""
     pyro.clear_param_store()
     pyro.set_rng_seed(0)
     with pyro.validation_enabled(True):

@@ -18,6 +18,8 @@ import pytest
 import torch
 from pyro import poutine
 from pyro.infer import SVI, RenyiELBO, Trace_ELBO, TraceGraph_ELBO
+from pyro.infer.autoguide import AutoDiagonalNormal, AutoNormal
+from pyro.nn import PyroModule, PyroSample
 from torch import nn
 
 from experiments.estimators.surrogate import TensorTrace_ELBO
@@ -531,3 +533,22 @@ def test_validation_on_still_replays_pyros_numbers():
 def test_other_torch_or_pyro_releases_step_as_pyro_with_one_line(monkeypatch):
     monkeypatch.setitem(adapter.TESTED_WITH, "torch", "0.0.1")
     assert_drop_in(epochs(), "recording is tested with torch 0.0.1")
+
+
+@pytest.mark.parametrize("autoguide", [AutoNormal, AutoDiagonalNormal])
+def test_an_autoguide_for_a_pyro_module_model(autoguide):
+    class Regression(PyroModule):
+        def __init__(self):
+            super().__init__()
+            self.linear = PyroModule[nn.Linear](D, 1)
+            self.linear.weight = PyroSample(dist.Normal(0.0, 1.0).expand([1, D]).to_event(2))
+
+        def forward(self, x, index):
+            mean = self.linear(x).squeeze(-1)                     # (batch,)
+            with pyro.plate("data", N, subsample=index):
+                pyro.sample("y", dist.Normal(mean, 1.0), obs=x[:, 0])
+
+    def setup():
+        model = Regression()
+        return model, autoguide(model), None
+    assert_drop_in(epochs(), setup=setup)

@@ -1,12 +1,14 @@
 """Every use of PyTorch's and Pyro's private machinery by the recording, in one place.
 
 The recording uses what no public API gives: a way to run operations unrecorded inside
-``make_fx``, an operation's schema (does it write, does its output alias an input), Pyro's
-handler stack, the param store's dictionary of unconstrained tensors, and the text of the error
-``make_fx`` raises when Python reads a traced value. Each is checked against the versions it was
+``make_fx``, a way to skip the value checks of distributions made while validation was on, an
+operation's schema (does it write, does its output alias an input), Pyro's handler stack, the
+param store's dictionary of unconstrained tensors, and the text of the error ``make_fx`` raises
+when Python reads a traced value. Each is checked against the versions it was
 tested with (``TESTED_WITH``); under any other version ``RecordedSVI`` steps through Pyro's
 ``SVI.step`` from the start, with one line saying so (``untested_versions``).
 """
+from contextlib import contextmanager
 from typing import Dict, Optional
 
 import pyro
@@ -32,6 +34,20 @@ def untested_versions() -> Optional[str]:
 def untraced():
     """A context in which operations run without being recorded (snapshots of buffers)."""
     return disable_proxy_modes_tracing()
+
+
+@contextmanager
+def unvalidated():
+    """Pyro's and ``torch.distributions``' validation off, for distributions made before (with
+    validation on: a prior built with a model) too. The checks read values; Pyro's steps run
+    them."""
+    check = torch.distributions.Distribution._validate_sample
+    torch.distributions.Distribution._validate_sample = lambda self, value: None
+    try:
+        with pyro.validation_enabled(False):
+            yield
+    finally:
+        torch.distributions.Distribution._validate_sample = check
 
 
 def reads_traced_value(error: RuntimeError) -> bool:

@@ -55,7 +55,7 @@ from pyro.infer import SVI
 from pyro.infer.util import zero_grads
 
 from experiments.estimators.surrogate import DifferentiableLossMixin
-from experiments.recording.adapter import handlers, untested_versions
+from experiments.recording.adapter import handlers, untested_versions, unvalidated
 from experiments.recording.guard import Watch, modules_run, restore_buffers, snapshot
 from experiments.recording.program import Program, agree
 from experiments.recording.record import NotRecordable, record
@@ -67,7 +67,7 @@ MAX_PENDING = 16
 MAX_REPLAYS = 16
 #: restarts (recordings dropped because what they depend on changed), at most
 MAX_RESTARTS = 64
-#: the replay checked against Pyro's computation of the step: the first, and every after
+#: replays checked against Pyro's computation of the step: the CHECK_FIRST-th, every CHECK_EVERY-th
 CHECK_FIRST, CHECK_EVERY = 16, 1024
 
 
@@ -173,7 +173,7 @@ class RecordedSVI(SVI):
         _restore(generators)
         restore_buffers(before)
         try:
-            with pyro.validation_enabled(False):
+            with unvalidated():
                 computed = self._differentiate(program.params, args, kwargs)[0]
         except NotRecordable:                                     # a new parameter appeared
             computed = None
@@ -237,7 +237,7 @@ class RecordedSVI(SVI):
                 params, *_with(args, kwargs, inputs[len(params):]))
             return outputs
 
-        with pyro.validation_enabled(False):
+        with unvalidated():
             program, outputs = record(step, [*params, *_tensors(args, kwargs)])
         return Program(simplify(program), params, found["stepped"], found["graded"]), outputs
 
