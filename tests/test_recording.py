@@ -236,6 +236,19 @@ def test_simplify_keeps_x_plus_zero_which_turns_minus_zero_into_plus_zero():
     assert program(x)[0].tolist() == [float("inf"), 0.5]          # 1 / (−0 + 0) = 1 / +0
 
 
+@torch.library.custom_op("elbo_lab_test::untagged_noise", mutates_args=())
+def _untagged_noise(x: torch.Tensor) -> torch.Tensor:
+    """A random operation PyTorch does not know is random (no ``nondeterministic_seeded``)."""
+    return x * torch.randn(x.shape)
+
+
+def test_simplify_folds_only_allowed_operations_never_an_untagged_random_one():
+    program = simplify(record(lambda x: [_untagged_noise(torch.ones_like(x))],
+                              [torch.zeros(5)])[0])
+    first, second = program(torch.zeros(5))[0], program(torch.zeros(5))[0]
+    assert not torch.equal(first, second)                  # drawn anew at every call
+
+
 def test_record_refuses_reading_values():
     with pytest.raises(NotRecordable, match="read in Python"):
         record(lambda x: [x * 2] if x.sum() > 0 else [x], [torch.ones(3)])

@@ -10,7 +10,9 @@ twice over, tensors of ones made afresh each step. ``simplify`` rewrites the pro
    ``x + 0``, which turns −0.0 into +0.0);
 2. constants: an operation that reads of its input only the shape, dtype and device
    (``ones_like``, ``new_zeros``, …, fixed in a recording) is computed once, and so is one whose
-   inputs are all such results; the program keeps them as buffers. Tensors the recording found
+   inputs are all such results, if it is on the allow-list: tagged by PyTorch as elementwise
+   or a reduction, a view, or a factory of fixed values (``FACTORIES``) — never a random
+   operation, even one missing its tag; the program keeps them as buffers. Tensors the recording found
    rather than made (a model's buffers, tensors its Python holds) are never folded: they may
    change between steps;
 3. duplicates: an operation repeated on the same inputs is computed once;
@@ -39,6 +41,10 @@ aten = torch.ops.aten
 #: operations whose output depends only on the shape, dtype and device of their tensor input
 SHAPE_ONLY = {aten.new_zeros.default, aten.new_ones.default, aten.new_full.default,
               aten.zeros_like.default, aten.ones_like.default, aten.full_like.default}
+#: operations of no tensor input that make the same tensor every time
+FACTORIES = {aten.full.default, aten.zeros.default, aten.ones.default,
+             aten.scalar_tensor.default, aten.arange.default, aten.arange.start,
+             aten.arange.start_step, aten.tril_indices.default, aten.triu_indices.default}
 #: x op scalar = x
 NEUTRAL = {aten.sub.Tensor: 0, aten.mul.Tensor: 1, aten.mul.Scalar: 1,
            aten.div.Tensor: 1, aten.div.Scalar: 1, aten.pow.Tensor_Scalar: 1}
@@ -100,7 +106,7 @@ def _fold_constants(program: fx.GraphModule, written) -> None:
             continue
         if node.target in SHAPE_ONLY:
             args = (_blank(node.args[0]), *node.args[1:])
-        elif all(arg in value for arg in node.all_input_nodes):
+        elif all(arg in value for arg in node.all_input_nodes) and _foldable(node.target):
             args = fx.node.map_arg(node.args, value.__getitem__)
         else:
             continue
@@ -116,6 +122,12 @@ def _fold_constants(program: fx.GraphModule, written) -> None:
         constant.meta = dict(node.meta)
         node.replace_all_uses_with(constant)
         graph.erase_node(node)
+
+
+def _foldable(target) -> bool:
+    """On the allow-list of operations computed once from constants (step 2)."""
+    return target in FACTORIES or _aliases(target) or \
+        torch.Tag.pointwise in target.tags or torch.Tag.reduction in target.tags
 
 
 def _in_place(graph: fx.Graph) -> None:
