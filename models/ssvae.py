@@ -45,6 +45,11 @@ class SSVAE(LatentVariableModel):
     """
 
     takes_labels = True
+    #: y summed out on unlabeled rows, q(y|x) also trained on the labels (weight α), and the
+    #: sizes with which M2 beats its classifier alone (docs/results/m2.md)
+    defaults = {**LatentVariableModel.defaults, "guide": "m2-enum", "elbo": "enum",
+                "aux_weight": 46.0, "likelihood": "continuous-bernoulli", "latent_dim": 8,
+                "hidden_dims": (128,), "batch_size": 64, "lr": 2e-3}
 
     def __init__(self, data_dim: int, latent_dim: int = 20, hidden_dims: Sequence[int] = (400,),
                  num_classes: int = 10, likelihood: str = "bernoulli"):
