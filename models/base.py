@@ -90,7 +90,7 @@ class LatentVariableModel(PyroModule):
     image_shape: Optional[Tuple[int, int, int]] = None
     defaults: Mapping[str, Any] = dict(
         guide="normal", elbo="trace", likelihood="bernoulli", latent_dim=2, hidden_dims=(400,),
-        batch_size=128, lr=1e-3, aux_weight=0.0)
+        batch_size=128, lr=1e-3, aux_weight=0.0, labeled_batch=0)
 
     def __init__(self, data_dim: int):
         super().__init__(name="model")

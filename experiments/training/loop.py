@@ -5,7 +5,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pyro
 import torch
@@ -18,6 +18,7 @@ from experiments.common.errors import UserError
 from experiments.common.files import write_csv
 from experiments.common.ranks import leader
 from experiments.data.datasets import DataShape, Dataset
+from experiments.data.labels import stratified_minibatches
 from experiments.estimators import ELBOS
 from experiments.evaluation.baselines import train_classifier
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
@@ -199,13 +200,12 @@ def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[f
     n = len(data.x_train)
     labels = data.y_train if svi.model.takes_labels else None       # (N,), −1: unlabeled
     distributed.seed_rank(config.seed, epoch)
-    batches = distributed.minibatches(n, config.batch_size, config.seed, epoch,
-                                      data.x_train.device)
+    batches, given = epoch_minibatches(n, labels, config, epoch, data.x_train.device)
     for step, index in enumerate(batches, 1):
         x = data.x_train[index]
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
-        given = {} if labels is None else {"y": labels[index]}
+        given = {**given, "y": labels[index]} if labels is not None else given
         loss = svi.step(x, index, num_data=n, **given)
         if has_loss and not math.isfinite(loss):
             raise TrainingDiverged(
@@ -213,6 +213,21 @@ def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[f
                 f"good checkpoint (epoch {epoch - 1}) is kept; try a smaller --lr, a larger "
                 "--batch-size, or --likelihood bernoulli for [0, 1] data")
         yield loss if has_loss else 0.0
+
+
+def epoch_minibatches(n: int, labels: Optional[torch.Tensor], config: Config, epoch: int,
+                      device) -> Tuple[List[torch.Tensor], dict]:
+    """The epoch's minibatches (indices) and what every step passes the model beside them:
+    with ``--labeled-batch`` and both labeled and unlabeled rows, ``stratified_minibatches``
+    and the number of labeled points; otherwise rows drawn alike, in an order fixed by (seed,
+    epoch) (``distributed.minibatches``)."""
+    known = 0 if labels is None else int((labels >= 0).sum())
+    if config.labeled_batch and 0 < known < n:
+        order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        batches = stratified_minibatches(labels.cpu(), config.batch_size, config.labeled_batch,
+                                         order)
+        return [b.to(device) for b in batches], {"num_labeled": known}
+    return distributed.minibatches(n, config.batch_size, config.seed, epoch, device), {}
 
 
 def log(config: Config, message: str, force: bool = False) -> None:
