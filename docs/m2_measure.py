@@ -26,6 +26,7 @@ VARIANTS = {
     "aux-460": dict(aux_weight=460.0, labeled_batch=0),
     "aux-4600": dict(aux_weight=4600.0, labeled_batch=0),
     "aux-563": dict(aux_weight=563.5),            # 46 · 784/64: α grown with the pixels
+    "labeled-16-aux-46": dict(aux_weight=46.0, labeled_batch=16),
     "cli-defaults": dict(aux_weight=46.0, likelihood="bernoulli", latent_dim=2,
                          hidden_dims=(400,), batch_size=128, lr=1e-3, labeled_batch=0),
 }

@@ -103,6 +103,11 @@ def test_stratified_minibatches_take_every_unlabeled_row_once_and_the_labels_eve
     assert set(seen) == set(torch.nonzero(y >= 0).squeeze(1).tolist())
     assert max(seen.values()) - min(seen.values()) <= 1         # 15 draws of 5 points: 3 each
     assert all(torch.equal(a, b) for a, b in zip(batches, draw()))
+    many = withhold_labels(LABELS, 12, seed=0)                  # 12 labeled, 10 unlabeled
+    batches = stratified_minibatches(many, 4, 1, torch.Generator().manual_seed(1))
+    assert [int((many[b] >= 0).sum()) for b in batches] == [4, 4, 4]   # ⌈12 / 3 steps⌉, not 1
+    labeled = torch.cat([b[many[b] >= 0] for b in batches])
+    assert torch.equal(labeled.sort().values, torch.nonzero(many >= 0).squeeze(1))
 
 
 def test_an_ssvae_run_with_a_labeled_batch_passes_its_labeled_rows_apart(

@@ -38,13 +38,15 @@ def stratified_minibatches(y: torch.Tensor, batch_size: int, labeled_batch: int,
                            generator: torch.Generator) -> List[torch.Tensor]:
     """One epoch of minibatches, as indices into the labels ``y`` (N,), −1 where unlabeled:
     the unlabeled rows in a random order, cut into minibatches of ``batch_size``, each joined
-    by ``labeled_batch`` labeled rows, drawn in random orders that follow one another, so every
-    labeled point is seen equally often, steps × labeled_batch / N_l times an epoch. The loss
+    by ``labeled_batch`` labeled rows, or more where that many steps would leave labeled points
+    unseen (⌈N_l / steps⌉), drawn in random orders that follow one another: every labeled point
+    is seen equally often, at least once an epoch. The loss
     of such a minibatch scales each group by its own share (``models.ssvae.label_plates`` with
     ``num_labeled``). ``y`` holds both labeled and unlabeled rows."""
     known = torch.nonzero(y >= 0).squeeze(1)
     unknown = torch.nonzero(y < 0).squeeze(1)
     unlabeled = unknown[torch.randperm(len(unknown), generator=generator)].split(batch_size)
+    labeled_batch = max(labeled_batch, -(-len(known) // len(unlabeled)))
     rounds = -(-len(unlabeled) * labeled_batch // len(known))            # ceil
     labeled = torch.cat([known[torch.randperm(len(known), generator=generator)]
                          for _ in range(rounds)]).split(labeled_batch)
