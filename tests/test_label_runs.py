@@ -224,3 +224,22 @@ def test_ssvae_one_epoch_then_one_resumed_equals_two_in_one_go(quick_config, tmp
     assert [drop(r) for r in resumed.metrics] == [drop(r) for r in whole.metrics]
     assert resumed.summary["baseline_accuracy"] == whole.summary["baseline_accuracy"]
     assert resumed.summary["test_accuracy"] == whole.summary["test_accuracy"]
+
+
+def test_with_labels_enough_for_the_labeled_batch_rows_are_drawn_alike(quick_config,
+                                                                        monkeypatch):
+    """200 labels of 300 put 21 labeled rows in a minibatch of 32 on average, more than
+    --labeled-batch 8: the steps are the plain ones, every point once, no ``num_labeled``."""
+    seen = []
+    forward = MODELS["ssvae"].forward
+
+    def recording_forward(self, x, index=None, num_data=None, y=None, num_labeled=None):
+        if y is not None and len(y) < 300:
+            seen.append((index.clone(), num_labeled))
+        return forward(self, x, index, num_data, y, num_labeled)
+
+    monkeypatch.setattr(MODELS["ssvae"], "forward", recording_forward)
+    run(quick_config(model="ssvae", labels=200, labeled_batch=8, batch_size=32, epochs=1,
+                     latent_dim=4))
+    assert {n for _, n in seen} == {None}
+    assert torch.equal(torch.cat([i for i, _ in seen]).sort().values, torch.arange(300))

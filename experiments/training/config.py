@@ -168,10 +168,11 @@ class Config:
         "(Kingma et al. 2014; Pyro's example uses 46); 0 trains q(y|x) on unlabeled points "
         "only", MODEL, at_least=0, shown_default=by_model("aux_weight"))
     labeled_batch: Optional[int] = option(
-        None, "ssvae with --labels: every minibatch holds --batch-size unlabeled rows and this "
-        "many labeled ones, drawn apart (each group weighted by its own share, so the loss "
-        "still estimates the whole data set's); the few labeled points are then seen many "
-        "times an epoch. 0: labeled and unlabeled rows drawn alike", MODEL, at_least=0,
+        None, "ssvae with --labels: where rows drawn alike would put fewer labeled rows than "
+        "this in a minibatch, every minibatch holds --batch-size unlabeled rows and this many "
+        "labeled ones, drawn apart (each group weighted by its own share, so the loss still "
+        "estimates the whole data set's); the few labeled points are then seen many times an "
+        "epoch. 0: labeled and unlabeled rows always drawn alike", MODEL, at_least=0,
         shown_default=by_model("labeled_batch"))
     visible: int = option(1, "cvae: visible quadrants of each image, 1 (bottom-left), 2 (left "
                           "half) or 3 (all but the bottom-right)", MODEL, at_least=1, at_most=3)

@@ -218,11 +218,12 @@ def training_steps(svi, data: Dataset, config: Config, epoch: int) -> Iterator[f
 def epoch_minibatches(n: int, labels: Optional[torch.Tensor], config: Config, epoch: int,
                       device) -> Tuple[List[torch.Tensor], dict]:
     """The epoch's minibatches (indices) and what every step passes the model beside them:
-    with ``--labeled-batch`` and both labeled and unlabeled rows, ``stratified_minibatches``
-    and the number of labeled points; otherwise rows drawn alike, in an order fixed by (seed,
-    epoch) (``distributed.minibatches``)."""
+    where rows drawn alike would give a minibatch fewer than ``--labeled-batch`` labeled rows
+    on average (N_l·B < L·N, and some rows unlabeled), ``stratified_minibatches`` and the
+    number of labeled points; otherwise rows drawn alike, in an order fixed by (seed, epoch)
+    (``distributed.minibatches``)."""
     known = 0 if labels is None else int((labels >= 0).sum())
-    if config.labeled_batch and 0 < known < n:
+    if 0 < known < n and known * config.batch_size < config.labeled_batch * n:
         order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         batches = stratified_minibatches(labels.cpu(), config.batch_size, config.labeled_batch,
                                          order)
