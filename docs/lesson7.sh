@@ -4,7 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 SS="--model ssvae --likelihood continuous-bernoulli --hidden-dims 128 --latent-dim 8
-    --batch-size 64 --lr 0.002 --epochs 30 --iwae-samples 10 --grad-draws 2 --jobs 2 --force"
+    --batch-size 64 --lr 0.002 --labeled-batch 0 --epochs 30 --iwae-samples 10 --grad-draws 2
+    --jobs 2 --force"
 for n in 100 300; do
   seeds=$([ $n = 100 ] && echo 4 || echo 3)
   $PY -m experiments.compare $SS --guide m2-enum --elbos enum --aux-weight 46 \

@@ -11,12 +11,12 @@ from typing import Dict, List, Optional
 from experiments.common.command import Parser, add_version, command, program, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
-    from experiments.config.config import Config
+    from experiments.config.config import BY_MODEL, Config, flag_of, shown_value
     from experiments.data.datasets import DATASETS
     from experiments.estimators import ELBOS
     from experiments.parts.compatibility import matrix
     from guides import GUIDES
-    from models import MODELS
+    from models import MODELS, LatentVariableModel
 
 
 def _summary(obj, registry: dict, width: int = 96) -> str:
@@ -40,6 +40,20 @@ def registries() -> str:
                   for name, part in registry.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def model_defaults() -> str:
+    """Each model's guide and estimator, and the other defaults where they differ from those
+    most models share (``LatentVariableModel.defaults``), as the options that set them."""
+    width, common = max(map(len, MODELS)), LatentVariableModel.defaults
+    parts = ("guide", "elbo")
+    lines = ["defaults by model (any option given overrides them; the others: " + " ".join(
+        f"{flag_of(k)} {shown_value(common[k])}" for k in BY_MODEL if k not in parts) + "):"]
+    for name, model in MODELS.items():
+        own = [k for k in BY_MODEL if k in parts or model.defaults[k] != common[k]]
+        flags = " ".join(f"{flag_of(k)} {shown_value(model.defaults[k])}" for k in own)
+        lines.append(f"  {name:<{width}}  {flags}")
+    return "\n".join(lines) + "\n"
 
 
 def matrix_table(rows: List[Dict[str, object]]) -> str:
@@ -93,6 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(matrix_markdown(rows))
     else:
         print(registries())
+        print(model_defaults())
         print(matrix_table(rows))
     return 0
 

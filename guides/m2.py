@@ -82,8 +82,9 @@ class M2Guide(Guide):
         with torch.no_grad():
             return self.label_posterior(x).probs
 
-    def forward(self, x: torch.Tensor, index=None, num_data=None, y=None) -> None:
-        with label_plates(x, y, index, num_data) as groups:
+    def forward(self, x: torch.Tensor, index=None, num_data=None, y=None,
+                num_labeled=None) -> None:
+        with label_plates(x, y, index, num_data, num_labeled) as groups:
             for group in groups:
                 with group.plate:
                     if group.y is None:

@@ -1,7 +1,7 @@
 """What every model declares about itself, so guides, estimators and figures can rely on it."""
 import itertools
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import torch
 from pyro.nn import PyroModule
@@ -69,6 +69,11 @@ class LatentVariableModel(PyroModule):
       predicts x_h from x_v, trained alone before SVI by ``fit_baseline(x, epochs, batch_size,
       lr, seed)`` and scored by ``baseline_log_likelihood(x)``; ``predict(x, S)`` and
       ``baseline_completion(x)`` complete images.
+
+    ``defaults`` are the settings the model runs with where the user gives none, by the names
+    of the command line's options: its natural guide and estimator, and the sizes, likelihood
+    and training settings it needs to do what its documentation says. A subclass overrides
+    the ones it needs (``defaults = {**LatentVariableModel.defaults, "guide": "chain"}``).
     """
 
     max_plate_nesting = 1
@@ -83,6 +88,9 @@ class LatentVariableModel(PyroModule):
     conditional = False
     network: str = "mlp"
     image_shape: Optional[Tuple[int, int, int]] = None
+    defaults: Mapping[str, Any] = dict(
+        guide="normal", elbo="trace", likelihood="bernoulli", latent_dim=2, hidden_dims=(400,),
+        batch_size=128, lr=1e-3, aux_weight=0.0, labeled_batch=0)
 
     def __init__(self, data_dim: int):
         super().__init__(name="model")

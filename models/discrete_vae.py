@@ -29,6 +29,9 @@ class DiscreteVAE(DecoderModel):
         by ``"conv"``.
     """
 
+    #: a reparameterized one-hot z (Gumbel-softmax); four variables of ten values (the README's)
+    defaults = {**DecoderModel.defaults, "guide": "relaxed", "latent_dim": 4}
+
     def __init__(self, data_dim: int, latent_dim: int = 2, categories: int = 10,
                  hidden_dims: Sequence[int] = (400,), network: str = "mlp",
                  image_shape: Optional[Sequence[int]] = None):

@@ -27,6 +27,8 @@ class GaussianMixture(LatentVariableModel):
     """
 
     fixed_likelihood = "gaussian"
+    #: the component z summed out exactly: the ELBO is then log p(x) itself
+    defaults = {**LatentVariableModel.defaults, "guide": "enum", "elbo": "enum"}
     has_exact_log_likelihood = True
     has_exact_posterior = True
     starts_from_clusters = True

@@ -36,6 +36,9 @@ class HVAE(DecoderModel):
     :param image_shape: (C, H, W) of one observation, C·H·W = D; needed by ``"conv"``.
     """
 
+    #: q(z₁|x) q(z₂|z₁) mirrors the hierarchy; the normal guide has no z₂
+    defaults = {**DecoderModel.defaults, "guide": "chain"}
+
     def __init__(self, data_dim: int, latent_dims: Sequence[int] = (20, 10),
                  hidden_dims: Sequence[int] = (400,), likelihood: str = "bernoulli",
                  network: str = "mlp", image_shape: Optional[Sequence[int]] = None):

@@ -9,7 +9,7 @@ import torch
 from torch.distributions import Bernoulli
 
 from experiments.common.errors import UserError
-from experiments.data.labels import balanced_subset, withhold_labels
+from experiments.data.labels import balanced_subset, stratified_minibatches, withhold_labels
 from experiments.evaluation.likelihood import iwae_log_likelihood
 from experiments.training import loop
 from experiments.training.end_to_end import run
@@ -67,7 +67,7 @@ def test_an_ssvae_run_trains_on_the_kept_labels_and_reports_both_accuracies(
     monkeypatch.setattr(MODELS["ssvae"], "forward", recording_forward)
     monkeypatch.setattr(loop, "train_classifier", recording_classifier)
     config = quick_config(model="ssvae", guide="m2-enum", elbo="enum", labels=50,
-                          aux_weight=10.0, epochs=1, latent_dim=4)
+                          aux_weight=10.0, epochs=1, latent_dim=4, labeled_batch=0)
     result = run(config)
     y_train = prepare_data(config, torch.device("cpu")).y_train           # as the run saw it
     full = prepare_data(config.replace(labels=None), torch.device("cpu")).y_train
@@ -89,6 +89,49 @@ def test_an_ssvae_run_trains_on_the_kept_labels_and_reports_both_accuracies(
     assert summary["test_accuracy"] == result.metrics[-1]["test_accuracy"]
     assert {p.name for p in result.run_dir.glob("*.png")} == {"elbo.png", "accuracy.png",
                                                               "style.png"}
+
+
+def test_stratified_minibatches_take_every_unlabeled_row_once_and_the_labels_evenly():
+    y = withhold_labels(LABELS, 5, seed=0)                      # 5 labeled of 22
+    draw = lambda: stratified_minibatches(y, 4, 3, torch.Generator().manual_seed(1))
+    batches = draw()
+    assert len(batches) == 5                                    # ⌈17 unlabeled / 4⌉
+    unlabeled = torch.cat([b[y[b] < 0] for b in batches])
+    assert torch.equal(unlabeled.sort().values, torch.nonzero(y < 0).squeeze(1))
+    assert all(int((y[b] >= 0).sum()) == 3 for b in batches)
+    seen = Counter(torch.cat([b[y[b] >= 0] for b in batches]).tolist())
+    assert set(seen) == set(torch.nonzero(y >= 0).squeeze(1).tolist())
+    assert max(seen.values()) - min(seen.values()) <= 1         # 15 draws of 5 points: 3 each
+    assert all(torch.equal(a, b) for a, b in zip(batches, draw()))
+    many = withhold_labels(LABELS, 12, seed=0)                  # 12 labeled, 10 unlabeled
+    batches = stratified_minibatches(many, 4, 1, torch.Generator().manual_seed(1))
+    assert [int((many[b] >= 0).sum()) for b in batches] == [4, 4, 4]   # ⌈12 / 3 steps⌉, not 1
+    labeled = torch.cat([b[many[b] >= 0] for b in batches])
+    assert torch.equal(labeled.sort().values, torch.nonzero(many >= 0).squeeze(1))
+
+
+def test_an_ssvae_run_with_a_labeled_batch_passes_its_labeled_rows_apart(
+        quick_config, monkeypatch):
+    """With --labeled-batch 8 every step holds 8 labeled rows and tells the model how many
+    labeled points there are, and an epoch still passes every unlabeled point once."""
+    seen = []
+    forward = MODELS["ssvae"].forward
+
+    def recording_forward(self, x, index=None, num_data=None, y=None, num_labeled=None):
+        if y is not None and len(y) < 300:
+            seen.append((index.clone(), y.clone(), num_labeled))
+        return forward(self, x, index, num_data, y, num_labeled)
+
+    monkeypatch.setattr(MODELS["ssvae"], "forward", recording_forward)
+    config = quick_config(model="ssvae", labels=50, labeled_batch=8, batch_size=32, epochs=1,
+                          latent_dim=4)
+    run(config)
+    y_train = prepare_data(config, torch.device("cpu")).y_train
+    assert {n for _, _, n in seen} == {50}
+    assert all(int((y >= 0).sum()) == 8 for _, y, _ in seen)
+    unlabeled = torch.cat([index[y < 0] for index, y, _ in seen])
+    assert torch.equal(unlabeled.sort().values, torch.nonzero(y_train < 0).squeeze(1))
+    assert all(torch.equal(y, y_train[index]) for index, y, _ in seen)
 
 
 def test_ssvae_with_every_label_enumerates_under_validation(quick_config):
@@ -182,3 +225,22 @@ def test_ssvae_one_epoch_then_one_resumed_equals_two_in_one_go(quick_config, tmp
     assert [drop(r) for r in resumed.metrics] == [drop(r) for r in whole.metrics]
     assert resumed.summary["baseline_accuracy"] == whole.summary["baseline_accuracy"]
     assert resumed.summary["test_accuracy"] == whole.summary["test_accuracy"]
+
+
+def test_with_labels_enough_for_the_labeled_batch_rows_are_drawn_alike(quick_config,
+                                                                        monkeypatch):
+    """200 labels of 300 put 21 labeled rows in a minibatch of 32 on average, more than
+    --labeled-batch 8: the steps are the plain ones, every point once, no ``num_labeled``."""
+    seen = []
+    forward = MODELS["ssvae"].forward
+
+    def recording_forward(self, x, index=None, num_data=None, y=None, num_labeled=None):
+        if y is not None and len(y) < 300:
+            seen.append((index.clone(), num_labeled))
+        return forward(self, x, index, num_data, y, num_labeled)
+
+    monkeypatch.setattr(MODELS["ssvae"], "forward", recording_forward)
+    run(quick_config(model="ssvae", labels=200, labeled_batch=8, batch_size=32, epochs=1,
+                     latent_dim=4))
+    assert {n for _, n in seen} == {None}
+    assert torch.equal(torch.cat([i for i, _ in seen]).sort().values, torch.arange(300))

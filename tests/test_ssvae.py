@@ -67,9 +67,11 @@ def log_p(model, x, y, z):
             + Bernoulli(logits=logits).log_prob(x).sum(-1))
 
 
-def hand_loss(model, guide, x, labels, draws, aux_weight, enumerated=True):
+def hand_loss(model, guide, x, labels, draws, aux_weight, enumerated=True,
+              scales=(SCALE, SCALE)):
     """−(N/B) [Σ_unlabeled U(x_i) + Σ_labeled (L(x_i, y_i) + α log q(y_i|x_i))], z at the
-    guide's draws; with ``enumerated`` False, the one-sample bound at the guide's sampled y."""
+    guide's draws; with ``enumerated`` False, the one-sample bound at the guide's sampled y;
+    ``scales`` (labeled, unlabeled) in place of N/B for each group's sum."""
     known = labels >= 0
     total = 0.0
     x_u, x_l, y_l = x[~known], x[known], labels[known]
@@ -86,9 +88,9 @@ def hand_loss(model, guide, x, labels, draws, aux_weight, enumerated=True):
         total = total + ((log_q.exp() if enumerated else 1.0) * bound).sum()
     loc, scale = q_z(guide, x_l, y_l)
     z = loc + scale * ((draws["z_labeled"] - loc) / scale).detach()
-    total = total + (log_p(model, x_l, y_l, z) - Normal(loc, scale).log_prob(z).sum(-1)).sum()
+    labeled = (log_p(model, x_l, y_l, z) - Normal(loc, scale).log_prob(z).sum(-1)).sum()
     log_q_labels = guide.classifier(x_l).log_softmax(-1).gather(-1, y_l.unsqueeze(-1)).sum()
-    return -SCALE * (total + aux_weight * log_q_labels)
+    return -scales[1] * total - scales[0] * (labeled + aux_weight * log_q_labels)
 
 
 def gradients(loss, modules):
@@ -126,6 +128,22 @@ def test_enumerated_loss_and_gradients_equal_the_sum_over_y_by_hand():
     assert torch.equal(draws["y"], torch.arange(C).reshape(C, 1))
     expected = hand_loss(model, guide, x, LABELS, draws, aux_weight=3.0)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
+    for got, want in zip(gradients(loss, [model, guide]), gradients(expected, [model, guide])):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
+def test_labeled_rows_drawn_apart_count_for_their_own_share_of_the_data():
+    """``num_labeled`` = 5 of the N = 12 points: the minibatch's 4 labeled rows stand for 5
+    points (scale 5/4), its 4 unlabeled rows for the other 7 (scale 7/4), the auxiliary term
+    too; with the sum over groups still an unbiased estimate of the data set's."""
+    model, guide = parts(aux_weight=3.0)
+    x, draws = data(), {}
+    loss = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(
+        model, recording(guide, draws), x, INDEX, N, LABELS, num_labeled=5)
+    expected = hand_loss(model, guide, x, LABELS, draws, aux_weight=3.0, scales=(5 / 4, 7 / 4))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-10)
+    mixed = hand_loss(model, guide, x, LABELS, draws, aux_weight=3.0)
+    assert abs(mixed.item() - expected.item()) > 1e-3       # the scales tell the two apart
     for got, want in zip(gradients(loss, [model, guide]), gradients(expected, [model, guide])):
         torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
 

@@ -4,6 +4,11 @@ Every option is declared once, as a field of ``Config``: its default, and throug
 its help text, its group on the command line and its range or choices. The command-line parser
 is generated from the fields (``experiments.config.options``) and ``Config.validate`` checks
 the ranges they declare, so a new option is a field here and the code that reads it.
+
+The options a model sets for itself (``LatentVariableModel.defaults``: its guide, estimator,
+sizes, likelihood, batch size and learning rate) default to None, "unset", and a ``Config``
+fills each one left unset from its model's defaults when it is made: what the user gives
+overrides the model, and the config, saved as config.json, holds the values the run uses.
 """
 import argparse
 import dataclasses
@@ -16,7 +21,7 @@ from experiments.data.datasets import DATASETS
 from experiments.data.synthetic import NUM_TEST, NUM_TRAIN
 from experiments.estimators import ELBOS
 from guides import GUIDES
-from models import MODELS
+from models import MODELS, LatentVariableModel
 from models.likelihoods import LIKELIHOODS
 from models.networks import NETWORKS
 
@@ -67,6 +72,42 @@ def _numbers(text: str, example: str) -> Tuple[int, ...]:
                                          f"got {text!r}") from None
 
 
+#: the options whose default is the model's own (``LatentVariableModel.defaults``)
+BY_MODEL = tuple(LatentVariableModel.defaults)
+
+
+def by_model(name: str) -> str:
+    """The default of option ``name`` as ``--help`` states it: the one most models share, then
+    those of the models that differ (``400; cvae, ssvae: 128``)."""
+    common = LatentVariableModel.defaults[name]
+    differing = {}
+    for model, cls in MODELS.items():
+        if cls.defaults[name] != common:
+            differing.setdefault(shown_value(cls.defaults[name]), []).append(model)
+    return "; ".join([shown_value(common)] + [f"{', '.join(models)}: {value}"
+                                              for value, models in differing.items()])
+
+
+def shown_value(value) -> str:
+    """A setting as the command line writes it: ``(128, 64)`` → ``128,64``, 0.001 → ``0.001``."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_elbo(model_elbo: str, guide: str) -> str:
+    """The estimator of a run that names its guide and not its estimator: the model's, unless
+    one of the two sums discrete sites out and the other does not; then Pyro's ``enum`` for a
+    guide that leaves them to be summed out (``enum``, ``m2-enum``), ``trace`` for one that
+    samples them (an unknown name is refused later, by name)."""
+    if guide not in GUIDES or model_elbo not in ELBOS:
+        return model_elbo
+    enumerates = GUIDES[guide].enumerates
+    if ELBOS[model_elbo].enumerates == enumerates:
+        return model_elbo
+    return "enum" if enumerates else "trace"
+
+
 PARTS, DATA, MODEL, TRAINING, EVALUATION = ("parts (swap them by name)", "data", "model and guide",
                                             "training", "evaluation")
 
@@ -76,9 +117,12 @@ class Config:
     """Every setting of a training run. Models and guides never see it:
     ``experiments.parts.build`` hands each part the keyword arguments its constructor names."""
 
-    model: str = option("vae", f"generative model p(z)p(x|z): {', '.join(MODELS)}", PARTS)
-    guide: str = option("normal", f"approximate posterior q(z|x): {', '.join(GUIDES)}", PARTS)
-    elbo: str = option("trace", f"ELBO estimator: {', '.join(ELBOS)}", PARTS)
+    model: str = option("vae", f"generative model p(z)p(x|z): {', '.join(MODELS)}; an "
+                        "option whose default names models (ssvae: …) takes that model's", PARTS)
+    guide: Optional[str] = option(None, f"approximate posterior q(z|x): {', '.join(GUIDES)}",
+                                  PARTS, shown_default=by_model("guide"))
+    elbo: Optional[str] = option(None, f"ELBO estimator: {', '.join(ELBOS)}", PARTS,
+                                 shown_default=by_model("elbo"))
     data: str = option("digits", f"{', '.join(DATASETS)}, or a .npz/.npy file", DATA)
     data_dir: str = option("data", "folder for downloaded or local MNIST-style files", DATA)
     num_train: Optional[int] = option(
@@ -98,15 +142,16 @@ class Config:
         None, "models with labels (ssvae): keep the labels of N training points, as many of each "
         "class as possible, chosen by --seed; the others train unlabeled", DATA, at_least=1,
         shown_default="all")
-    likelihood: str = option(
-        "bernoulli", "observation model p(x|z) of the vae; the gmm, lvm and ppca are always "
-        "gaussian", MODEL, choices=tuple(LIKELIHOODS))
-    latent_dim: int = option(
-        2, "dimension d of z (1 or 2 for the lvm), or the number L of categorical variables "
-        "of the discrete-vae", MODEL, at_least=1)
-    hidden_dims: Tuple[int, ...] = option(
-        (400,), "hidden widths of the decoder, comma-separated; the encoder mirrors them, the "
-        "categorical guide's network uses them", MODEL, shown_default="400", parse=widths)
+    likelihood: Optional[str] = option(
+        None, "observation model p(x|z) of the vae; the gmm, lvm and ppca are always "
+        "gaussian", MODEL, choices=tuple(LIKELIHOODS), shown_default=by_model("likelihood"))
+    latent_dim: Optional[int] = option(
+        None, "dimension d of z (1 or 2 for the lvm), or the number L of categorical variables "
+        "of the discrete-vae", MODEL, at_least=1, shown_default=by_model("latent_dim"))
+    hidden_dims: Optional[Tuple[int, ...]] = option(
+        None, "hidden widths of the decoder, comma-separated; the encoder mirrors them, the "
+        "categorical guide's network uses them", MODEL, shown_default=by_model("hidden_dims"),
+        parse=widths)
     components: int = option(3, "number K of mixture components of the gmm", MODEL, at_least=1)
     init: str = option(
         "random", "gmm only: start each component from a cluster of the training data, around "
@@ -119,10 +164,17 @@ class Config:
                               MODEL, at_least=1)
     temperature: float = option(0.5, "relaxed guide: Gumbel-softmax temperature τ", MODEL,
                                 positive=True)
-    aux_weight: float = option(
-        0.0, "m2 guides: weight α of the classification term α·log q(y|x) on labeled points "
+    aux_weight: Optional[float] = option(
+        None, "m2 guides: weight α of the classification term α·log q(y|x) on labeled points "
         "(Kingma et al. 2014; Pyro's example uses 46); 0 trains q(y|x) on unlabeled points "
-        "only", MODEL, at_least=0)
+        "only", MODEL, at_least=0, shown_default=by_model("aux_weight"))
+    labeled_batch: Optional[int] = option(
+        None, "ssvae with --labels: where rows drawn alike would put fewer labeled rows than "
+        "this in a minibatch, every minibatch holds --batch-size unlabeled rows and this many "
+        "labeled ones, drawn apart (each group weighted by its own share, so the loss still "
+        "estimates the whole data set's); the few labeled points are then seen many times an "
+        "epoch. 0: labeled and unlabeled rows always drawn alike", MODEL, at_least=0,
+        shown_default=by_model("labeled_batch"))
     visible: int = option(1, "cvae: visible quadrants of each image, 1 (bottom-left), 2 (left "
                           "half) or 3 (all but the bottom-right)", MODEL, at_least=1, at_most=3)
     latent_dims: Tuple[int, ...] = option(
@@ -132,10 +184,12 @@ class Config:
         "mlp", "the decoder of the vae, hvae and discrete-vae and their guides' encoders: dense "
         "layers (mlp) or, for image data, strided convolutions (conv) with --hidden-dims as the "
         "dense layers between them and z", MODEL, choices=NETWORKS)
-    lr: float = option(1e-3, "Adam learning rate", TRAINING, positive=True)
+    lr: Optional[float] = option(None, "Adam learning rate", TRAINING, positive=True,
+                                 shown_default=by_model("lr"))
     epochs: int = option(50, "total number of epochs, also when resuming", TRAINING,
                          at_least=1, resumable=True)
-    batch_size: int = option(128, "minibatch size", TRAINING, at_least=1)
+    batch_size: Optional[int] = option(None, "minibatch size", TRAINING, at_least=1,
+                                       shown_default=by_model("batch_size"))
     num_particles: int = option(1, "samples of z per data point in the ELBO estimate", TRAINING,
                                 at_least=1)
     vectorize_particles: bool = option(False, "draw the particles in one vectorized pass",
@@ -174,6 +228,17 @@ class Config:
         False, "write each epoch's numbers and images as TensorBoard event files into "
         "RUN_DIR/tensorboard/ (needs: pip install -e .[tensorboard])", resumable=True,
         runtime=True)
+
+    def __post_init__(self):
+        """Fill the options left unset (None) with the model's defaults (an unknown model, which
+        the run refuses by name, with those most models share). A guide given without an
+        estimator keeps the model's estimator where it suits the guide (``default_elbo``)."""
+        defaults = MODELS.get(self.model, LatentVariableModel).defaults
+        if self.elbo is None and self.guide is not None:
+            self.elbo = default_elbo(defaults["elbo"], self.guide)
+        for name in BY_MODEL:
+            if getattr(self, name) is None:
+                setattr(self, name, defaults[name])
 
     def validate(self) -> "Config":
         """Refuse settings no run can use, before any work is done."""

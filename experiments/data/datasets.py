@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from experiments.common.errors import UserError
+from experiments.data.digits28 import SHIFT_SEED, SIZE, enlarged
 from experiments.data.synthetic import TRUTHS, describe, draw
 
 SPLIT_SEED = 0          # one test split for every run, so test numbers compare across seeds
@@ -132,6 +133,16 @@ def load_digits(test_fraction: float = 0.2, **_) -> Dataset:
     x = (bunch.data / 16.0).astype(np.float32)
     return split("digits", x, bunch.target.astype(np.int64), test_fraction,
                  image_shape=(1, 8, 8))
+
+
+def load_digits28(test_fraction: float = 0.2, **_) -> Dataset:
+    """The 8×8 digits enlarged to 28×28, 3 copies each shifted ±2 pixels (5,391 images, offline)
+
+    (``experiments.data.digits28``); split as the 8×8 digits are, before copying."""
+    small = load_digits(test_fraction)
+    x_train, y_train = enlarged(small.x_train, small.y_train, seed=SHIFT_SEED)
+    x_test, y_test = enlarged(small.x_test, small.y_test, seed=SHIFT_SEED + 1)
+    return Dataset("digits28", x_train, x_test, y_train, y_test, image_shape=(1, SIZE, SIZE))
 
 
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -296,5 +307,6 @@ DATASETS: Dict[str, Callable[..., Dataset]] = {
     "digits": load_digits,
     "mnist": _torchvision_images("mnist", "MNIST"),
     "fashion-mnist": _torchvision_images("fashion-mnist", "FashionMNIST"),
+    "digits28": load_digits28,
     **{name: _synthetic(name) for name in TRUTHS},
 }

@@ -1,5 +1,7 @@
 """Labels kept and labels withheld (``--labels N``): the semi-supervised setting of Kingma et
 al. (2014), where N training points keep their class and the rest are unlabeled."""
+from typing import List
+
 import torch
 
 from experiments.common.errors import UserError
@@ -30,6 +32,25 @@ def balanced_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
         keys.append(torch.arange(len(members)) * len(classes) + position)   # deal order
     order = torch.cat(keys).argsort()
     return torch.cat(rows)[order[:n]].sort().values
+
+
+def stratified_minibatches(y: torch.Tensor, batch_size: int, labeled_batch: int,
+                           generator: torch.Generator) -> List[torch.Tensor]:
+    """One epoch of minibatches, as indices into the labels ``y`` (N,), −1 where unlabeled:
+    the unlabeled rows in a random order, cut into minibatches of ``batch_size``, each joined
+    by ``labeled_batch`` labeled rows, or more where that many steps would leave labeled points
+    unseen (⌈N_l / steps⌉), drawn in random orders that follow one another: every labeled point
+    is seen equally often, at least once an epoch. The loss
+    of such a minibatch scales each group by its own share (``models.ssvae.label_plates`` with
+    ``num_labeled``). ``y`` holds both labeled and unlabeled rows."""
+    known = torch.nonzero(y >= 0).squeeze(1)
+    unknown = torch.nonzero(y < 0).squeeze(1)
+    unlabeled = unknown[torch.randperm(len(unknown), generator=generator)].split(batch_size)
+    labeled_batch = max(labeled_batch, -(-len(known) // len(unlabeled)))
+    rounds = -(-len(unlabeled) * labeled_batch // len(known))            # ceil
+    labeled = torch.cat([known[torch.randperm(len(known), generator=generator)]
+                         for _ in range(rounds)]).split(labeled_batch)
+    return [torch.cat([rows, extra]) for rows, extra in zip(unlabeled, labeled)]
 
 
 def withhold_labels(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:

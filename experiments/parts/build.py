@@ -29,8 +29,8 @@ class Parts:
     elbo: ELBO
 
 
-def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, data_dim: int,
-          num_data: Optional[int] = None, **options: Any) -> Parts:
+def build(model: str = "vae", guide: Optional[str] = None, elbo: Optional[str] = None, *,
+          data_dim: int, num_data: Optional[int] = None, **options: Any) -> Parts:
     """The parts named ``model``, ``guide`` and ``elbo`` for data of dimension ``data_dim``
     (``num_data`` training points, which a non-amortized guide needs). Model and guide share a
     parameter namespace of their own (``experiments.parts.namespaces``): parts built apart never
@@ -38,13 +38,16 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
 
     Each part's constructor receives exactly the ``options`` it names (``latent_dim``,
     ``hidden_dims``, ``num_particles``, …); the rest are ignored, so one flat set of options
-    (a ``Config``'s fields) serves every combination. An option left out takes ``Config``'s
-    default, so ``build`` and the command line build the same parts. An impossible
+    (a ``Config``'s fields) serves every combination. An option left out, the guide and the
+    estimator too, takes ``Config``'s default for ``model`` (``LatentVariableModel.defaults``),
+    so ``build`` and the command line build the same parts. An impossible
     combination, or a model that refuses its options (a ``ValueError``), is refused with a
     ``UserError`` in one line saying why and what would work.
     """
+    resolved = Config(model=model, guide=guide, elbo=elbo)
+    guide, elbo = resolved.guide, resolved.elbo
     check_names(model, guide, elbo)
-    options = with_defaults(options)
+    options = with_defaults(options, model)
     namespace = new_namespace()
     model_part = build_model(model, data_dim=data_dim, namespace=namespace, **options)
     check_combination(model, guide, elbo, model=model_part, **options)
@@ -63,7 +66,7 @@ def build_model(name: str, *, data_dim: int, namespace: Optional[str] = None,
     ``options`` its constructor names (``Config``'s defaults for the rest), in ``namespace``
     (default: a new one); a model that refuses its options (a ``ValueError``), or a network it
     cannot build (``network``), is refused in one line."""
-    factory, options = lookup(MODELS, name, "model"), with_defaults(options)
+    factory, options = lookup(MODELS, name, "model"), with_defaults(options, name)
     if options["network"] != "mlp" and "network" not in signature(factory).parameters:
         takers = [m for m, cls in MODELS.items() if "network" in signature(cls).parameters]
         raise UserError(f"--network {options['network']}: the {name} model's networks are MLPs "
@@ -97,8 +100,8 @@ def parts_for(config: Config, shape: DataShape, device: torch.device) -> Parts:
     return build_parts(config, shape.data_dim, shape.num_train, device, **from_data)
 
 
-def with_defaults(options: dict) -> dict:
-    """``options`` over ``Config``'s defaults: the settings a part's constructor names take
-    the command line's defaults, not the constructor's own."""
-    defaults = Config().part_options()
+def with_defaults(options: dict, model: str) -> dict:
+    """``options`` over ``Config``'s defaults for ``model``: the settings a part's constructor
+    names take the command line's defaults, not the constructor's own."""
+    defaults = Config(model=model).part_options()
     return {**defaults, **options}

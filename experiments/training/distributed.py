@@ -85,6 +85,9 @@ def check_training(config: Config, estimator: ELBO, num_train: int) -> None:
                         "loss_and_grads, and DistributedDataParallel needs one differentiable "
                         f"loss to synchronize; train it in one process, or choose one of "
                         f"{', '.join(able)}")
+    if config.labeled_batch and config.labels is not None:
+        raise UserError("--labeled-batch draws labeled rows apart in one process; under torchrun "
+                        "pass --labeled-batch 0 (labeled and unlabeled rows drawn alike)")
     if num_train < here.size:
         raise UserError(f"{num_train} training points cannot be shared among {here.size} ranks; "
                         "use more data or fewer processes")

@@ -5,7 +5,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pyro
 import torch
@@ -19,6 +19,7 @@ from experiments.common.files import write_csv
 from experiments.common.ranks import leader
 from experiments.config.config import Config
 from experiments.data.datasets import Dataset
+from experiments.data.labels import stratified_minibatches
 from experiments.evaluation.baselines import train_classifier
 from experiments.evaluation.metrics import metrics_on_test_set, scoring_guide
 from experiments.parts.build import Parts, parts_for
@@ -182,16 +183,33 @@ def training_steps(svi, estimator: ELBO, data: Dataset, config: Config, epoch: i
     watch = watch or DivergenceWatch(n)
     labels = data.y_train if svi.model.takes_labels else None       # (N,), −1: unlabeled
     batches.seed_rank(config.seed, epoch)
-    order = batches.minibatches(n, config.batch_size, config.seed, epoch, data.x_train.device)
+    order, given = epoch_minibatches(n, labels, config, epoch, data.x_train.device)
     for step, index in enumerate(order, 1):
         x = data.x_train[index]
         if config.binarize == "dynamic":
             x = torch.bernoulli(x)
-        given = {} if labels is None else {"y": labels[index]}
+        given = {**given, "y": labels[index]} if labels is not None else given
         loss = svi.step(x, index, num_data=n, **given)
         if has_loss:
             watch.check(loss, epoch, step)
         yield loss if has_loss else 0.0
+
+
+def epoch_minibatches(n: int, labels: Optional[torch.Tensor], config: Config, epoch: int,
+                      device) -> Tuple[List[torch.Tensor], dict]:
+    """The epoch's minibatches (indices) and what every step passes the model beside them:
+    where rows drawn alike would give a minibatch fewer than ``--labeled-batch`` labeled rows
+    on average (N_l·B < L·N, and some rows unlabeled), ``stratified_minibatches`` and the
+    number of labeled points; otherwise rows drawn alike, in an order fixed by (seed, epoch)
+    (``batches.minibatches``)."""
+    known = 0 if labels is None else int((labels >= 0).sum())
+    if 0 < known < n and known * config.batch_size < config.labeled_batch * n:
+        order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        drawn = stratified_minibatches(labels.cpu(), config.batch_size, config.labeled_batch,
+                                       order)
+        return [b.to(device) for b in drawn], {"num_labeled": known}
+    return batches.minibatches(n, config.batch_size, config.seed, epoch, device), {}
+
 
 
 def _nats(value: Optional[float]) -> str:

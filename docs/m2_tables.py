@@ -1,0 +1,147 @@
+"""The table of docs/results/m2.md from the runs of docs/m2_measure.py.
+
+    python docs/m2_tables.py docs/results/m2 runs/m2/*/*-seed*
+    python docs/m2_tables.py --cause docs/results/m2 runs/m2-cause/*/*-seed*
+
+collects the per-epoch rows of the run folders that ``docs/m2_measure.py`` trained (named
+<variant>-seed<s>; their config.json and metrics.csv, so a run cut short counts with the epochs
+it finished) into docs/results/m2/epochs.csv; takes each setting's runs at the last epoch all
+of them reached, and writes docs/results/m2/m2.csv (one row per data set, label count and
+variant: M2's and the
+classifier's test accuracy, mean and sd over seeds, the paired gain M2 − classifier with its
+standard error, the verdict at two standard errors, and how far M2's last epoch sits below its
+best, averaged over seeds) and the Markdown table between the ``<!-- table -->`` markers of
+docs/results/m2.md. With ``--cause`` (one seed per variant) it writes cause.csv and the
+per-epoch table between the ``<!-- cause -->`` markers instead.
+"""
+import csv
+import json
+import math
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean, stdev
+from typing import Dict, List
+
+COLUMNS = ("data", "labels", "variant", "epochs", "seeds", "m2_mean", "m2_sd", "baseline_mean",
+           "baseline_sd", "gain_mean", "gain_stderr", "verdict", "decline")
+EPOCH_COLUMNS = ("data", "labels", "variant", "seed", "epoch", "test_accuracy",
+                 "baseline_accuracy", "test_elbo")
+
+
+def collect(folders: List[Path]) -> List[dict]:
+    """The rows of ``docs/m2_measure.py``'s COLUMNS of every run folder, epoch by epoch."""
+    rows = []
+    for folder in folders:
+        config = json.loads((folder / "config.json").read_text())
+        with (folder / "metrics.csv").open() as f:
+            rows += [dict(data=config["data"], labels=config["labels"],
+                          variant=folder.name.rsplit("-seed", 1)[0], seed=config["seed"],
+                          epoch=r["epoch"], test_accuracy=r["test_accuracy"],
+                          baseline_accuracy=r["baseline_accuracy"], test_elbo=r["test_elbo"])
+                     for r in csv.DictReader(f)]
+    return rows
+
+
+def runs_by_setting(path: Path) -> Dict[tuple, List[List[dict]]]:
+    """Each run's rows in epoch order, grouped by (data, labels, variant)."""
+    runs = defaultdict(list)
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            runs[row["data"], int(row["labels"]), row["variant"], int(row["seed"])].append(row)
+    groups = defaultdict(list)
+    for (data, labels, variant, _), rows in sorted(runs.items()):
+        groups[data, labels, variant].append(sorted(rows, key=lambda r: int(r["epoch"])))
+    for key, runs in groups.items():       # the epochs every run of the setting reached
+        common = min(len(rows) for rows in runs)
+        groups[key] = [rows[:common] for rows in runs]
+    return groups
+
+
+def verdict(gain: float, stderr: float) -> str:
+    """Who wins at two standard errors of the paired gain."""
+    if gain > 2 * stderr:
+        return "M2"
+    return "classifier" if gain < -2 * stderr else "neither (within 2 s.e.)"
+
+
+def summary(data: str, labels: int, variant: str, runs: List[List[dict]]) -> dict:
+    last = [rows[-1] for rows in runs]
+    m2 = [float(r["test_accuracy"]) for r in last]
+    base = [float(r["baseline_accuracy"]) for r in last]
+    gains = [a - b for a, b in zip(m2, base)]
+    sd = lambda v: stdev(v) if len(v) > 1 else 0.0
+    stderr = sd(gains) / math.sqrt(len(gains))
+    best = [max(float(r["test_accuracy"]) for r in rows) for rows in runs]
+    return dict(data=data, labels=labels, variant=variant, epochs=int(last[0]["epoch"]),
+                seeds=len(runs), m2_mean=mean(m2), m2_sd=sd(m2), baseline_mean=mean(base),
+                baseline_sd=sd(base), gain_mean=mean(gains), gain_stderr=stderr,
+                verdict=verdict(mean(gains), stderr),
+                decline=mean(b - a for a, b in zip(m2, best)))
+
+
+def markdown(rows: List[dict]) -> str:
+    lines = ["| data | labels | variant | epochs | seeds | M2 | classifier alone | "
+             "M2 − classifier (± s.e.) | better at 2 s.e. | last epoch below best |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['data']} | {r['labels']} | {r['variant']} | {r['epochs']} | "
+                     f"{r['seeds']} | {r['m2_mean']:.3f} ± {r['m2_sd']:.3f} | "
+                     f"{r['baseline_mean']:.3f} ± {r['baseline_sd']:.3f} | "
+                     f"{r['gain_mean']:+.3f} ± {r['gain_stderr']:.3f} | {r['verdict']} | "
+                     f"{r['decline']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def cause_markdown(rows: List[dict]) -> str:
+    """Test accuracy by variant (rows) and epoch (columns), "–" past a run's last epoch."""
+    by_variant = defaultdict(dict)
+    for r in rows:
+        by_variant[r["variant"]][int(r["epoch"])] = float(r["test_accuracy"])
+    last = max(max(epochs) for epochs in by_variant.values())
+    lines = ["| variant | " + " | ".join(f"epoch {e}" for e in range(1, last + 1)) + " |",
+             "|---|" + "---|" * last]
+    for variant, epochs in by_variant.items():
+        cells = [f"{epochs[e]:.3f}" if e in epochs else "–" for e in range(1, last + 1)]
+        lines.append(f"| `{variant}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_rows(path: Path, rows: List[dict]) -> None:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, EPOCH_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def fill(page: Path, marker: str, text: str) -> None:
+    """Put ``text`` between the ``<!-- marker -->`` lines of ``page``."""
+    pattern = re.compile(rf"(<!-- {marker} -->\n).*?(<!-- /{marker} -->)", re.S)
+    page.write_text(pattern.sub(lambda m: m[1] + text + m[2], page.read_text()))
+
+
+def main(argv=None) -> int:
+    argv = list(argv or sys.argv[1:])
+    cause = argv[0] == "--cause"
+    out, *folders = (Path(a) for a in argv[cause:])
+    out.mkdir(parents=True, exist_ok=True)
+    page = out.parent / "m2.md"
+    if cause:           # one seed per variant: the per-epoch table, no summary
+        rows = collect(folders)
+        write_rows(out / "cause.csv", rows)
+        fill(page, "cause", cause_markdown(rows))
+        return 0
+    epochs = out / "epochs.csv"
+    write_rows(epochs, collect(folders))
+    rows = [summary(*key, runs) for key, runs in runs_by_setting(epochs).items()]
+    with (out / "m2.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    fill(page, "table", markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
