@@ -77,7 +77,7 @@ def summary(data: str, labels: int, variant: str, runs: List[List[dict]]) -> dic
     return dict(data=data, labels=labels, variant=variant, epochs=int(last[0]["epoch"]),
                 seeds=len(runs), m2_mean=mean(m2), m2_sd=sd(m2), baseline_mean=mean(base),
                 baseline_sd=sd(base), gain_mean=mean(gains), gain_stderr=stderr,
-                verdict=verdict(mean(gains), stderr),
+                verdict=verdict(mean(gains), stderr) if len(gains) > 1 else "one seed: no s.e.",
                 decline=mean(b - a for a, b in zip(m2, best)))
 
 

@@ -48,7 +48,8 @@ class SSVAE(LatentVariableModel):
     takes_labels = True
     #: y summed out on unlabeled rows, q(y|x) also trained on the labels with Pyro's α = 46
     #: grown with the pixels (46 · 784/64), 16 labeled rows in every minibatch, lesson 7's
-    #: sizes: with them M2 beats its classifier alone at 28×28 (docs/results/m2.md)
+    #: sizes: with them M2 ties its classifier alone at 28×28, where lesson 7's lost by 0.25
+    #: (docs/results/m2.md)
     defaults = {**LatentVariableModel.defaults, "guide": "m2-enum", "elbo": "enum",
                 "aux_weight": 563.5, "likelihood": "continuous-bernoulli", "latent_dim": 8,
                 "hidden_dims": (128,), "batch_size": 64, "lr": 2e-3, "labeled_batch": 16}

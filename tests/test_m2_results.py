@@ -49,8 +49,8 @@ def _expected_rows():
         gain = m2 - base
         se = gain.std(ddof=1) / math.sqrt(len(gain)) if len(gain) > 1 else 0.0
         best = np.array([max(float(r["test_accuracy"]) for r in run.values()) for run in runs])
-        sd = lambda v: v.std(ddof=1) if len(v) > 1 else 0.0
-        winner = ("M2" if gain.mean() > 2 * se else
+        sd = lambda v: v.std(ddof=1) if len(v) > 1 else 0.0  # noqa: E731
+        winner = ("one seed: no s.e." if len(gain) == 1 else "M2" if gain.mean() > 2 * se else
                   "classifier" if gain.mean() < -2 * se else "neither (within 2 s.e.)")
         expected[key] = [str(max(runs[0])), str(len(runs)),
                          f"{m2.mean():.3f} ± {sd(m2):.3f}", f"{base.mean():.3f} ± {sd(base):.3f}",
