@@ -49,7 +49,7 @@ def _expected_rows():
         gain = m2 - base
         se = gain.std(ddof=1) / math.sqrt(len(gain)) if len(gain) > 1 else 0.0
         best = np.array([max(float(r["test_accuracy"]) for r in run.values()) for run in runs])
-        sd = lambda v: v.std(ddof=1) if len(v) > 1 else 0.0  # noqa: E731
+        sd = lambda v: v.std(ddof=1) if len(v) > 1 else 0.0
         winner = ("one seed: no s.e." if len(gain) == 1 else "M2" if gain.mean() > 2 * se else
                   "classifier" if gain.mean() < -2 * se else "neither (within 2 s.e.)")
         expected[key] = [str(max(runs[0])), str(len(runs)),
