@@ -6,26 +6,30 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lessons clean
+.PHONY: demo test docs bench lessons clean
 
 demo: $(STAMP)  ## set up, train the default VAE on the bundled digits, print where the results are
 	$(BIN)/python -m experiments.train --model vae --guide normal --elbo trace --data digits
 
-test: $(STAMP)  ## set up and run the test suite
+test: $(STAMP)  ## set up, run the test suite, then build the documentation site (make docs)
 	$(BIN)/python -m pytest
+	$(MAKE) docs
+
+docs: $(STAMP)  ## build the site into docs/_build/html, offline, executing the examples; warnings are errors
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)  ## time ELBO Lab against plain PyTorch and NumPyro (about 8 minutes), write benchmarks/RESULTS.md
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[bench]' \
 		|| echo "NumPyro could not be installed: the benchmark leaves its rows out"
 	$(BIN)/python -m benchmarks.run
 
-lessons: $(STAMP)  ## regenerate the lessons' figures and numbers in docs/ (about 25 minutes)
+lessons: $(STAMP)  ## regenerate the lessons' figures and numbers in docs/lessons/ (about 25 minutes)
 	$(BIN)/python -m experiments.lessons
-	PY=$(BIN)/python bash docs/lesson7.sh
+	PY=$(BIN)/python bash experiments/results/labels.sh
 
 $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
-	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test]'
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[test,docs]'
 	touch $(STAMP)
 
 clean:

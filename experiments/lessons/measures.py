@@ -1,5 +1,5 @@
-"""The measurements and figures of each of the six lessons in docs/, from the finished runs
-of ``experiments.docs.runs``, and the regeneration of them all (``make lessons``)."""
+"""The measurements and figures of each of the six lessons in docs/lessons/, from the finished
+runs of ``experiments.lessons.runs``, and the regeneration of them all (``make lessons``)."""
 import csv
 import json
 import math
@@ -12,8 +12,8 @@ import torch
 
 from experiments.common.files import copy_file, write_json
 from experiments.common.rng import isolated_rng
-from experiments.docs.markers import fill_lessons
-from experiments.docs.runs import COMPARISONS, RUNS, Budget, run_comparison, train_all
+from experiments.lessons.markers import fill_lessons
+from experiments.lessons.runs import COMPARISONS, RUNS, Budget, run_comparison, train_all
 from experiments.evaluation.bounds import elbo_terms, importance_weights, iwae_bounds, renyi_bounds
 from experiments.evaluation.diagnostics import posterior_kl_per_point
 from experiments.evaluation.gaps import inference_gaps
@@ -47,7 +47,7 @@ class Lessons:
         return load_trained(self.run_dir(name))
 
     def figure(self, run: str, figure: str, name: str) -> None:
-        """A run's own figure, copied to docs/figures/<name>.png."""
+        """A run's own figure, copied to docs/lessons/figures/<name>.png."""
         copy_file(self.run_dir(run) / f"{figure}.png", self.figures / f"{name}.png")
 
     def lesson1(self) -> dict:
@@ -216,7 +216,8 @@ def _pick(summary: dict, *keys: str, prefix: str = "") -> dict:
 
 
 def regenerate(out: Path, docs: Optional[Path], budget: Budget, jobs: int) -> dict:
-    """Train, measure, draw; then write docs/lessons.json and fill docs/lesson*.md."""
+    """Train, measure, draw; then write docs/lessons/lessons.json and fill
+    docs/lessons/lesson*.md."""
     started = time.perf_counter()
     print(f"training {len(RUNS)} runs in {jobs} processes into {out}/", file=sys.stderr)
     train_all({name: budget.config(settings, out / name) for name, settings in RUNS.items()},

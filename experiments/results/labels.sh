@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lesson 7's runs and tables (make lessons runs this after experiments.lessons; ~15 minutes on 2 cores).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
 SS="--model ssvae --likelihood continuous-bernoulli --hidden-dims 128 --latent-dim 8
     --batch-size 64 --lr 0.002 --epochs 30 --iwae-samples 10 --grad-draws 2 --jobs 2 --force"
@@ -19,7 +19,7 @@ CV="--model cvae --guide normal --elbos trace --hidden-dims 128 --latent-dim 2 -
 for k in 1 2 3; do
   $PY -m experiments.compare $CV --visible $k --out runs/lesson7/cvae-$k
 done
-$PY docs/lesson7_tables.py runs/lesson7 docs/results/lesson7
+$PY -m experiments.results.labels runs/lesson7 docs/results/lesson7
 cp runs/lesson7/ssvae-100-aux/runs/enum-seed0/accuracy.png \
    runs/lesson7/ssvae-100-aux/runs/enum-seed0/style.png docs/results/lesson7/
 cp runs/lesson7/cvae-1/runs/trace-seed0/completions.png docs/results/lesson7/

@@ -1,9 +1,9 @@
 """Minimal reproduction: Pyro's RenyiELBO puts the minibatch scale N/B inside its log-mean-exp.
 
-    python docs/pyro_renyi_subsampling.py
+    python examples/pyro_renyi_subsampling.py
 
 needs only torch and pyro-ppl (checked with pyro-ppl 1.9.1 and 1.9.2). See
-docs/pyro-renyi-subsampling.md for what it prints and why it matters.
+docs/design/pyro-renyi-subsampling.md for what it prints and why it matters.
 """
 import math
 

@@ -2,10 +2,11 @@
 
     python -m experiments.lessons [--out runs/lessons] [--jobs 2] [--quick]
 
-Trains the small runs that the six lessons in docs/ describe (in ``--jobs`` processes), measures
-what the lessons quote, writes the figures to docs/figures/, the numbers to docs/lessons.json,
-and rewrites every number quoted in docs/lesson*.md from that JSON. In the Markdown a quoted
-number is its value followed by an invisible marker that names it and its format,
+Trains the small runs that the six lessons in docs/lessons/ describe (in ``--jobs``
+processes), measures what the lessons quote, writes the figures to docs/lessons/figures/, the
+numbers to docs/lessons/lessons.json, and rewrites every number quoted in
+docs/lessons/lesson*.md from that JSON. In the Markdown a quoted number is its value followed by
+an invisible marker that names it and its format,
 
     the exact log-likelihood is -2.080<!--lesson1.exact_log_likelihood:.3f-->
 
@@ -24,11 +25,11 @@ from experiments.common.command import command, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
-    from experiments.docs.lessons import regenerate
-    from experiments.docs.markers import fill_lessons
-    from experiments.docs.runs import Budget
+    from experiments.lessons.measures import regenerate
+    from experiments.lessons.markers import fill_lessons
+    from experiments.lessons.runs import Budget
 
-DOCS = Path("docs")
+DOCS = Path("docs/lessons")
 
 
 @command
@@ -38,13 +39,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/lessons"),
                    help="folder of the runs (default: %(default)s)")
     p.add_argument("--docs", type=Path, default=None,
-                   help="where the lessons live (default: docs/, or nothing with --quick)")
+                   help="where the lessons live (default: docs/lessons/, or nothing with --quick)")
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (default: 2)")
     p.add_argument("--quick", action="store_true",
                    help="every step on a sliver of the budget: checks the pipeline")
     p.add_argument("--fill-only", action="store_true",
-                   help="train nothing: rewrite the numbers quoted in docs/lesson*.md from "
-                        "docs/lessons.json (after editing a lesson's text)")
+                   help="train nothing: rewrite the numbers quoted in docs/lessons/lesson*.md "
+                        "from docs/lessons/lessons.json (after editing a lesson's text)")
     args = p.parse_args(argv)
     if args.jobs < 1:
         raise UserError("--jobs must be at least 1")

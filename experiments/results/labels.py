@@ -1,12 +1,12 @@
 """The tables of lesson 7 from the comparisons its commands leave behind.
 
-    python docs/lesson7_tables.py runs/lesson7 docs/results/lesson7
+    python -m experiments.results.labels runs/lesson7 docs/results/lesson7
 
 reads the run folders under runs/lesson7/<comparison>/runs/ (written by the
-``python -m experiments.compare`` commands of docs/lesson7-labels.md) and writes tables.md, the
-Markdown the lesson shows, and tables.json, every number in it. The cvae's per-point
-conditional NLLs are recomputed from each reloaded run with the run's own --iwae-samples and
-evaluation seed, so their mean is the summary's test_conditional_nll (checked here).
+``python -m experiments.compare`` commands of docs/lessons/lesson7-labels.md) and writes
+tables.md, the Markdown the lesson shows, and tables.json, every number in it. The cvae's
+per-point conditional NLLs are recomputed from each reloaded run with the run's own
+--iwae-samples and evaluation seed, so their mean is the summary's test_conditional_nll (checked here).
 """
 import json
 import math

@@ -1,4 +1,4 @@
-"""Numbers quoted in the lessons' Markdown, filled in from docs/lessons.json.
+"""Numbers quoted in the lessons' Markdown, filled in from docs/lessons/lessons.json.
 
 A quoted number is its value followed by an invisible marker that names it and its format,
 
@@ -26,8 +26,8 @@ def fill(text: str, numbers: dict) -> str:
         try:
             value = numbers[lesson][name]
         except KeyError:
-            raise UserError(f"the lessons quote {match['key']}, which docs/lessons.json does "
-                            "not hold: run `make lessons`, or fix the marker")
+            raise UserError(f"the lessons quote {match['key']}, which docs/lessons/lessons.json "
+                            "does not hold: run `make lessons`, or fix the marker")
         return f"{format(value, match['spec'])}<!--{match['key']}:{match['spec']}-->"
     return MARKER.sub(replace, text)
 
@@ -37,7 +37,7 @@ def quoted_keys(text: str) -> List[str]:
 
 
 def fill_lessons(docs: Path, numbers: dict) -> None:
-    """Rewrite the quoted numbers of every docs/lesson*.md from ``numbers``, each file
+    """Rewrite the quoted numbers of every docs/lessons/lesson*.md from ``numbers``, each file
     atomically, and only once all of them have been filled without error."""
     filled = {path: fill(path.read_text(), numbers) for path in sorted(docs.glob("lesson*.md"))}
     for path, text in filled.items():

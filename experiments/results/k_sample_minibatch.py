@@ -1,6 +1,7 @@
-"""The K-sample estimators under minibatches, on the lvm and the ring (docs/pyro-renyi-subsampling.md).
+"""The K-sample estimators under minibatches, on the lvm and the ring
+(docs/design/pyro-renyi-subsampling.md).
 
-    .venv/bin/python docs/k_sample_minibatch_check.py            # about 25 minutes on 2 cores
+    .venv/bin/python -m experiments.results.k_sample_minibatch         # about 25 minutes on 2 cores
 
 Trains the lvm (d = 2, hidden 400, normal guide, lr 3e-3, K = 10 vectorized) on 1,797 points of
 the ring with minibatches of 128 and with the full batch, for ``iwae``, ``renyi`` (α = 0.5) and

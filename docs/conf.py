@@ -1,0 +1,38 @@
+"""Sphinx configuration of ELBO Lab's documentation site (``make docs``).
+
+The site is Markdown (MyST) in guide/, design/, results/ and lessons/, each folder globbed into
+the contents, an API reference from the docstrings in api/, and the examples and executable
+lessons rendered by sphinx-gallery. It builds offline, warnings as errors."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(Path(__file__).parent / "_ext")]
+
+project = "ELBO Lab"
+author = "ELBO Lab contributors"
+copyright = "the ELBO Lab contributors, Apache-2.0"
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "registry",
+    "plaintext",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+# results/<name>/ hold what a command wrote (tables.md, comparison.md): the pages include them
+exclude_patterns = ["_build", "**/README.md", "results/*/**"]
+myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3                # [text](page.md#a-heading) links resolve
+
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_inherit_docstrings = False     # torch.nn.Module.forward's is not about our parts
+autodoc_default_options = {"undoc-members": False}
+napoleon_use_param = True
+
+html_theme = "furo"
+html_title = "ELBO Lab"
+html_static_path = []
