@@ -36,3 +36,18 @@ napoleon_use_param = True
 html_theme = "furo"
 html_title = "ELBO Lab"
 html_static_path = []
+
+# the examples (examples/) and lessons, executed at every build: sphinx-gallery writes each as a
+# page with its output and figures, and as a downloadable .py and .ipynb
+extensions.append("sphinx_gallery.gen_gallery")
+sphinx_gallery_conf = {
+    "examples_dirs": [str(ROOT / "examples")],
+    "gallery_dirs": ["generated/examples"],
+    "filename_pattern": r".*\.py$",           # execute every script, not only plot_*.py
+    "ignore_pattern": r"__init__\.py",
+    "reset_modules": ("matplotlib", "gallery_reset.reset_pyro"),
+    "abort_on_example_error": True,
+    "show_memory": False,
+    "min_reported_time": 1,
+    "download_all_examples": False,
+}

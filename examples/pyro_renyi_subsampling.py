@@ -1,9 +1,15 @@
-"""Minimal reproduction: Pyro's RenyiELBO puts the minibatch scale N/B inside its log-mean-exp.
+"""
+Pyro's RenyiELBO puts the minibatch scale inside its log-mean-exp
+=================================================================
+
+A minimal reproduction, torch and pyro-ppl only (checked with pyro-ppl 1.9.1 and 1.9.2): under
+``pyro.plate(subsample=...)`` the IWAE bound of a minibatch should be (N/B) Σ_i log (1/K)
+Σ_k w_ik, the scale outside the log; Pyro's ``RenyiELBO(alpha=0)`` computes
+Σ_i log (1/K) Σ_k w_ik^(N/B), the scale inside, which is another objective whenever B < N.
+The printout shows Pyro's loss equal to the scale-inside sum, far from the bound. See the design
+note "Pyro's RenyiELBO under minibatch subsampling" for why it matters and what ELBO Lab does.
 
     python examples/pyro_renyi_subsampling.py
-
-needs only torch and pyro-ppl (checked with pyro-ppl 1.9.1 and 1.9.2). See
-docs/design/pyro-renyi-subsampling.md for what it prints and why it matters.
 """
 import math
 

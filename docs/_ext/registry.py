@@ -17,6 +17,8 @@ class Registry(Directive):
         registry = getattr(importlib.import_module(module), name)
         lines = []
         for key, cls in registry.items():
+            if cls.__module__ == "__main__":    # registered by a script (an example) run here
+                continue
             lines += [f"``{key}``", "-" * (len(key) + 4), "",
                       f".. autoclass:: {cls.__module__}.{cls.__qualname__}",
                       "   :members:", "   :show-inheritance:", ""]
