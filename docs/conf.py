@@ -23,7 +23,7 @@ extensions = [
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 # results/<name>/ hold what a command wrote (tables.md, comparison.md): the pages include them
-exclude_patterns = ["_build", "**/README.md", "results/*/**"]
+exclude_patterns = ["_build", "**/README.md", "results/*/**", "lessons/GALLERY_HEADER.rst"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3                # [text](page.md#a-heading) links resolve
 
@@ -41,8 +41,8 @@ html_static_path = []
 # page with its output and figures, and as a downloadable .py and .ipynb
 extensions.append("sphinx_gallery.gen_gallery")
 sphinx_gallery_conf = {
-    "examples_dirs": [str(ROOT / "examples")],
-    "gallery_dirs": ["generated/examples"],
+    "examples_dirs": [str(ROOT / "examples"), "lessons"],
+    "gallery_dirs": ["generated/examples", "generated/lessons"],
     "filename_pattern": r".*\.py$",           # execute every script, not only plot_*.py
     "ignore_pattern": r"__init__\.py",
     "reset_modules": ("matplotlib", "gallery_reset.reset_pyro"),

@@ -33,8 +33,10 @@ RENYI_ALPHAS = tuple(a / 10 for a in range(11))
 class Lessons:
     """Measures and figures of each lesson, from the finished runs in ``out``."""
 
-    def __init__(self, out: Path, figures: Path, budget: Budget, jobs: int):
+    def __init__(self, out: Path, figures: Path, budget: Budget, jobs: int,
+                 comparisons: Dict[str, tuple] = COMPARISONS):
         self.out, self.figures, self.budget, self.jobs = out, figures, budget, jobs
+        self.comparisons = comparisons          # lesson 4's: (settings, --elbos) by name
         figures.mkdir(parents=True, exist_ok=True)
 
     def run_dir(self, name: str) -> Path:
@@ -138,7 +140,7 @@ class Lessons:
                       v.std().item() for k, v in draws.items()},
                    **{f"toy_mean_{k.replace('score function', 'score').replace(', ', '_')}":
                       v.mean().item() for k, v in draws.items()}}
-        for name, (settings, elbos) in COMPARISONS.items():
+        for name, (settings, elbos) in self.comparisons.items():
             rows = run_comparison(settings, elbos, self.out / name, self.budget, self.jobs)
             for figure in ("gradient_variance", "curves"):
                 copy_file(self.out / name / f"{figure}.png",
