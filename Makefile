@@ -18,12 +18,12 @@ test: $(STAMP)  ## set up, run the test suite, then build the documentation site
 docs: $(STAMP)  ## build the site into docs/_build/html, offline, executing the examples; warnings are errors
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-bench: $(STAMP)  ## time ELBO Lab against plain PyTorch and NumPyro (about 8 minutes), write benchmarks/RESULTS.md
+bench: $(STAMP)  ## time ELBO Lab against plain PyTorch and NumPyro (times: README), write benchmarks/RESULTS.md
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[bench]' \
 		|| echo "NumPyro could not be installed: the benchmark leaves its rows out"
 	$(BIN)/python -m benchmarks.run
 
-lessons: $(STAMP)  ## regenerate the lessons' figures and numbers in docs/lessons/ (about 25 minutes)
+lessons: $(STAMP)  ## regenerate the lessons' figures and numbers in docs/lessons/ (times: README)
 	$(BIN)/python -m experiments.lessons
 	PY=$(BIN)/python bash experiments/results/labels.sh
 

@@ -42,11 +42,14 @@ def test_fill_refuses_a_marker_the_numbers_do_not_hold():
         fill("1.0<!--lesson1.missing:.2f-->", {"lesson1": {}})
 
 
-def test_there_are_seven_lessons_and_the_readme_links_each():
-    readme = (ROOT / "README.md").read_text()
+def test_there_are_seven_lessons_each_linked_from_the_index_and_run_by_a_script():
+    index = (DOCS / "index.md").read_text()
     assert len(LESSONS) == 6 and sorted(DOCS.glob("lesson*.md")) == sorted(LESSONS + [LESSON7])
-    for path in LESSONS + [LESSON7]:
-        assert f"docs/lessons/{path.name}" in readme
+    for number, path in enumerate(LESSONS + [LESSON7], start=1):
+        assert f"]({path.name})" in index
+        script = f"run_lesson{number}.py"
+        assert (DOCS / script).is_file() and f"]({script})" in path.read_text()
+    assert "docs/lessons/index.md" in (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Lesson 7's runs and tables (make lessons runs this after experiments.lessons; ~15 minutes on 2 cores).
+# Lesson 7's runs and tables (make lessons runs this after experiments.lessons; times: README).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
