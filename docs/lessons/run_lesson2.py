@@ -15,7 +15,7 @@ true p(z|x) drawn beside the Gaussian q(z|x). The lesson's text:
 # vectorize_particles=True`` (a tighter bound), or ``data="spiral"``. The lesson's text trains
 # 200 epochs.
 RUNS = {
-    "lvm-normal": dict(model="lvm", guide="normal", data="ring", epochs=40, lr=3e-3),
+    "lvm-normal": dict(model="lvm", guide="normal", data="ring", epochs=20, lr=3e-3),
 }
 
 # %%

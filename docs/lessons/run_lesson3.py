@@ -14,8 +14,8 @@ text: :doc:`/lessons/lesson3-the-elbo`.
 # Gaussian q. Try ``guide="mvn"`` on the second and watch its gap shrink.
 RUNS = {
     "gmm-categorical": dict(model="gmm", guide="categorical", elbo="tracegraph", init="kmeans",
-                            data="gmm-1d", epochs=20),
-    "lvm-normal": dict(model="lvm", guide="normal", data="ring", epochs=40, lr=3e-3),
+                            data="gmm-1d", epochs=10),
+    "lvm-normal": dict(model="lvm", guide="normal", data="ring", epochs=20, lr=3e-3),
 }
 
 # %%

@@ -13,9 +13,9 @@ lesson's text: :doc:`/lessons/lesson5-the-vae`.
 # Try ``latent_dim=10`` (no manifold figure then: it needs d = 2), ``guide="flow"``, or
 # ``elbo="iwae", num_particles=5, vectorize_particles=True``. The lesson's text trains 50 epochs.
 RUNS = {
-    "vae-bernoulli": dict(model="vae", guide="normal", data="digits", epochs=15),
+    "vae-bernoulli": dict(model="vae", guide="normal", data="digits", epochs=10),
     "vae-gaussian": dict(model="vae", guide="normal", likelihood="gaussian", binarize="none",
-                         data="digits", epochs=15),
+                         data="digits", epochs=10),
 }
 
 # %%

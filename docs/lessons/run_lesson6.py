@@ -13,7 +13,7 @@ encoder). The lesson's text: :doc:`/lessons/lesson6-tighter-bounds`.
 # Four runs of the same model: the Gaussian guide (the reference), a full-covariance one, a
 # flow, and the Gaussian trained with the IWAE bound. Try ``num_particles=50`` on the last, or
 # ``flow_layers=4``. The lesson's text trains 200 epochs.
-common = dict(model="lvm", data="ring", epochs=40, lr=3e-3)
+common = dict(model="lvm", data="ring", epochs=20, lr=3e-3)
 RUNS = {
     "lvm-normal": dict(common, guide="normal"),
     "lvm-mvn": dict(common, guide="mvn"),
