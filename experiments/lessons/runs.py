@@ -37,7 +37,7 @@ GRAD_DRAWS = 100              # gradient draws per measurement
 SCATTER_POINTS = 200          # test points of the gap-against-KL figure
 GAP_POINTS = 100              # test points of the inference gaps
 QUICK = dict(epochs=1, num_train=200, num_test=40, iwae_samples=20)
-LAPTOP = dict(iwae_samples=200)      # a laptop's lesson names its runs' epochs itself
+LAPTOP = dict(iwae_samples=200, num_test=200)   # a lesson names its runs' epochs itself
 
 
 class Budget:
