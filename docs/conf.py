@@ -24,7 +24,7 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 # results/<name>/ hold what a command wrote (tables.md, comparison.md): the pages include them
 exclude_patterns = ["_build", "**/README.md", "results/*/**", "lessons/GALLERY_HEADER.rst",
-                    "lessons/runs/**"]          
+                    "lessons/runs/**"]          # what the executed lessons trained
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3                # [text](page.md#a-heading) links resolve
 
