@@ -51,4 +51,5 @@ sphinx_gallery_conf = {
     "show_memory": False,
     "min_reported_time": 1,
     "download_all_examples": False,
+    "within_subsection_order": "FileNameSortKey",       # lesson 1 before lesson 2
 }

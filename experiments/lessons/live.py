@@ -31,15 +31,18 @@ def run_lesson(number: int, runs: Dict[str, dict], comparisons: Dict[str, tuple]
 
 
 def show(*names: str) -> None:
-    """The lesson's figures ``OUT/figures/<name>.png``, each drawn as a figure of its own."""
+    """The lesson's figures ``OUT/figures/<name>.png``, stacked in one figure."""
     show_file(*(OUT / "figures" / f"{name}.png" for name in names))
 
 
 def show_file(*paths) -> None:
-    """The PNG files ``paths``, each drawn as a figure of its own (a notebook shows them)."""
-    for path in paths:
-        image = matplotlib.image.imread(path)
-        height, width = image.shape[:2]
-        fig = plt.figure(figsize=(8, 8 * height / width))
-        fig.add_axes([0, 0, 1, 1]).imshow(image)
-        fig.axes[0].axis("off")
+    """The PNG files ``paths`` stacked in one figure, each at the page's full width (a notebook
+    or the site shows it as one picture)."""
+    images = [matplotlib.image.imread(path) for path in paths]
+    heights = [image.shape[0] / image.shape[1] for image in images]      # height per width
+    fig, axes = plt.subplots(len(images), 1, figsize=(8, 8 * sum(heights)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, image in zip(axes[:, 0], images):
+        ax.imshow(image)
+        ax.axis("off")
+    fig.subplots_adjust(left=0, right=1, top=1, bottom=0, hspace=0.02)
