@@ -17,8 +17,8 @@ from typing import List, Optional
 from experiments.common.command import add_version, starting
 
 #: the subcommands, each the module that runs it
-COMMANDS = {name: f"experiments.{name}" for name in ("train", "compare", "gaps", "list",
-                                                      "lessons")}
+COMMANDS = {**{name: f"experiments.{name}" for name in ("train", "compare", "gaps", "list")},
+            "lessons": "experiments.lessons.__main__"}
 
 
 def summary(module: str) -> str:

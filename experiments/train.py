@@ -21,9 +21,11 @@ with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from models import MODELS
 
 #: what the printed train ELBO is, by --binarize: with dynamic binarization it estimates what
-#: the test ELBO does (no binary image is seen twice), so it may sit below it (README, "A run")
+#: the test ELBO does (no binary image is seen twice), so it may sit below it
+#: (docs/guide/a-run.md)
 TRAIN_NOTES = {
-    "dynamic": "mean over the last epoch's steps, fresh binarizations (may sit below test: README)",
+    "dynamic": "mean over the last epoch's steps, fresh binarizations "
+               "(may sit below test: docs/guide/a-run.md)",
     "static": "mean over the last epoch's steps",
     "none": "mean over the last epoch's steps",
 }

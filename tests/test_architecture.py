@@ -1,4 +1,5 @@
-"""The folder tells the architecture: the top-level modules of experiments/ are the commands,
+"""The folder tells the architecture: the top-level modules of experiments/ (and the
+``__main__`` of a command that is a package) are the commands,
 the library sits in subpackages that never import a command, the imports between the modules
 of experiments/ form no cycle, every room stands on a declared floor and imports only from the
 floors below it, models and guides never import experiments, and loading a finished run never
@@ -29,7 +30,7 @@ FLOORS = [
     {"experiments.figures"},
     {"experiments.training"},
     {"experiments.comparison", "benchmarks"},
-    {"experiments.docs"},
+    {"experiments.lessons", "experiments.results"},
     COMMANDS,
 ]
 PACKAGES = ("experiments", "models", "guides", "benchmarks")
@@ -118,7 +119,8 @@ def find_cycle(graph: Dict[str, Set[str]]) -> List[str]:
 
 def test_the_top_level_modules_are_the_commands():
     top = {name for name, path in modules("experiments").items()
-           if path.parent == ROOT / "experiments" and path.name != "__init__.py"}
+           if (path.parent == ROOT / "experiments" and path.name != "__init__.py")
+           or path.name == "__main__.py"}
     assert top == COMMANDS
     for name in COMMANDS:
         tree = ast.parse(modules("experiments")[name].read_text())

@@ -210,4 +210,4 @@ def test_the_printed_summary_says_why_the_train_elbo_may_sit_below_the_test_elbo
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     line = next(text for text in capsys.readouterr().out.splitlines() if "train ELBO" in text)
     assert f"{summary['train_elbo']:10.3f}" in line
-    assert "fresh binarizations (may sit below test: README)" in line
+    assert "fresh binarizations (may sit below test: docs/guide/a-run.md)" in line

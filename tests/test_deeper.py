@@ -1,5 +1,5 @@
-"""The README's section on deeper models: its measurements run (at a sliver of their size), its
-tables are the ones ``results.json`` gives, and its numbers obey the math they claim."""
+"""The results page on deeper models (docs/results/deeper.md): its measurements run (at a
+sliver of their size), its tables are the ones ``results.json`` gives, and its numbers obey the math they claim."""
 import json
 import math
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.docs import deeper
+from experiments.results import deeper
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = json.loads((ROOT / deeper.RESULTS / "results.json").read_text())
@@ -25,8 +25,8 @@ def test_every_measurement_runs_and_writes_its_files(tmp_path):
     assert (tmp_path / "out" / "tables.md").read_text() == deeper.markdown(saved)
 
 
-def test_the_readme_shows_the_measured_tables():
-    readme = (ROOT / "README.md").read_text()
+def test_the_results_page_shows_the_measured_tables():
+    readme = (ROOT / "docs" / "results" / "deeper.md").read_text()
     for table in deeper.markdown(RESULTS).strip().split("\n\n"):
         assert table in readme
 
@@ -70,8 +70,8 @@ def test_beta_trades_reconstruction_for_kl():
 
 
 def test_the_prose_quotes_the_table():
-    """The differences the README's sentences quote, recomputed from ``results.json``."""
-    readme = (ROOT / "README.md").read_text()
+    """The differences the results page's sentences quote, recomputed from ``results.json``."""
+    readme = (ROOT / "docs" / "results" / "deeper.md").read_text()
     rows = {r["name"]: r for r in RESULTS["burda"]["rows"]}
     best = rows["2 layers, iwae K=50"]
     assert f"by {best['gain_over_1_layer_trace']:.2f} ± {best['gain_stderr']:.2f} nats" in readme

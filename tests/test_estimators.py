@@ -62,13 +62,14 @@ def test_list_prints_registries_and_a_matrix_per_model(capsys):
         assert word in out
 
 
-def test_the_readme_shows_the_current_matrix(capsys):
+def test_the_parts_page_shows_the_current_matrix(capsys):
     from pathlib import Path
 
     assert listing.main(["--markdown"]) == 0
     table = capsys.readouterr().out.strip()
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert table in readme, "README's matrix is stale: paste `elbolab list --markdown`"
+    page = (Path(__file__).parent.parent / "docs" / "guide" / "parts.md").read_text()
+    assert table in page, ("docs/guide/parts.md's matrix is stale: paste "
+                           "`elbolab list --markdown`")
 
 
 @pytest.mark.parametrize("ours, pyros, model, guide", [

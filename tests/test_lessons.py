@@ -1,8 +1,8 @@
-"""The lessons in docs/: every number they quote is the one ``make lessons`` wrote to
-docs/lessons.json, every figure they show exists, and the pipeline that regenerates both still
+"""The lessons in docs/lessons/: every number they quote is the one ``make lessons`` wrote to
+docs/lessons/lessons.json, every figure they show exists, and the pipeline that regenerates both still
 produces every quoted number and figure (on a sliver of the budget). Lesson 7 quotes tables
 that its own commands measure (too long for ``make lessons``): they are the ones
-docs/lesson7_tables.py wrote, and what the text claims of them holds."""
+experiments/results/labels.py wrote, and what the text claims of them holds."""
 import json
 import re
 import shutil
@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 
 from experiments.common.errors import UserError
-from experiments.docs.lessons import regenerate
-from experiments.docs.markers import fill, quoted_keys
-from experiments.docs.runs import Budget
+from experiments.lessons.measures import regenerate
+from experiments.lessons.markers import fill, quoted_keys
+from experiments.lessons.runs import Budget
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
+DOCS = ROOT / "docs" / "lessons"
 #: lessons whose numbers its own commands measure, outside ``make lessons``
 MEASURED_APART = ("lesson7-labels.md",)
 LESSONS = sorted(p for p in DOCS.glob("lesson*.md") if p.name not in MEASURED_APART)
 LESSON7 = DOCS / "lesson7-labels.md"
-TABLES7 = DOCS / "results" / "lesson7"
+TABLES7 = ROOT / "docs" / "results" / "lesson7"
 NUMBERS = json.loads((DOCS / "lessons.json").read_text())
 IMAGE = re.compile(r"!\[[^\]]*\]\((?P<path>[^)]+\.png)\)")
 
@@ -42,11 +42,14 @@ def test_fill_refuses_a_marker_the_numbers_do_not_hold():
         fill("1.0<!--lesson1.missing:.2f-->", {"lesson1": {}})
 
 
-def test_there_are_seven_lessons_and_the_readme_links_each():
-    readme = (ROOT / "README.md").read_text()
+def test_there_are_seven_lessons_each_linked_from_the_index_and_run_by_a_script():
+    index = (DOCS / "index.md").read_text()
     assert len(LESSONS) == 6 and sorted(DOCS.glob("lesson*.md")) == sorted(LESSONS + [LESSON7])
-    for path in LESSONS + [LESSON7]:
-        assert f"docs/{path.name}" in readme
+    for number, path in enumerate(LESSONS + [LESSON7], start=1):
+        assert f"]({path.name})" in index
+        script = f"run_lesson{number}.py"
+        assert (DOCS / script).is_file() and f"]({script})" in path.read_text()
+    assert "docs/lessons/index.md" in (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])

@@ -181,9 +181,9 @@ def test_a_flow_guides_codes_are_a_monte_carlo_mean_and_enum_encodes_exactly():
         mixture.reconstructions(x)
 
 
-def test_the_readmes_example_of_a_finished_run_runs(finished, capsys):
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("## Use a finished run")[1].split("\n## ")[0]
+def test_the_guides_example_of_a_finished_run_runs(finished, capsys):
+    page = Path(__file__).resolve().parent.parent / "docs" / "guide" / "finished-run.md"
+    section = page.read_text()
     code = section.split("```python\n")[1].split("```")[0]
     assert 'load("runs/my-vae")' in code
     exec(code.replace("runs/my-vae", str(finished.run_dir)), {})

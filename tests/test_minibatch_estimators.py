@@ -217,12 +217,12 @@ def test_minibatch_bound_of_ppca_stays_under_its_exact_log_likelihood(name):
 
 
 def test_pyro_renyi_elbo_still_puts_the_scale_inside_as_documented():
-    """docs/pyro-renyi-subsampling.md's reproduction: Pyro's value is the scale-inside sum, far
+    """docs/design/pyro-renyi-subsampling.md's reproduction: Pyro's value is the scale-inside sum, far
     from the bound. When this fails, Pyro has fixed RenyiELBO: update the document."""
     import runpy
     from pathlib import Path
 
-    script = Path(__file__).parent.parent / "docs" / "pyro_renyi_subsampling.py"
+    script = Path(__file__).parent.parent / "examples" / "pyro_renyi_subsampling.py"
     results = runpy.run_path(str(script))["main"]()
     pyro_loss = results["pyro RenyiELBO(alpha=0).loss"]
     assert pyro_loss == pytest.approx(results["N/B inside the log-mean-exp"], rel=1e-6)

@@ -9,7 +9,7 @@ but the data plate (and the particle plate, where particles are vectorized). The
 scale s = N/B that ``pyro.plate("data", N, subsample=…)`` attaches to every site is returned
 apart: a K-sample bound is a log-mean-exp over k *per data point*, and only the sum over i is
 scaled, Σ_i → s Σ_i. Pyro's ``RenyiELBO`` sums the scaled log-densities instead, which puts s
-inside the log-mean-exp (docs/pyro-renyi-subsampling.md).
+inside the log-mean-exp (docs/design/pyro-renyi-subsampling.md).
 """
 from typing import Iterable, List, Tuple
 
