@@ -12,7 +12,8 @@ what that costs).
 Both compute the same bound: per data point the log-mean-exp of its K weights, the minibatch
 scale N/B applied to the sum over points (``tests/test_benchmarks.py`` checks it at B < N).
 Until ELBO Lab had its own ``IWAE_ELBO``, its ``iwae`` was Pyro's ``RenyiELBO``, which puts the
-scale inside the log-mean-exp (docs/design/pyro-renyi-subsampling.md); the rows here are the fixed one.
+scale inside the log-mean-exp (docs/design/pyro-renyi-subsampling.md); the rows here are the fixed
+one.
 """
 import functools
 

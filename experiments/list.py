@@ -97,7 +97,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--json", action="store_true",
                         help="print the matrix as JSON objects {model, guide, elbo, ok, reason}")
     parser.add_argument("--markdown", action="store_true",
-                        help="print the matrix as a Markdown table (as docs/guide/parts.md shows it)")
+                        help="print the matrix as a Markdown table (as docs/guide/parts.md "
+                             "shows it)")
     args = parser.parse_args(argv)
     rows = matrix(**Config().part_options())
     if args.json:

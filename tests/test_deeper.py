@@ -1,5 +1,6 @@
 """The results page on deeper models (docs/results/deeper.md): its measurements run (at a
-sliver of their size), its tables are the ones ``results.json`` gives, and its numbers obey the math they claim."""
+sliver of their size), its tables are the ones ``results.json`` gives, and its numbers obey the
+math they claim."""
 import json
 import math
 from pathlib import Path

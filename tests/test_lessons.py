@@ -1,6 +1,6 @@
 """The lessons in docs/lessons/: every number they quote is the one ``make lessons`` wrote to
-docs/lessons/lessons.json, every figure they show exists, and the pipeline that regenerates both still
-produces every quoted number and figure (on a sliver of the budget). Lesson 7 quotes tables
+docs/lessons/lessons.json, every figure they show exists, and the pipeline that regenerates both
+still produces every quoted number and figure (on a sliver of the budget). Lesson 7 quotes tables
 that its own commands measure (too long for ``make lessons``): they are the ones
 experiments/results/labels.py wrote, and what the text claims of them holds."""
 import json
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from experiments.common.errors import UserError
-from experiments.lessons.measures import regenerate
 from experiments.lessons.markers import fill, quoted_keys
+from experiments.lessons.measures import regenerate
 from experiments.lessons.runs import Budget
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -217,7 +217,8 @@ def test_minibatch_bound_of_ppca_stays_under_its_exact_log_likelihood(name):
 
 
 def test_pyro_renyi_elbo_still_puts_the_scale_inside_as_documented():
-    """docs/design/pyro-renyi-subsampling.md's reproduction: Pyro's value is the scale-inside sum, far
+    """docs/design/pyro-renyi-subsampling.md's reproduction: Pyro's value is the scale-inside sum,
+    far
     from the bound. When this fails, Pyro has fixed RenyiELBO: update the document."""
     import runpy
     from pathlib import Path

@@ -36,7 +36,7 @@ def plain_text(lines):
             out.append(line)
             continue
         literal = None
-        previous = next((l for l in reversed(out) if l.strip()), None)
+        previous = next((line_ for line_ in reversed(out) if line_.strip()), None)
         if previous is not None and indent(line) > indent(previous):
             if paragraph is None and not previous.rstrip().endswith("::"):
                 out += ["::", ""]                      # paragraph, blank, then the block

@@ -1,6 +1,6 @@
-"""The bundled digits at MNIST's size (``--data digits28``), made offline: scikit-learn's 8×8 digits enlarged to 28×28
-and shifted, so that what depends on the number of pixels (the weight of a 784-pixel
-likelihood against a classifier's term, lesson 7's M2) can be measured without a download.
+"""The bundled digits at MNIST's size (``--data digits28``), made offline: scikit-learn's 8×8
+digits enlarged to 28×28 and shifted, so that what depends on the number of pixels (the weight of a
+784-pixel likelihood against a classifier's term, lesson 7's M2) can be measured without a download.
 
 MNIST centres each digit's 20×20 box in a 28×28 frame; here each 8×8 image is enlarged to
 20×20 (bilinear), framed the same way, and copied ``COPIES`` times, each copy moved by a random

@@ -3,8 +3,8 @@
 Pyro's ``RenyiELBO`` computes the bound's log-mean-exp over particles from the *scaled*
 log-densities: under ``pyro.plate("data", N, subsample=…)`` with B of the N points its loss is
 −Σ_i log (1/K) Σ_k w_ik^{N/B}, which is neither the bound nor an unbiased estimate of it, and its
-gradient pushes q away from p(z|x) (docs/design/pyro-renyi-subsampling.md). ``Renyi_ELBO`` below keeps
-Pyro's interface and scales outside the log-mean-exp.
+gradient pushes q away from p(z|x) (docs/design/pyro-renyi-subsampling.md). ``Renyi_ELBO`` below
+keeps Pyro's interface and scales outside the log-mean-exp.
 """
 import math
 

@@ -26,8 +26,8 @@ from experiments.common.command import Parser, add_version, command, program, st
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
     from experiments.common.files import make_folder
-    from experiments.lessons.measures import regenerate
     from experiments.lessons.markers import fill_lessons
+    from experiments.lessons.measures import regenerate
     from experiments.lessons.runs import Budget
 
 DOCS = Path("docs/lessons")

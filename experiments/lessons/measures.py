@@ -12,8 +12,6 @@ import torch
 
 from experiments.common.files import copy_file, write_json
 from experiments.common.rng import isolated_rng
-from experiments.lessons.markers import fill_lessons
-from experiments.lessons.runs import COMPARISONS, RUNS, Budget, run_comparison, train_all
 from experiments.evaluation.bounds import elbo_terms, importance_weights, iwae_bounds, renyi_bounds
 from experiments.evaluation.diagnostics import posterior_kl_per_point
 from experiments.evaluation.gradients import gaussian_mean_gradients
@@ -21,6 +19,8 @@ from experiments.evaluation.inference_gaps import inference_gaps
 from experiments.figures.bounds import plot_bounds_against_k_and_alpha, plot_gap_against_kl
 from experiments.figures.gap_bars import plot_gaps
 from experiments.figures.gradients import plot_gradient_draws
+from experiments.lessons.markers import fill_lessons
+from experiments.lessons.runs import COMPARISONS, RUNS, Budget, run_comparison, train_all
 from experiments.training.trained import load_trained
 from guides.categorical import CategoricalGuide
 from models.lvm import GRID_POINTS

@@ -12,8 +12,8 @@ twice over, tensors of ones made afresh each step. ``simplify`` rewrites the pro
    (``ones_like``, ``new_zeros``, …, fixed in a recording) is computed once, and so is one whose
    inputs are all such results, if it is on the allow-list: tagged by PyTorch as elementwise
    or a reduction, a view, or a factory of fixed values (``FACTORIES``) — never a random
-   operation, even one missing its tag; the program keeps them as buffers. Tensors the recording found
-   rather than made (a model's buffers, tensors its Python holds) are never folded: they may
+   operation, even one missing its tag; the program keeps them as buffers. Tensors the recording
+   found rather than made (a model's buffers, tensors its Python holds) are never folded: they may
    change between steps;
 3. duplicates: an operation repeated on the same inputs is computed once;
 4. dead code: what no output needs is dropped;

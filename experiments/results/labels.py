@@ -6,7 +6,8 @@ reads the run folders under runs/lesson7/<comparison>/runs/ (written by the
 ``python -m experiments.compare`` commands of docs/lessons/lesson7-labels.md) and writes
 tables.md, the Markdown the lesson shows, and tables.json, every number in it. The cvae's
 per-point conditional NLLs are recomputed from each reloaded run with the run's own
---iwae-samples and evaluation seed, so their mean is the summary's test_conditional_nll (checked here).
+--iwae-samples and evaluation seed, so their mean is the summary's test_conditional_nll (checked
+here).
 """
 import json
 import math
