@@ -1,6 +1,7 @@
 """AIS and BDMC against independent numbers: a closed-form Gaussian marginal, the lvm's exact
 quadrature, an exact posterior as the base (every weight is p(x)), and on a trained VAE the
 ordering AIS ≥ IWAE and a BDMC gap that shrinks as the steps grow."""
+import json
 import math
 
 import pyro
@@ -10,10 +11,14 @@ import torch
 from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import Adam
 
+from experiments import ais as ais_command
+from experiments import load
+from experiments.common.errors import UserError
 from experiments.evaluation.ais import ais_estimate, sigmoid_schedule
 from experiments.evaluation.bdmc import bdmc, simulate
 from experiments.evaluation.likelihood import iwae_estimate
 from experiments.parts.build import build
+from experiments.training.run import run
 from models.plates import data_plate
 
 K_SE = 4.0        # standard errors a Monte Carlo number may stray from the truth
@@ -141,3 +146,29 @@ def test_the_bdmc_gap_shrinks_as_the_steps_grow(trained_vae):
 def test_an_unknown_base_is_refused(ppca):
     with pytest.raises(ValueError, match="guide, prior"):
         ais_estimate(ppca.model, ppca.guide, torch.zeros(2, 5), num_steps=2, base="posterior")
+
+
+def test_the_command_writes_ais_beside_iwae_and_the_bdmc_sandwich(quick_config, capsys):
+    trained = run(quick_config(epochs=1))
+    assert ais_command.main(["--run", str(trained.run_dir), "--num-points", "6", "--steps", "5",
+                             "--chains", "4", "--leapfrog-steps", "2", "--iwae-samples", "8",
+                             "--bdmc", "3"]) == 0
+    result = json.loads((trained.run_dir / "ais.json").read_text())
+    assert result["num_points"] == 6 and result["num_steps"] == 5
+    assert result["bdmc"]["upper"] - result["bdmc"]["lower"] == pytest.approx(
+        result["bdmc"]["gap"])
+    out = capsys.readouterr().out
+    assert "AIS, 4 chains × 5 steps from the guide" in out and "BDMC on 3 points" in out
+    loaded = load(trained.run_dir).ais(torch.zeros(2, 64), num_steps=3, num_chains=2)
+    assert loaded.per_point.shape == (2,) and math.isfinite(loaded.value)
+
+
+def test_the_command_refuses_discrete_latents_and_bad_options_in_one_line(quick_config, capsys):
+    trained = run(quick_config(model="discrete-vae", guide="relaxed", epochs=1))
+    assert ais_command.main(["--run", str(trained.run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "z is discrete" in err and "\n" not in err
+    with pytest.raises(UserError, match="--model discrete-vae: AIS moves"):
+        load(trained.run_dir).ais(torch.zeros(1, 64))
+    assert ais_command.main(["--run", str(trained.run_dir), "--steps", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --steps must be at least 1 (got 0)"

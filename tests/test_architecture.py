@@ -7,6 +7,7 @@ from typing import Dict, List, Set
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMANDS = {"experiments.train", "experiments.compare", "experiments.gaps", "experiments.list",
+            "experiments.ais",
             "experiments.lessons"}
 
 

@@ -64,6 +64,17 @@ class AISEstimate(IWAEEstimate):
     upper: bool = False
 
 
+def unsupported(model) -> Optional[str]:
+    """Why AIS cannot evaluate ``model`` (its discrete latent sites, which HMC cannot move), or
+    None."""
+    discrete = [site.name for site in model.latent_sites.values() if site.discrete]
+    if discrete:
+        return (f"AIS moves the latent sites by Hamiltonian Monte Carlo, which needs them "
+                f"continuous, and {', '.join(discrete)} {'is' if len(discrete) == 1 else 'are'} "
+                "discrete (the IWAE estimate of the run's summary.json applies)")
+    return None
+
+
 def sigmoid_schedule(num_steps: int, sharpness: float = SIGMOID_SHARPNESS) -> torch.Tensor:
     """β_0 = 0 < … < β_T = 1, T = ``num_steps``, denser at both ends (Grosse et al. 2015):
     β̃_t = σ(δ (2t/T − 1)), rescaled so the first is 0 and the last 1; shape (T + 1,)."""
