@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from experiments.evaluation.baselines import accuracy
+from experiments.evaluation.collapse import collapse_applies, collapse_diagnostics
 from experiments.evaluation.diagnostics import posterior_kl_per_point
 from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo, over_chunks
 from experiments.evaluation.refine import EPOCH_REFIT, FINAL_REFIT, fit_local_posterior
@@ -89,6 +90,11 @@ def _epoch_iwae(model, guide, x, row, iwae_samples) -> float:
     return _epoch_iwae_and_stderr(model, guide, x, iwae_samples)[0]
 
 
+def _collapse(name: str) -> Callable[..., float]:
+    """The collapse diagnostic ``name`` (``experiments.evaluation.collapse``) of the guide."""
+    return lambda model, guide, x, row, k: collapse_diagnostics(model, guide, x)[name]
+
+
 def _exact_or_labels(model: LatentVariableModel) -> bool:
     return model.has_exact_log_likelihood or model.takes_labels
 
@@ -133,6 +139,15 @@ TEST_METRICS: Dict[str, Metric] = {
     "test_posterior_kl": Metric(
         "KL(q ‖ p(z|x))", "exact, from the responsibilities", "KL(q(z|x) ‖ p(z|x)), exact",
         _discrete_exact_posterior, _posterior_kl),
+    "test_active_units": Metric(
+        "active units", "of d: Cov_x(E_q[z_j|x]) > 0.01 (Burda et al.)", "active latent units",
+        collapse_applies, _collapse("active_units")),
+    "test_mutual_information": Metric(
+        "I(x; z)", "nats, under q, with the aggregate posterior over the test set",
+        "I(x; z) under q", collapse_applies, _collapse("mutual_information")),
+    "test_marginal_kl": Metric(
+        "KL(q(z) ‖ p(z))", "nats, aggregate posterior to prior (ELBO surgery)",
+        "KL(q(z) ‖ p(z)), aggregate posterior", collapse_applies, _collapse("marginal_kl")),
     "test_accuracy": Metric(
         "test accuracy", "of argmax q(y|x) on the test labels", "q(y|x) (the model's classifier)",
         _labels, _test_accuracy, reads=("labels",)),
