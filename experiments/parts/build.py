@@ -7,7 +7,7 @@ from pyro.infer import ELBO
 
 from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
-from experiments.parts.compatibility import check_combination
+from experiments.parts.compatibility import check_combination, free_bits_error
 from experiments.parts.namespaces import new_namespace, place
 from experiments.parts.registries import check_names, construct, lookup
 from experiments.training.config import Config
@@ -46,6 +46,8 @@ def build(model: str = "vae", guide: str = "normal", elbo: str = "trace", *, dat
     check_combination(model, guide, elbo, model=model_part, **options)
     guide_part = place(construct(GUIDES[guide], model=model_part, num_data=num_data, **options),
                        namespace, "guide")
+    if options["free_bits"] and free_bits_error(model_part, guide_part):
+        raise UserError(free_bits_error(model_part, guide_part))
     estimator = ELBOS[elbo]
     # a minibatch whose every row is labeled enumerates nothing, which Pyro would warn of
     elbo_part = construct(estimator, max_plate_nesting=model_part.max_plate_nesting,

@@ -159,6 +159,11 @@ class Config:
     kl_warmup: int = option(
         0, "epochs E over which β rises linearly from 0 to --beta: epoch e trains at "
         "β·min(1, (e − 1)/E); 0: no warm-up", TRAINING, at_least=0)
+    free_bits: float = option(
+        0.0, "free bits λ per latent dimension (Kingma et al. 2016): the KL term is "
+        "Σ_j max(λ, KL_j), KL_j the minibatch's mean KL of unit j, so no unit is pushed below "
+        "λ nats; diagonal Gaussian guides with a factorized Gaussian prior; 0: off", TRAINING,
+        at_least=0)
     dist_timeout: float = option(
         600.0, "under torchrun: seconds a rank waits for the others at a collective before the "
         "job stops", TRAINING, positive=True, resumable=True, runtime=True)
