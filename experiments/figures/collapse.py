@@ -13,7 +13,7 @@ def plot_kl_per_dimension(model, guide, data: Dataset, run_dir: Path) -> List[Pa
     """The mean KL(q(z_j|x) ‖ p(z_j)) of each coordinate j over the test set, largest first,
     for a model with one continuous latent site whose q and p are factorized; the title gives
     the active units and the ELBO surgery's split of the KL term."""
-    if not collapse_applies(model) or guide.enumerates:
+    if not collapse_applies(model):
         return []
     found = collapse_diagnostics(model, guide, data.x_test)
     if "kl_per_dimension" not in found:

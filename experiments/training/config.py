@@ -114,8 +114,9 @@ class Config:
     categories: int = option(
         10, "discrete-vae: values C of each of the --latent-dim categorical variables", MODEL,
         at_least=2)
-    flow_layers: int = option(2, "flow guide: number of inverse autoregressive transforms",
-                              MODEL, at_least=1)
+    flow_layers: int = option(
+        2, "flow and iaf guides: number T of inverse autoregressive transforms", MODEL,
+        at_least=1)
     temperature: float = option(0.5, "relaxed guide: Gumbel-softmax temperature τ", MODEL,
                                 positive=True)
     aux_weight: float = option(
