@@ -54,9 +54,21 @@ class IAFGuide(NormalGuide):
         out = self.encoder(x)
         base = diagonal_normal(out[..., :2 * self.site.size])
         context = out[..., 2 * self.site.size:]                               # (batch, context)
-        return dist.TransformedDistribution(base, [f.condition(context) for f in self.flows])
+        return AmortizedFlow(base, [f.condition(context) for f in self.flows])
 
     fit_error = FlowGuide.fit_error
+
+
+class AmortizedFlow(dist.TransformedDistribution):
+    """q(z|x) through transforms conditioned on each x's context, scoring z of any batch shape
+    that broadcasts with its own (a mixture over x, as the VampPrior and the aggregate
+    posterior need, scores z (…, 1, d) against N contexts): z is expanded to the full batch
+    shape first, which the coordinate-by-coordinate inverse of an autoregressive transform
+    and Pyro's conditioning (``ConditionalAutoRegressiveNN`` expands h to z's shape) need."""
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        batch = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
+        return super().log_prob(value.expand(*batch, value.shape[-1]))
 
 
 def context_size(latent_dim: int) -> int:

@@ -79,9 +79,7 @@ def elbo_surgery(q, prior, num_samples: int = SURGERY_SAMPLES) -> Dict[str, floa
 
 def _log_aggregate(q, z: torch.Tensor) -> torch.Tensor:
     """log q(z) = log (1/N) Σ_m q(z|x_m) at each row of z, (rows,)."""
-    n = q.batch_shape[0]
-    # expanded, not broadcast: a flow reading x (iaf) expands its context to z's batch shape
-    return q.log_prob(z.unsqueeze(1).expand(-1, n, -1)).logsumexp(1) - math.log(n)
+    return q.log_prob(z.unsqueeze(1)).logsumexp(1) - math.log(q.batch_shape[0])
 
 
 def posterior_and_prior(model, guide, x: torch.Tensor, seed: int = EVAL_SEED):

@@ -94,7 +94,7 @@ def free_bits_error(model: LatentVariableModel, guide) -> Optional[str]:
     q(z|x) a diagonal Gaussian and p(z) a factorized Gaussian (the KL per unit in closed
     form), read off the built parts at a probe input."""
     probe = model.like(None).new_zeros(2, model.data_dim)
-    posterior = getattr(guide, "posterior", None)
+    posterior = getattr(guide, "posterior", None) if guide.amortized else None
     if posterior is not None and collapse_applies(model):
         with torch.no_grad():
             if kl_per_point_and_dimension(posterior(probe), model.prior(probe)) is not None:

@@ -18,6 +18,7 @@ from guides import GUIDES
 from models import MODELS
 from models.likelihoods import LIKELIHOODS
 from models.networks import NETWORKS
+from models.priors import PRIORS
 
 BINARIZE_CHOICES = ("dynamic", "static", "none")
 INIT_CHOICES = ("random", "kmeans")
@@ -106,7 +107,15 @@ class Config:
     hidden_dims: Tuple[int, ...] = option(
         (400,), "hidden widths of the decoder, comma-separated; the encoder mirrors them, the "
         "categorical guide's network uses them", MODEL, shown_default="400", parse=widths)
-    components: int = option(3, "number K of mixture components of the gmm", MODEL, at_least=1)
+    components: int = option(3, "number K of mixture components of the gmm, and of the vae's "
+                             "--prior mog", MODEL, at_least=1)
+    prior: str = option(
+        "standard", "p(z) of the vae: N(0, I) (standard), a learned mixture of --components "
+        "Gaussians (mog), or the VampPrior, the encoder's mixture at --pseudo-inputs learned "
+        "inputs (vamp; Tomczak & Welling 2018); the other models keep theirs", MODEL,
+        choices=PRIORS)
+    pseudo_inputs: int = option(500, "--prior vamp: number K of learned pseudo-inputs", MODEL,
+                                at_least=1)
     init: str = option(
         "random", "gmm only: start each component from a cluster of the training data, around "
         "K random training points (random) or found by scikit-learn's k-means (kmeans)", MODEL,
