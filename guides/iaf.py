@@ -64,11 +64,15 @@ class AmortizedFlow(dist.TransformedDistribution):
     that broadcasts with its own (a mixture over x, as the VampPrior and the aggregate
     posterior need, scores z (…, 1, d) against N contexts): z is expanded to the full batch
     shape first, which the coordinate-by-coordinate inverse of an autoregressive transform
-    and Pyro's conditioning (``ConditionalAutoRegressiveNN`` expands h to z's shape) need."""
+    and Pyro's conditioning (``ConditionalAutoRegressiveNN`` expands h to z's shape) need. A z
+    of the full shape is scored as it is: the transforms cache the z they drew, by identity,
+    and score it without inverting."""
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         batch = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
-        return super().log_prob(value.expand(*batch, value.shape[-1]))
+        if batch != value.shape[:-1]:      # else keep the very tensor the flow cached at sampling
+            value = value.expand(*batch, value.shape[-1])
+        return super().log_prob(value)
 
 
 def context_size(latent_dim: int) -> int:

@@ -85,3 +85,18 @@ def test_iaf_is_refused_for_one_dimension_and_with_the_closed_form_estimator():
         build("vae", "iaf", data_dim=6, latent_dim=1)
     with pytest.raises(UserError, match="meanfield needs KL"):
         build("vae", "iaf", "meanfield", data_dim=6, latent_dim=3)
+
+
+def test_training_scores_the_drawn_z_without_inverting_the_flow(parts, monkeypatch):
+    """The transforms cache the z they drew: the ELBO's log q(z|x) must read it, not run the
+    inverse (d sequential passes of every network, and a Python read that stops recording)."""
+    from pyro.distributions.transforms import AffineAutoregressive
+    from pyro.infer import Trace_ELBO
+
+    def refuse(self, y):
+        raise AssertionError("the flow was inverted")
+
+    monkeypatch.setattr(AffineAutoregressive, "_inverse", refuse)
+    x = torch.rand(5, 6).bernoulli()
+    assert math.isfinite(Trace_ELBO(num_particles=3, vectorize_particles=True).loss(
+        parts.model, parts.guide, x))

@@ -66,8 +66,9 @@ def test_a_learned_prior_trains_and_resumes(quick_config, prior):
 
 
 @pytest.mark.parametrize("flags, says", [
-    (["--model", "lvm", "--prior", "vamp"], "--prior vamp: the lvm model keeps its own p(z) "
-                                            "(its exact log p(x) needs it); --prior applies to vae"),
+    (["--model", "lvm", "--prior", "vamp"],
+     "--prior vamp: the lvm model keeps its own p(z) (its exact log p(x) needs it); --prior "
+     "applies to vae"),
     (["--prior", "mog", "--elbo", "meanfield"], "meanfield needs KL(q(z|x) ‖ p(z)) in closed form"),
     (["--prior", "vamp", "--guide", "local"], "--prior vamp mixes the encoder's q(z|u_k)"),
     (["--prior", "mog", "--free-bits", "1"], "--free-bits needs the KL per latent unit"),

@@ -4,7 +4,7 @@ AIS (Neal 2001) moves C chains per data point along a geometric path of densitie
 normalized base f_0(z) (the guide's q(z|x), or the prior p(z)) to the unnormalized target
 f_T(z) = p(x, z), through β_0 = 0 < β_1 < … < β_T = 1:
 
-    f_t(z) = f_0(z)^{1 − β_t} p(x, z)^{β_t} = f_0(z) exp(β_t ℓ(z)),   ℓ(z) = log p(x, z) − log f_0(z)
+    f_t(z) = f_0(z)^{1 − β_t} p(x, z)^{β_t} = f_0(z) exp(β_t ℓ(z)),  ℓ = log p(x, z) − log f_0(z)
 
 Each chain draws z ~ f_0, and for t = 1 … T adds the increment (β_t − β_{t−1}) ℓ(z) to its
 log-weight, then moves z by a Hamiltonian Monte Carlo transition that leaves f_t invariant

@@ -30,7 +30,7 @@ class FreeBitsModel:
     def __call__(self, x: torch.Tensor, index=None, num_data=None) -> None:
         self.model(x, index, num_data)
         kl = kl_per_point_and_dimension(self.guide.posterior(x), self.model.prior(x)).mean(0)
-        correction = (kl - kl.clamp(min=self.free_bits)).sum()                # Σ_j min(0, KL̄_j − λ)
+        correction = (kl - kl.clamp(min=self.free_bits)).sum()       # Σ_j min(0, KL̄_j − λ)
         pyro.factor("free_bits", (num_data or len(x)) * correction, has_rsample=True)
 
     def __getattr__(self, name: str):
