@@ -3,6 +3,7 @@ quadrature, an exact posterior as the base (every weight is p(x)), and on a trai
 ordering AIS ≥ IWAE and a BDMC gap that shrinks as the steps grow."""
 import json
 import math
+from pathlib import Path
 
 import pyro
 import pyro.distributions as dist
@@ -172,3 +173,19 @@ def test_the_command_refuses_discrete_latents_and_bad_options_in_one_line(quick_
         load(trained.run_dir).ais(torch.zeros(1, 64))
     assert ais_command.main(["--run", str(trained.run_dir), "--steps", "0"]) == 2
     assert capsys.readouterr().err.strip() == "error: --steps must be at least 1 (got 0)"
+
+
+def test_the_numbers_of_the_evaluation_page_keep_the_bounds_order():
+    """docs/results/evaluation.json, which docs/evaluation_table.py writes from the runs the page
+    quotes: each test ELBO under its IWAE estimate (L_1 ≤ L_K); on the lvm, AIS within K_SE of
+    the exact value, IWAE under it, and the BDMC bounds in order."""
+    numbers = json.loads((Path(__file__).parent.parent / "docs" / "results" /
+                          "evaluation.json").read_text())
+    for row in numbers["vae"].values():
+        assert row["test_elbo"] <= row["test_iwae"]
+    lvm = numbers["lvm"]
+    assert abs(lvm["ais"] - lvm["exact"]) < K_SE * lvm["ais_mc_stderr"]
+    assert lvm["iwae"] <= lvm["exact"] + K_SE * lvm["iwae_mc_stderr"]
+    bdmc = lvm["bdmc"]
+    assert bdmc["lower"] <= bdmc["upper"] + K_SE * math.hypot(bdmc["lower_mc_stderr"],
+                                                              bdmc["upper_mc_stderr"])
