@@ -17,7 +17,7 @@ from typing import List, Optional
 from experiments.common.command import add_version, starting
 
 #: the subcommands, each the module that runs it
-COMMANDS = {**{name: f"experiments.{name}" for name in ("train", "compare", "gaps", "list")},
+COMMANDS = {**{name: f"experiments.{name}" for name in ("train", "compare", "gaps", "list", "ais")},
             "lessons": "experiments.lessons.__main__"}
 
 

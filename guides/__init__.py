@@ -3,6 +3,7 @@ from guides.categorical import CategoricalGuide
 from guides.chain import ChainGuide
 from guides.enum import EnumGuide
 from guides.flow import FlowGuide
+from guides.iaf import IAFGuide
 from guides.local import LocalGuide
 from guides.m2 import M2EnumGuide, M2Guide
 from guides.mvn import MultivariateNormalGuide
@@ -13,6 +14,7 @@ GUIDES = {
     "normal": NormalGuide,
     "mvn": MultivariateNormalGuide,
     "flow": FlowGuide,
+    "iaf": IAFGuide,
     "chain": ChainGuide,
     "relaxed": RelaxedCategoricalGuide,
     "local": LocalGuide,

@@ -8,6 +8,7 @@ import torch
 from models.base import LatentSite
 from models.decoder import DecoderModel, standard_normal
 from models.plates import data_plate
+from models.priors import PRIORS, MixtureOfGaussians, VampPrior
 
 
 class VAE(DecoderModel):
@@ -22,17 +23,27 @@ class VAE(DecoderModel):
     :param likelihood: a key of ``models.likelihoods.LIKELIHOODS``.
     :param network: the decoder, ``"mlp"`` or, for images, ``"conv"`` (transposed convolutions).
     :param image_shape: (C, H, W) of one observation, C·H·W = D; needed by ``"conv"``.
+    :param prior: p(z), a name of ``models.priors.PRIORS``: ``"standard"`` N(0, I_d), ``"mog"``
+        a learned mixture of ``components`` Gaussians, ``"vamp"`` the VampPrior over
+        ``pseudo_inputs`` learned inputs (which reads the guide's encoder, ``learned_prior``).
     """
 
     def __init__(self, data_dim: int, latent_dim: int = 20, hidden_dims: Sequence[int] = (400,),
                  likelihood: str = "bernoulli", network: str = "mlp",
-                 image_shape: Optional[Sequence[int]] = None):
+                 image_shape: Optional[Sequence[int]] = None, prior: str = "standard",
+                 components: int = 10, pseudo_inputs: int = 500):
         super().__init__(data_dim, latent_dim, hidden_dims, likelihood, network, image_shape)
         self.latent_dim = latent_dim
         self.latent_sites = {"z": LatentSite("z", discrete=False, size=latent_dim)}
+        if prior not in PRIORS:
+            raise ValueError(f"unknown prior {prior!r}: choose one of {', '.join(PRIORS)}")
+        self.learned_prior = (MixtureOfGaussians(latent_dim, components) if prior == "mog" else
+                              VampPrior(data_dim, pseudo_inputs) if prior == "vamp" else None)
 
     def prior(self, like: torch.Tensor) -> dist.TorchDistribution:
-        """p(z) = N(0, I_d), on the device and dtype of ``like``."""
+        """p(z): N(0, I_d) on the device and dtype of ``like``, or the learned prior."""
+        if self.learned_prior is not None:
+            return self.learned_prior()
         return standard_normal(like, self.latent_dim)
 
     def forward(self, x: Optional[torch.Tensor] = None, index=None, num_data=None) -> None:

@@ -24,6 +24,7 @@ from guides import GUIDES
 from models import MODELS, LatentVariableModel
 from models.likelihoods import LIKELIHOODS
 from models.networks import NETWORKS
+from models.priors import PRIORS
 
 BINARIZE_CHOICES = ("dynamic", "static", "none")
 INIT_CHOICES = ("random", "kmeans")
@@ -152,7 +153,15 @@ class Config:
         None, "hidden widths of the decoder, comma-separated; the encoder mirrors them, the "
         "categorical guide's network uses them", MODEL, shown_default=by_model("hidden_dims"),
         parse=widths)
-    components: int = option(3, "number K of mixture components of the gmm", MODEL, at_least=1)
+    components: int = option(3, "number K of mixture components of the gmm, and of the vae's "
+                             "--prior mog", MODEL, at_least=1)
+    prior: str = option(
+        "standard", "p(z) of the vae: N(0, I) (standard), a learned mixture of --components "
+        "Gaussians (mog), or the VampPrior, the encoder's mixture at --pseudo-inputs learned "
+        "inputs (vamp; Tomczak & Welling 2018); the other models keep theirs", MODEL,
+        choices=PRIORS)
+    pseudo_inputs: int = option(500, "--prior vamp: number K of learned pseudo-inputs", MODEL,
+                                at_least=1)
     init: str = option(
         "random", "gmm only: start each component from a cluster of the training data, around "
         "K random training points (random) or found by scikit-learn's k-means (kmeans)", MODEL,
@@ -160,8 +169,9 @@ class Config:
     categories: int = option(
         10, "discrete-vae: values C of each of the --latent-dim categorical variables", MODEL,
         at_least=2)
-    flow_layers: int = option(2, "flow guide: number of inverse autoregressive transforms",
-                              MODEL, at_least=1)
+    flow_layers: int = option(
+        2, "flow and iaf guides: number T of inverse autoregressive transforms", MODEL,
+        at_least=1)
     temperature: float = option(0.5, "relaxed guide: Gumbel-softmax temperature τ", MODEL,
                                 positive=True)
     aux_weight: Optional[float] = option(
@@ -216,6 +226,11 @@ class Config:
     kl_warmup: int = option(
         0, "epochs E over which β rises linearly from 0 to --beta: epoch e trains at "
         "β·min(1, (e − 1)/E); 0: no warm-up", TRAINING, at_least=0)
+    free_bits: float = option(
+        0.0, "free bits λ per latent dimension (Kingma et al. 2016): the KL term is "
+        "Σ_j max(λ, KL_j), KL_j the minibatch's mean KL of unit j, so no unit is pushed below "
+        "λ nats; diagonal Gaussian guides with a factorized Gaussian prior; 0: off", TRAINING,
+        at_least=0)
     dist_timeout: float = option(
         600.0, "under torchrun: seconds a rank waits for the others at a collective before the "
         "job stops", TRAINING, positive=True, resumable=True, runtime=True)

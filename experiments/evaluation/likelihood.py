@@ -180,14 +180,14 @@ def iwae_estimate(model: Callable, guide: Callable, x: torch.Tensor, num_samples
             log_s2 = torch.logaddexp(log_s2, torch.logsumexp(2 * log_w, dim=0))
         bar.update(1)
         return torch.stack([log_s1 - math.log(num_samples),
-                            _delta_method_variance(log_s1, log_s2, num_samples)]).to(x.dtype)
+                            delta_method_variance(log_s1, log_s2, num_samples)]).to(x.dtype)
 
     with bar, torch.no_grad():
         per_point, mc_var = torch.cat(over_chunks(estimate, x, points_per_chunk, seed), dim=1)
     return IWAEEstimate(per_point, mc_var, num_samples)
 
 
-def _delta_method_variance(log_s1: torch.Tensor, log_s2: torch.Tensor, k: int) -> torch.Tensor:
+def delta_method_variance(log_s1: torch.Tensor, log_s2: torch.Tensor, k: int) -> torch.Tensor:
     """Var[log mean_k w_k] ≈ Var_k(w) / (K mean(w)²) from S1 = Σ w and S2 = Σ w², with the
     unbiased Var_k(w) = (S2 − S1²/K) / (K − 1): (K S2 / S1² − 1) / (K − 1), in logs so
     that weights of any size work; rounding below zero (equal weights) is clamped to zero."""

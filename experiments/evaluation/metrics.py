@@ -14,8 +14,13 @@ import torch
 from tqdm import tqdm
 
 from experiments.evaluation.baselines import accuracy
+from experiments.common.rng import isolated_rng
+from experiments.evaluation.collapse import (active_units, collapse_applies, mean_kl,
+                                             mutual_information, posterior_and_prior,
+                                             posterior_means)
 from experiments.evaluation.diagnostics import posterior_kl_per_point
-from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo, over_chunks
+from experiments.evaluation.likelihood import (EVAL_SEED, iwae_log_likelihood, mean_elbo,
+                                               over_chunks)
 from experiments.evaluation.refine import EPOCH_REFIT, FINAL_REFIT, fit_local_posterior
 from experiments.parts.build import Parts
 from models import LatentVariableModel
@@ -89,6 +94,25 @@ def _epoch_iwae(model, guide, x, row, iwae_samples) -> float:
     return _epoch_iwae_and_stderr(model, guide, x, iwae_samples)[0]
 
 
+def _posterior_and_prior(model, guide, x):
+    with torch.no_grad():
+        return posterior_and_prior(model, guide, x)
+
+
+def _active_units(model, guide, x, row, k) -> float:
+    return active_units(posterior_means(_posterior_and_prior(model, guide, x)[0]))
+
+
+def _mean_kl(model, guide, x, row, k) -> float:
+    with torch.no_grad(), isolated_rng(EVAL_SEED, x.device):
+        return mean_kl(*_posterior_and_prior(model, guide, x))
+
+
+def _mutual_information(model, guide, x, row, k) -> float:
+    with torch.no_grad(), isolated_rng(EVAL_SEED, x.device):
+        return mutual_information(_posterior_and_prior(model, guide, x)[0])
+
+
 def _exact_or_labels(model: LatentVariableModel) -> bool:
     return model.has_exact_log_likelihood or model.takes_labels
 
@@ -133,6 +157,19 @@ TEST_METRICS: Dict[str, Metric] = {
     "test_posterior_kl": Metric(
         "KL(q ‖ p(z|x))", "exact, from the responsibilities", "KL(q(z|x) ‖ p(z|x)), exact",
         _discrete_exact_posterior, _posterior_kl),
+    "test_active_units": Metric(
+        "active units", "of d: Cov_x(E_q[z_j|x]) > 0.01 (Burda et al.)", "active latent units",
+        collapse_applies, _active_units),
+    "test_kl": Metric(
+        "KL(q(z|x) ‖ p(z))", "nats, mean over the test set", "KL(q(z|x) ‖ p(z))",
+        collapse_applies, _mean_kl),
+    "test_mutual_information": Metric(
+        "I(x; z)", "nats, under q, with the aggregate posterior over the test set",
+        "I(x; z) under q", collapse_applies, _mutual_information),
+    "test_marginal_kl": Metric(
+        "KL(q(z) ‖ p(z))", "nats: KL(q(z|x) ‖ p(z)) − I(x; z) (ELBO surgery)",
+        "KL(q(z) ‖ p(z)), aggregate posterior", collapse_applies,
+        lambda model, guide, x, row, k: row["test_kl"] - row["test_mutual_information"]),
     "test_accuracy": Metric(
         "test accuracy", "of argmax q(y|x) on the test labels", "q(y|x) (the model's classifier)",
         _labels, _test_accuracy, reads=("labels",)),

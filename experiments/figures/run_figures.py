@@ -12,11 +12,13 @@ name:
                                   on 2-d data; posterior: an exact posterior)
     accuracy.png                  labels (``takes_labels``); style.png on image data
     completions.png               a conditional model (``conditional``), on image data
+    kl_per_dimension.png          one continuous latent site, q and p factorized
 """
 from pathlib import Path
 from typing import Callable, List, Tuple
 
 from experiments.data.datasets import Dataset
+from experiments.figures.collapse import plot_kl_per_dimension
 from experiments.figures.common import plot_bounds, plot_training_curves
 from experiments.figures.completions import plot_completion_figures
 from experiments.figures.images import plot_image_figures, plot_latent_codes
@@ -32,6 +34,7 @@ MODEL_FIGURES: Tuple[Callable[..., List[Path]], ...] = (
     plot_lvm_figures,
     plot_label_figures,
     plot_completion_figures,
+    plot_kl_per_dimension,
 )
 
 

@@ -12,7 +12,7 @@ from experiments.common.errors import UserError
 from experiments.config.config import Config
 from experiments.data.datasets import DataShape
 from experiments.estimators import ELBOS
-from experiments.parts.compatibility import check_combination
+from experiments.parts.compatibility import check_combination, free_bits_error
 from experiments.parts.namespaces import new_namespace, place
 from experiments.parts.registries import check_names, construct, lookup
 from guides import GUIDES
@@ -53,6 +53,9 @@ def build(model: str = "vae", guide: Optional[str] = None, elbo: Optional[str] =
     check_combination(model, guide, elbo, model=model_part, **options)
     guide_part = place(construct(GUIDES[guide], model=model_part, num_data=num_data, **options),
                        namespace, "guide")
+    share_encoder(model_part, guide_part, guide, elbo)
+    if options["free_bits"] and free_bits_error(model_part, guide_part):
+        raise UserError(free_bits_error(model_part, guide_part))
     estimator = ELBOS[elbo]
     # a minibatch whose every row is labeled enumerates nothing, which Pyro would warn of
     elbo_part = construct(estimator, max_plate_nesting=model_part.max_plate_nesting,
@@ -67,6 +70,11 @@ def build_model(name: str, *, data_dim: int, namespace: Optional[str] = None,
     (default: a new one); a model that refuses its options (a ``ValueError``), or a network it
     cannot build (``network``), is refused in one line."""
     factory, options = lookup(MODELS, name, "model"), with_defaults(options, name)
+    if options["prior"] != "standard" and "prior" not in signature(factory).parameters:
+        takers = [m for m, cls in MODELS.items() if "prior" in signature(cls).parameters]
+        raise UserError(f"--prior {options['prior']}: the {name} model keeps its own p(z)"
+                        f"{' (its exact log p(x) needs it)' * factory.has_exact_log_likelihood}; "
+                        f"--prior applies to {', '.join(takers)}")
     if options["network"] != "mlp" and "network" not in signature(factory).parameters:
         takers = [m for m, cls in MODELS.items() if "network" in signature(cls).parameters]
         raise UserError(f"--network {options['network']}: the {name} model's networks are MLPs "
@@ -76,6 +84,24 @@ def build_model(name: str, *, data_dim: int, namespace: Optional[str] = None,
     except ValueError as exc:
         raise UserError(f"--model {name}: {exc}") from None
     return place(model, namespace or new_namespace(), "model")
+
+
+def share_encoder(model: LatentVariableModel, guide: Guide, guide_name: str,
+                  elbo_name: str) -> None:
+    """Hand a learned prior (``--prior mog|vamp``) what it needs, or refuse in one line: the
+    VampPrior reads the guide's q(z|x) (an amortized guide), and neither has a KL in closed
+    form against q (estimators with ``closed_form_kl``)."""
+    learned = getattr(model, "learned_prior", None)
+    if learned is None:
+        return
+    if ELBOS[elbo_name].closed_form_kl:
+        raise UserError(f"{elbo_name} needs KL(q(z|x) ‖ p(z)) in closed form, which a mixture "
+                        "prior does not have: use --elbo trace, or --prior standard")
+    if hasattr(learned, "share_encoder"):
+        if not guide.amortized:
+            raise UserError(f"--prior vamp mixes the encoder's q(z|u_k), and the {guide_name} "
+                            "guide has no encoder: use --guide normal, mvn, flow or iaf")
+        learned.share_encoder(guide.posterior)
 
 
 def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device,

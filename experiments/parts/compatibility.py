@@ -8,7 +8,10 @@ matrix to keep the statements honest.
 """
 from typing import Dict, List, Optional
 
+import torch
+
 from experiments.common.errors import UserError
+from experiments.evaluation.collapse import collapse_applies, kl_per_point_and_dimension
 from experiments.estimators import ELBOS
 from experiments.parts.registries import construct
 from guides import GUIDES
@@ -58,19 +61,23 @@ def option_error(elbo_name: str, num_particles: int, vectorize_particles: bool,
 
 
 def weighting_error(guide_name: str, elbo_name: str, beta: float = 1.0,
-                    kl_warmup: int = 0) -> Optional[str]:
-    """Why ``--beta``/``--kl-warmup`` cannot weight the latent terms with this guide and
-    estimator, or None. They scale the log-densities of the latent sites of model and guide
-    (``experiments.training.weighting``), which is the β-weighted objective
+                    kl_warmup: int = 0, free_bits: float = 0.0) -> Optional[str]:
+    """Why ``--beta``/``--kl-warmup``/``--free-bits`` cannot weight the latent terms with this
+    guide and estimator, or None. The first two scale the log-densities of the latent sites of
+    model and guide (``experiments.training.weighting``), which is the β-weighted objective
     E_q[log p(x|z)] − β KL(q ‖ p(z)) and its gradient only where every draw of q is
-    reparameterized and every site is averaged on its own."""
-    if beta == 1 and not kl_warmup:
+    reparameterized and every site is averaged on its own; free bits adds a term beside the
+    ELBO (``experiments.training.free_bits``), which holds on the same conditions."""
+    if beta == 1 and not kl_warmup and not free_bits:
         return None
+    if free_bits and (beta != 1 or kl_warmup):
+        return ("--free-bits sets the KL term to Σ_j max(λ, KL_j) itself: leave --beta at 1 "
+                "and --kl-warmup at 0 with it")
     estimator, guide = ELBOS[elbo_name], GUIDES[guide_name]
-    flag = "--beta" if beta != 1 else "--kl-warmup"
+    flag = "--beta" if beta != 1 else "--kl-warmup" if kl_warmup else "--free-bits"
     if estimator.k_sample:
-        return (f"{flag} scales the latent sites alone, and {elbo_name}'s K-sample bound needs "
-                "one scale on every site (it has no β-weighted form)")
+        return (f"{flag} reweights the latent terms alone, and {elbo_name}'s K-sample bound "
+                "needs one scale on every site (it has no β-weighted or free-bits form)")
     if estimator.enumerates or guide.enumerates:
         return (f"{flag} weights log p(z) − log q(z|x), and {elbo_name} with the {guide_name} "
                 "guide sums discrete sites out inside log Σ_z, where no such term exists")
@@ -78,8 +85,23 @@ def weighting_error(guide_name: str, elbo_name: str, beta: float = 1.0,
         why = (f"{elbo_name} draws q's samples without their path gradient"
                if estimator.detaches_samples else f"the {guide_name} guide's samples are discrete")
         return (f"{flag} would scale q's score-function gradient too, which is then not the "
-                f"β-weighted objective's ({why})")
+                f"weighted objective's ({why})")
     return None
+
+
+def free_bits_error(model: LatentVariableModel, guide) -> Optional[str]:
+    """Why ``--free-bits`` cannot split this guide's KL by latent dimension, or None: it needs
+    q(z|x) a diagonal Gaussian and p(z) a factorized Gaussian (the KL per unit in closed
+    form), read off the built parts at a probe input."""
+    probe = model.like(None).new_zeros(2, model.data_dim)
+    posterior = getattr(guide, "posterior", None) if guide.amortized else None
+    if posterior is not None and collapse_applies(model):
+        with torch.no_grad():
+            if kl_per_point_and_dimension(posterior(probe), model.prior(probe)) is not None:
+                return None
+    return ("--free-bits needs the KL per latent unit in closed form: a diagonal Gaussian "
+            "q(z|x) (--guide normal) and a factorized Gaussian p(z) (a model with one "
+            "continuous latent site, --prior standard)")
 
 
 def probe_model(model_name: str, **options) -> LatentVariableModel:
@@ -105,7 +127,7 @@ def check_combination(model_name: str, guide_name: str, elbo_name: str,
         raise UserError(f"{model_name} + {guide_name} + {elbo_name} cannot work: {reason}"
                         + (f"; {model_name} works {' or '.join(hints)}" if hints else ""))
     weighting = weighting_error(guide_name, elbo_name, options.get("beta", 1.0),
-                                options.get("kl_warmup", 0))
+                                options.get("kl_warmup", 0), options.get("free_bits", 0.0))
     if weighting:
         elbos = [e for e in ELBOS if not incompatibility(model_name, model, guide_name, e)
                  and not weighting_error(guide_name, e, 0.5)]

@@ -29,6 +29,7 @@ from experiments.common.ranks import leader
 from experiments.config.config import RESUMABLE, Config, flag_of, resolve
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS
+from experiments.evaluation.collapse import kl_per_dimension
 from experiments.evaluation.diagnostics import ground_truth_metrics
 from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
 from experiments.evaluation.metrics import (
@@ -228,6 +229,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "world_size": ranks, "batch_size": config.batch_size,
         "global_batch_size": ranks * config.batch_size,
         **ground_truth_metrics(model, data.truth, data.x_test),
+        **kl_per_dimension(model, guide, data.x_test),
     }
     return {**summary, **final_metrics(summary)}
 

@@ -30,6 +30,7 @@ from experiments.training.divergence import DivergenceWatch
 from experiments.training.folder import save_checkpoint
 from experiments.training.initialize import initialize
 from experiments.training.optim import adam
+from experiments.training.free_bits import FreeBitsModel
 from experiments.training.weighting import LatentScale, beta_at
 
 
@@ -107,17 +108,20 @@ def stepper(parts: Parts, optim: PyroOptim, config: Config):
     it recorded (``experiments.recording``); ``pyro.infer.SVI`` with ``--eager`` and for the
     estimators that are not ``recordable`` (``meanfield``, ``tracegraph``, ``enum``); in a
     torchrun job ``DistributedSVI``, whose gradients DistributedDataParallel averages as they
-    are computed. Where recording is refused, the line saying why is printed once."""
+    are computed. Where recording is refused, the line saying why is printed once. With
+    ``--free-bits`` the model they train carries its correction (``free_bits``)."""
+    model = FreeBitsModel(parts.model, parts.guide, config.free_bits) if config.free_bits \
+        else parts.model
     if joined_group():
-        return distributed.DistributedSVI(parts.model, parts.guide, optim, parts.elbo)
+        return distributed.DistributedSVI(model, parts.guide, optim, parts.elbo)
     if config.eager or not parts.elbo.recordable:
-        return SVI(parts.model, parts.guide, optim, parts.elbo)
+        return SVI(model, parts.guide, optim, parts.elbo)
 
     def fall_back(reason: str) -> None:
         log(config, f"every step now runs through Pyro's handlers (the same numbers, slower): "
                     f"{reason}", force=True)
 
-    return RecordedSVI(parts.model, parts.guide, optim, parts.elbo, on_fallback=fall_back)
+    return RecordedSVI(model, parts.guide, optim, parts.elbo, on_fallback=fall_back)
 
 
 def _report(config: Config, estimator: ELBO, row: dict) -> None:
