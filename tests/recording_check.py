@@ -1,6 +1,6 @@
 """Every valid combination of a recordable estimator: recorded steps against Pyro's steps.
 
-    .venv/bin/python docs/recording_check.py        # about 2½ minutes on 2 cores
+    .venv/bin/python tests/recording_check.py        # about 2½ minutes on 2 cores
 
 For each (model, guide, estimator) that ``experiments.parts.compatibility`` accepts and whose
 estimator is ``recordable``, trains twice from the same seed on 40 points of 16 pixels in

@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 import pyro
-import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import SVI, Trace_ELBO
@@ -176,9 +175,9 @@ def test_the_command_refuses_discrete_latents_and_bad_options_in_one_line(quick_
 
 
 def test_the_numbers_of_the_evaluation_page_keep_the_bounds_order():
-    """docs/results/evaluation.json, which docs/evaluation_table.py writes from the runs the page
-    quotes: each test ELBO under its IWAE estimate (L_1 ≤ L_K); on the lvm, AIS within K_SE of
-    the exact value, IWAE under it, and the BDMC bounds in order."""
+    """docs/results/evaluation.json, which experiments/results/evaluation_table.py writes from the
+    runs the page quotes: each test ELBO under its IWAE estimate (L_1 ≤ L_K); on the lvm,
+    AIS within K_SE of the exact value, IWAE under it, and the BDMC bounds in order."""
     numbers = json.loads((Path(__file__).parent.parent / "docs" / "results" /
                           "evaluation.json").read_text())
     for row in numbers["vae"].values():

@@ -8,9 +8,7 @@ import torch
 from pyro import poutine
 
 from experiments import train
-
-from experiments.evaluation.collapse import (active_units, elbo_surgery,
-                                             kl_per_point_and_dimension)
+from experiments.evaluation.collapse import active_units, elbo_surgery, kl_per_point_and_dimension
 from experiments.parts.build import build
 from experiments.training.free_bits import FreeBitsModel
 from experiments.training.run import run

@@ -395,14 +395,14 @@ def test_arguments_that_change_at_every_step_fall_back_once_with_bounded_memory(
 
 @pytest.mark.slow
 def test_every_valid_recordable_combination_trains_as_pyro_and_falls_back_only_as_documented():
-    """docs/recording_check.py: every (model, guide, estimator) the compatibility rules accept
+    """tests/recording_check.py: every (model, guide, estimator) the compatibility rules accept
     with a recordable estimator gives Pyro's losses; those that fall back are the README's
     (a tensor's value read in Python: the ssvae's labeled rows, the categorical guide's
     one-hot sampling, flow's autoregressive inverse under stl and dreg)."""
     import runpy
     from pathlib import Path
 
-    script = Path(__file__).parent.parent / "docs" / "recording_check.py"
+    script = Path(__file__).parent / "recording_check.py"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rows = list(runpy.run_path(str(script))["check"]())

@@ -40,8 +40,13 @@ from pyro import poutine
 from pyro.ops.integrator import potential_grad, velocity_verlet
 from tqdm import tqdm
 
-from experiments.evaluation.likelihood import (CHUNK_ELEMENTS, EVAL_SEED, IWAEEstimate,
-                                               delta_method_variance, over_chunks)
+from experiments.evaluation.likelihood import (
+    CHUNK_ELEMENTS,
+    EVAL_SEED,
+    IWAEEstimate,
+    delta_method_variance,
+    over_chunks,
+)
 
 BASES = ("guide", "prior")
 TARGET_ACCEPTANCE = 0.65

@@ -13,14 +13,18 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from tqdm import tqdm
 
-from experiments.evaluation.baselines import accuracy
 from experiments.common.rng import isolated_rng
-from experiments.evaluation.collapse import (active_units, collapse_applies, mean_kl,
-                                             mutual_information, posterior_and_prior,
-                                             posterior_means)
+from experiments.evaluation.baselines import accuracy
+from experiments.evaluation.collapse import (
+    active_units,
+    collapse_applies,
+    mean_kl,
+    mutual_information,
+    posterior_and_prior,
+    posterior_means,
+)
 from experiments.evaluation.diagnostics import posterior_kl_per_point
-from experiments.evaluation.likelihood import (EVAL_SEED, iwae_log_likelihood, mean_elbo,
-                                               over_chunks)
+from experiments.evaluation.likelihood import EVAL_SEED, iwae_log_likelihood, mean_elbo, over_chunks
 from experiments.evaluation.refine import EPOCH_REFIT, FINAL_REFIT, fit_local_posterior
 from experiments.parts.build import Parts
 from models import LatentVariableModel

@@ -2,7 +2,7 @@
 # The runs behind docs/results/evaluation.md and docs/guide/evaluating-log-likelihood.md:
 # a VAE on the bundled digits with the standard prior or the VampPrior, the diagonal Gaussian
 # guide or the amortized IAF, each scored by ELBO, IWAE and AIS; and the lvm on the ring, where
-# log p(x) is exact. About an hour on 2 shared cores. Then: python docs/evaluation_table.py
+# log p(x) is exact. About an hour on 2 shared cores. Then: python -m experiments.results.evaluation_table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}

@@ -1,8 +1,8 @@
-"""The tables of docs/results/evaluation.md from the runs of docs/evaluation.sh: prints them in
+"""The tables of docs/results/evaluation.md from the runs of evaluation.sh: prints them in
 Markdown and writes their numbers to docs/results/evaluation.json (which tests/test_ais.py
 checks against the bounds' ordering).
 
-    python docs/evaluation_table.py [runs/evaluation]
+    python -m experiments.results.evaluation_table [runs/evaluation]
 """
 import csv
 import json

@@ -1,12 +1,12 @@
 """Measurements of M2 (``--model ssvae``) against its classifier alone, per epoch.
 
-    python docs/m2_measure.py OUT VARIANT[,VARIANT…] [--seeds 0,1] [--epochs 8] [--data digits28]
-                              [--labels 100] [--num-train N]
+    python -m experiments.results.m2_measure OUT VARIANT[,VARIANT…] [--seeds 0,1] [--epochs 8]
+        [--data digits28] [--labels 100] [--num-train N]
 
 trains each named variant (``VARIANTS``: the ssvae's defaults with some options changed) for
 each seed, into OUT/<data>-<labels>/<variant>-seed<s>/, and prints each run's test accuracy of
 argmax q(y|x) by epoch beside that of the same network trained on the labeled points alone
-(the baseline); ``docs/m2_tables.py`` makes the tables from the folders. Nothing here reads the
+(the baseline); ``m2_tables.py`` makes the tables from the folders. Nothing here reads the
 test labels to choose anything: the runs only report them.
 """
 import argparse

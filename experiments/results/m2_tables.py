@@ -1,9 +1,9 @@
-"""The table of docs/results/m2.md from the runs of docs/m2_measure.py.
+"""The table of docs/results/m2.md from the runs of m2_measure.py.
 
-    python docs/m2_tables.py docs/results/m2 runs/m2/*/*-seed*
-    python docs/m2_tables.py --cause docs/results/m2 runs/m2-cause/*/*-seed*
+    python -m experiments.results.m2_tables docs/results/m2 runs/m2/*/*-seed*
+    python -m experiments.results.m2_tables --cause docs/results/m2 runs/m2-cause/*/*-seed*
 
-collects the per-epoch rows of the run folders that ``docs/m2_measure.py`` trained (named
+collects the per-epoch rows of the run folders that ``m2_measure.py`` trained (named
 <variant>-seed<s>; their config.json and metrics.csv, so a run cut short counts with the epochs
 it finished) into docs/results/m2/epochs.csv; takes each setting's runs at the last epoch all
 of them reached, and writes docs/results/m2/m2.csv (one row per data set, label count and
@@ -31,7 +31,7 @@ EPOCH_COLUMNS = ("data", "labels", "variant", "seed", "epoch", "test_accuracy",
 
 
 def collect(folders: List[Path]) -> List[dict]:
-    """The rows of ``docs/m2_measure.py``'s COLUMNS of every run folder, epoch by epoch."""
+    """The rows of ``m2_measure.py``'s COLUMNS of every run folder, epoch by epoch."""
     rows = []
     for folder in folders:
         config = json.loads((folder / "config.json").read_text())

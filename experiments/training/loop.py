@@ -28,9 +28,9 @@ from experiments.training import batches, distributed
 from experiments.training.board import Board
 from experiments.training.divergence import DivergenceWatch
 from experiments.training.folder import save_checkpoint
+from experiments.training.free_bits import FreeBitsModel
 from experiments.training.initialize import initialize
 from experiments.training.optim import adam
-from experiments.training.free_bits import FreeBitsModel
 from experiments.training.weighting import LatentScale, beta_at
 
 
