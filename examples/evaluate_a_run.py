@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 from experiments import Config
 from experiments.evaluation.bounds import reconstruction_and_kl
 from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from experiments.training.trained import load_trained
 
 OUT = Path("runs/examples/evaluate")  # under the folder it runs in

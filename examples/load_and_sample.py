@@ -18,7 +18,7 @@ from pyro.infer import Predictive
 
 from experiments import Config, load
 from experiments.data.datasets import binarize, load_dataset
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 OUT = Path("runs/examples/my-vae")  # under the folder it runs in
 

@@ -25,7 +25,7 @@ from torch import nn
 from experiments import Config, UserError
 from experiments.estimators import ELBOS
 from experiments.estimators.traits import EstimatorTraits
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from guides import GUIDES
 from guides.base import AmortizedGuide
 from models import MODELS, LatentSite, LatentVariableModel

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from experiments import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 OUT = Path("runs/examples/compare")  # under the folder it runs in
 

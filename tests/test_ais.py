@@ -18,7 +18,7 @@ from experiments.evaluation.ais import ais_estimate, sigmoid_schedule
 from experiments.evaluation.bdmc import bdmc, simulate
 from experiments.evaluation.likelihood import iwae_estimate
 from experiments.parts.build import build
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from models.plates import data_plate
 
 K_SE = 4.0        # standard errors a Monte Carlo number may stray from the truth

@@ -11,7 +11,7 @@ from experiments import train
 from experiments.evaluation.collapse import active_units, elbo_surgery, kl_per_point_and_dimension
 from experiments.parts.build import build
 from experiments.training.free_bits import FreeBitsModel
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 K_SE = 4.0
 

@@ -8,7 +8,7 @@ from pyro import poutine
 
 from experiments.evaluation.ais import ais_estimate
 from experiments.parts.build import build
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 from guides.iaf import IAFGuide
 
 

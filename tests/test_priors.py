@@ -8,7 +8,7 @@ import torch
 
 from experiments import train
 from experiments.parts.build import build
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 
 def log_normal(z, loc, scale):

@@ -27,7 +27,7 @@ CVAE = dict(model="cvae", guide="normal", elbo="trace", visible=1, hidden_dims=(
 # ``test_accuracy`` is that of argmax q(y|x) on the test digits, ``baseline_accuracy`` that of
 # the same network trained on the labeled digits alone, in the same run.
 from experiments import Config
-from experiments.training.run import run
+from experiments.training.end_to_end import run
 
 m2 = run(Config(**M2, data="digits", out="runs/lessons-live/m2", progress=False),
          force=True).summary

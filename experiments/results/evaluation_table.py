@@ -46,7 +46,7 @@ def main(folder: Path) -> None:
     OUT.write_text(json.dumps({"vae": rows, "lvm": lvm, "epoch": common, "at_epoch": early},
                               indent=2, sort_keys=True) + "\n")
     print("| variant | test ELBO | IWAE-1000 | IWAE-1000 (100 pts) | AIS (100 pts) | "
-          "active units | KL(q(z|x) ‖ p(z)) | I(x; z) | KL(q(z) ‖ p(z)) |")
+          "active units | KL(q(z\\|x) ‖ p(z)) | I(x; z) | KL(q(z) ‖ p(z)) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         a = r["ais"]
@@ -55,7 +55,7 @@ def main(folder: Path) -> None:
               f"{a['ais_mc_stderr']:.2f} | {r['active_units']:.0f} of 8 | {r['kl']:.2f} | "
               f"{r['mutual_information']:.2f} | {r['marginal_kl']:.2f} |")
     print(f"\nafter {common} epochs (each run's own metrics.csv):\n")
-    print("| variant | test ELBO | active units | KL(q(z|x) ‖ p(z)) | I(x; z) | KL(q(z) ‖ p(z)) |")
+    print("| variant | test ELBO | active units | KL(q(z\\|x) ‖ p(z)) | I(x; z) | KL(q(z) ‖ p(z)) |")
     print("|---|---|---|---|---|---|")
     for name, r in early.items():
         print(f"| {VARIANTS[name]} | {float(r['test_elbo']):.2f} | "

@@ -28,7 +28,7 @@ FALL = 1000.0
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite, or the bound fell far below its start
-    (``DivergenceWatch``); the run says what it kept (``experiments.training.run``)."""
+    (``DivergenceWatch``); the run says what it kept (``experiments.training.end_to_end``)."""
 
 
 class DivergenceWatch:
