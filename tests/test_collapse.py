@@ -10,8 +10,8 @@ from pyro import poutine
 from experiments import train
 from experiments.evaluation.collapse import active_units, elbo_surgery, kl_per_point_and_dimension
 from experiments.parts.build import build
-from experiments.training.free_bits import FreeBitsModel
 from experiments.training.end_to_end import run
+from experiments.training.free_bits import FreeBitsModel
 
 K_SE = 4.0
 

@@ -55,7 +55,8 @@ def main(folder: Path) -> None:
               f"{a['ais_mc_stderr']:.2f} | {r['active_units']:.0f} of 8 | {r['kl']:.2f} | "
               f"{r['mutual_information']:.2f} | {r['marginal_kl']:.2f} |")
     print(f"\nafter {common} epochs (each run's own metrics.csv):\n")
-    print("| variant | test ELBO | active units | KL(q(z\\|x) ‖ p(z)) | I(x; z) | KL(q(z) ‖ p(z)) |")
+    print("| variant | test ELBO | active units | KL(q(z\\|x) ‖ p(z)) | I(x; z) "
+          "| KL(q(z) ‖ p(z)) |")
     print("|---|---|---|---|---|---|")
     for name, r in early.items():
         print(f"| {VARIANTS[name]} | {float(r['test_elbo']):.2f} | "
