@@ -22,8 +22,8 @@ COMMANDS = set(elbolab.COMMANDS.values()) | {"experiments.__main__"}
 #: floor, lowest first: a room imports only from the rooms of the floors below its own
 FLOORS = [
     {"experiments"},                            # the package itself: its version, lazy exports
-    {"experiments.common", "experiments.recording", "experiments.estimators", "models"},
-    {"guides", "experiments.data"},
+    {"experiments.common", "experiments.estimators", "models"},
+    {"guides", "experiments.data", "experiments.recording"},  # recording knows the losses
     {"experiments.config"},                     # Config: knows the parts and data by name
     {"experiments.parts"},                      # builds them, from names or a Config
     {"experiments.evaluation"},

@@ -8,8 +8,9 @@ import torch
 from pyro import poutine
 
 from experiments import train
-from experiments.evaluation.collapse import active_units, elbo_surgery, kl_per_point_and_dimension
+from experiments.evaluation.collapse import active_units, elbo_surgery
 from experiments.parts.build import build
+from experiments.parts.kl_per_unit import kl_per_point_and_dimension
 from experiments.training.end_to_end import run
 from experiments.training.free_bits import FreeBitsModel
 

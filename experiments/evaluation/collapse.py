@@ -17,13 +17,14 @@ estimate over draws z ~ q(z|x_n), with log q(z) = log Σ_m q(z|x_m) − log N su
 point; the mean KL is the closed form where there is one; KL(q(z) ‖ p(z)) is their difference.
 """
 import math
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import kl_divergence
 
 from experiments.common.rng import isolated_rng
 from experiments.evaluation.likelihood import EVAL_SEED, guide_distribution
+from experiments.parts.kl_per_unit import collapse_applies, kl_per_point_and_dimension
 
 ACTIVE_THRESHOLD = 0.01
 #: test points at most (the aggregate posterior costs N² densities per draw)
@@ -32,13 +33,6 @@ MAX_POINTS = 1000
 SURGERY_SAMPLES = 2
 MEAN_SAMPLES = 64
 ROWS_PER_BLOCK = 64      # draws scored against all N components of q(z) at once
-
-
-def collapse_applies(model) -> bool:
-    """A model with one continuous latent site, the only kind these quantities are defined for
-    here (a hierarchy's units would be counted per layer)."""
-    sites = list(model.latent_sites.values())
-    return len(sites) == 1 and not sites[0].discrete
 
 
 def posterior_means(q, num_samples: int = MEAN_SAMPLES) -> torch.Tensor:
@@ -53,15 +47,6 @@ def active_units(means: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> in
     """The number of coordinates j whose E_q[z_j|x] varies over the points by more than
     ``threshold`` (its variance over the rows of ``means``, (N, d))."""
     return int((means.var(0) > threshold).sum())
-
-
-def kl_per_point_and_dimension(q, prior) -> Optional[torch.Tensor]:
-    """KL(q(z_j|x_n) ‖ p(z_j)), (N, d), where q and p are both diagonal Gaussians (then the KL
-    is the sum over j); None for other pairs, whose KL does not split by coordinate."""
-    if not all(isinstance(d, Independent) and isinstance(d.base_dist, Normal)
-               for d in (q, prior)):
-        return None
-    return kl_divergence(q.base_dist, prior.base_dist.expand(q.base_dist.batch_shape))
 
 
 def mean_kl(q, prior, num_samples: int = SURGERY_SAMPLES) -> float:

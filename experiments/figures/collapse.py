@@ -5,8 +5,9 @@ from typing import List
 import matplotlib.pyplot as plt
 
 from experiments.data.datasets import Dataset
-from experiments.evaluation.collapse import ACTIVE_THRESHOLD, collapse_applies, collapse_diagnostics
+from experiments.evaluation.collapse import ACTIVE_THRESHOLD, collapse_diagnostics
 from experiments.figures.common import save_figure
+from experiments.parts.kl_per_unit import collapse_applies
 
 
 def plot_kl_per_dimension(model, guide, data: Dataset, run_dir: Path) -> List[Path]:

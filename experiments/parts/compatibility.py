@@ -12,7 +12,7 @@ import torch
 
 from experiments.common.errors import UserError
 from experiments.estimators import ELBOS
-from experiments.evaluation.collapse import collapse_applies, kl_per_point_and_dimension
+from experiments.parts.kl_per_unit import collapse_applies, kl_per_point_and_dimension
 from experiments.parts.registries import construct
 from guides import GUIDES
 from models import MODELS, LatentVariableModel

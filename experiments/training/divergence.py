@@ -55,8 +55,9 @@ class DivergenceWatch:
 
 
 def advice(config: Config) -> str:
-    """What may help a run of ``config`` that diverged, leaving out what it already does."""
-    default = Config.lr
+    """What may help a run of ``config`` that diverged, leaving out what it already does (the
+    default --lr is its model's)."""
+    default = MODELS[config.model].defaults["lr"]
     tips = [f"a --lr below {config.lr:g}"
             + (f" (the default is {default:g})" if config.lr > default else "")]
     tips.append("a larger --batch-size")

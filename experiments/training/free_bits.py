@@ -17,7 +17,7 @@ priors and estimators it does not fit.
 import pyro
 import torch
 
-from experiments.evaluation.collapse import kl_per_point_and_dimension
+from experiments.parts.kl_per_unit import kl_per_point_and_dimension
 
 
 class FreeBitsModel:
