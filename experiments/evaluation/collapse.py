@@ -35,10 +35,11 @@ ROWS_PER_BLOCK = 64      # draws scored against all N components of q(z) at once
 
 
 def collapse_applies(model) -> bool:
-    """A model with one continuous latent site, the only kind these quantities are defined for
-    here (a hierarchy's units would be counted per layer)."""
+    """A model with one continuous latent site and a prior p(z) of its own, the only kind these
+    quantities are defined for here (a hierarchy's units would be counted per layer; a
+    conditional model's prior p(z|x_v) changes with x)."""
     sites = list(model.latent_sites.values())
-    return len(sites) == 1 and not sites[0].discrete
+    return len(sites) == 1 and not sites[0].discrete and not model.conditional
 
 
 def posterior_means(q, num_samples: int = MEAN_SAMPLES) -> torch.Tensor:
