@@ -26,7 +26,8 @@ def test_a_vae_run_writes_every_epochs_numbers_terms_gradient_norm_and_images(qu
     result = run(quick_config(tensorboard=True))
     events = board_of(result.run_dir)
     scalars = {"train/elbo", "test/elbo", "test/reconstruction", "test/kl", "train/grad_norm",
-               "train/seconds", "test/seconds"}
+               "train/seconds", "test/seconds", "test/active_units", "test/kl_to_prior",
+               "test/mutual_information", "test/marginal_kl"}
     assert set(events.Tags()["scalars"]) == scalars
     assert set(events.Tags()["images"]) == {"samples", "reconstructions"}
     for tag in scalars:

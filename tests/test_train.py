@@ -50,8 +50,8 @@ def test_run_folder_holds_config_metrics_summary_checkpoint_and_figures(trained)
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 16))
     assert set(rows[0]) == {"epoch", "train_elbo", "test_elbo", "seconds", "eval_seconds",
-                            "test_active_units", "test_kl", "test_mutual_information",
-                            "test_marginal_kl"}
+                            "test_active_units", "test_kl_to_prior",
+                            "test_mutual_information", "test_marginal_kl"}
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("test_elbo", "test_iwae", "test_iwae_mc_stderr", "test_iwae_point_stderr",
                 "iwae_samples", "seconds_per_epoch", "eval_seconds_per_epoch",

@@ -19,7 +19,7 @@ def read(folder: Path, name: str) -> dict:
     ais = json.loads((folder / name / "ais.json").read_text())
     return {"test_elbo": summary["test_elbo"], "test_iwae": summary["test_iwae"],
             "iwae_samples": summary["iwae_samples"], "num_test": summary["num_test"],
-            "active_units": summary["test_active_units"], "kl": summary["test_kl"],
+            "active_units": summary["test_active_units"], "kl": summary["test_kl_to_prior"],
             "mutual_information": summary["test_mutual_information"],
             "marginal_kl": summary["test_marginal_kl"], "ais": ais}
 
@@ -60,7 +60,7 @@ def main(folder: Path) -> None:
     print("|---|---|---|---|---|---|")
     for name, r in early.items():
         print(f"| {VARIANTS[name]} | {float(r['test_elbo']):.2f} | "
-              f"{float(r['test_active_units']):.0f} of 8 | {float(r['test_kl']):.2f} | "
+              f"{float(r['test_active_units']):.0f} of 8 | {float(r['test_kl_to_prior']):.2f} | "
               f"{float(r['test_mutual_information']):.2f} | "
               f"{float(r['test_marginal_kl']):.2f} |")
     if lvm:
