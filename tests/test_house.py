@@ -21,14 +21,14 @@ def make_targets() -> dict:
     return targets
 
 
-def test_ci_runs_the_readmes_test_command_which_lints_before_the_suite():
+def test_ci_runs_the_readmes_test_command_which_lints_before_the_suite_and_builds_the_site_after():
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
           if line and not line.startswith("#")]
     assert ci[-1] == "make test" and "make test " in (ROOT / "README.md").read_text()
     targets = make_targets()
     assert "lint" in targets["test"]["needs"]
     assert targets["lint"]["recipe"] == ["$(BIN)/ruff check ."]
-    assert targets["test"]["recipe"] == ["$(BIN)/python -m pytest"]
+    assert targets["test"]["recipe"] == ["$(BIN)/python -m pytest", "$(MAKE) docs"]
     assert targets["test-fast"]["recipe"] == ['$(BIN)/python -m pytest -m "not slow"']
 
 
