@@ -80,6 +80,7 @@ def test_with_the_exact_posterior_as_base_every_weight_is_p_of_x():
     assert estimate.per_point_mc_var.max() < 1e-6
 
 
+@pytest.mark.slow
 def test_ais_and_bdmc_match_the_lvm_quadrature():
     """On the nonlinear lvm: forward AIS on test points within K_SE errors of the quadrature;
     on simulated points, the forward and reverse estimates sandwich the exact mean."""
@@ -122,6 +123,7 @@ def trained_vae():
     return parts, x[:48]
 
 
+@pytest.mark.slow
 def test_ais_sits_above_iwae_on_a_trained_vae(trained_vae):
     """IWAE with K samples is a lower bound in expectation; AIS with K chains from the same q
     and T steps is tighter where q(z|x) misses p(z|x): its mean over points lies above IWAE's by
@@ -134,6 +136,7 @@ def test_ais_sits_above_iwae_on_a_trained_vae(trained_vae):
     assert differences.mean() > K_SE * differences.std() / math.sqrt(len(x))
 
 
+@pytest.mark.slow
 def test_the_bdmc_gap_shrinks_as_the_steps_grow(trained_vae):
     parts, _ = trained_vae
     short, long = (bdmc(parts.model, parts.guide, num_points=12, num_steps=steps, num_chains=8,

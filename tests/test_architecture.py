@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
+import pytest
+
 from experiments import __main__ as elbolab
 from experiments.training.end_to_end import run as train
 
@@ -185,6 +187,7 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
+@pytest.mark.slow
 def test_loading_a_finished_run_never_imports_the_training_loop(quick_config):
     finished = train(quick_config(epochs=1, num_train=64, num_test=16, iwae_samples=4))
     loaded = subprocess.run([sys.executable, "-c", LOAD, str(finished.run_dir)], cwd=ROOT,

@@ -59,6 +59,7 @@ def tiny():
     return config, data
 
 
+@pytest.mark.slow
 def test_every_estimator_gets_a_row_and_a_failing_one_says_why(tiny, monkeypatch):
     class Broken(Trace):
         def __init__(self, num_particles=1, vectorize_particles=False, max_plate_nesting=1):

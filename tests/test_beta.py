@@ -87,6 +87,7 @@ def test_the_loss_and_its_gradients_weight_the_latent_terms_by_beta(name, guide_
                               atol=1e-10)
 
 
+@pytest.mark.slow
 def test_beta_one_trains_exactly_as_without_the_weighting(quick_config, tmp_path, monkeypatch):
     """The run at β = 1 through ``LatentScale`` against the same run without it: the same
     numbers to the last bit, and no column added."""
@@ -110,6 +111,7 @@ def test_beta_one_trains_exactly_as_without_the_weighting(quick_config, tmp_path
     assert "beta" not in weighted.metrics[0] and weighted.summary["beta"] == 1.0
 
 
+@pytest.mark.slow
 def test_warmup_logs_beta_per_epoch_and_tests_at_beta_one(quick_config):
     """β·min(1, (e − 1)/E) for E = 3 and β = 0.5: 0, 1/6, 1/3, 1/2; the test ELBO is the true
     bound of the trained parts, recomputed here without any weighting."""

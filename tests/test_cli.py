@@ -73,6 +73,7 @@ def test_cuda_without_a_gpu_is_refused(monkeypatch, tmp_path, capsys):
     assert "sees no CUDA GPU" in error_line(capsys)
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_not_overwritten_without_force(tmp_path, capsys):
     out = tmp_path / "run"
     assert train.main(QUICK + ["--out", str(out)]) == 0
@@ -98,6 +99,7 @@ def test_resume_refuses_a_corrupt_checkpoint_and_a_changed_setting(tmp_path, cap
     assert "no such run folder" in error_line(capsys)
 
 
+@pytest.mark.slow
 def test_resume_from_the_command_line_continues_to_the_total_epochs(tmp_path, capsys):
     out = tmp_path / "run"
     assert train.main(QUICK + ["--out", str(out)]) == 0

@@ -4,6 +4,7 @@ by quadrature over z."""
 import math
 
 import pyro.distributions as dist
+import pytest
 import torch
 from pyro import poutine
 
@@ -91,6 +92,7 @@ def test_free_bits_is_the_elbo_plus_the_clamped_kl_per_dimension():
     assert expected < 0                  # some unit is under λ at initialization
 
 
+@pytest.mark.slow
 def test_free_bits_trains_resumes_and_refuses_what_it_cannot_split(quick_config, capsys,
                                                                    tmp_path):
     """Training sees the correction (about −2 nats per unit of z ∈ R² at λ = 2, where the KL

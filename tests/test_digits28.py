@@ -1,5 +1,6 @@
 """``--data digits28``: the 8×8 digits at MNIST's size, each a shifted copy of one 8×8 digit of
 the same split and label, found again by undoing its shift."""
+import pytest
 import torch
 from torch.nn.functional import interpolate, pad
 
@@ -27,6 +28,7 @@ def _sources(images: torch.Tensor, framed: torch.Tensor):
     return found
 
 
+@pytest.mark.slow
 def test_digits28_are_shifted_copies_of_the_8x8_digits_of_the_same_split_and_label():
     small, large = load_dataset("digits"), load_dataset("digits28")
     assert large.image_shape == (1, 28, 28) and large.data_dim == 784

@@ -22,6 +22,7 @@ QUICK = dict(epochs=2, num_train=300, num_test=60, hidden_dims=(16,), iwae_sampl
     (dict(model="lvm", guide="flow", elbo="trace", data="ring"),    # q without a closed-form
      ["elbo.png", "bounds.png", "curve.png", "posterior.png"]),     # mean: moments by sampling
 ], ids=["gmm-enum", "gmm-categorical-tracegraph", "lvm-ring", "lvm-flow-ring"])
+@pytest.mark.slow
 def test_the_done_when_commands_run_end_to_end_with_their_figures(settings, figures, tmp_path):
     result = run(Config(**settings, **QUICK, out=str(tmp_path / "run")))
     s = result.summary
@@ -45,6 +46,7 @@ def test_the_done_when_commands_run_end_to_end_with_their_figures(settings, figu
         assert (result.run_dir / name).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_ppca_runs_on_two_dimensional_data_with_the_lvm_figures(tmp_path):
     result = run(Config(model="ppca", guide="normal", data="moons", latent_dim=1, **QUICK,
                         out=str(tmp_path / "run")))
@@ -53,6 +55,7 @@ def test_ppca_runs_on_two_dimensional_data_with_the_lvm_figures(tmp_path):
         assert (result.run_dir / name).exists()
 
 
+@pytest.mark.slow
 def test_restarts_keep_the_best_final_train_elbo_and_resume_from_it(tmp_path):
     out = tmp_path / "run"
     config = Config(model="gmm", guide="enum", elbo="enum", data="gmm-2d", components=4,

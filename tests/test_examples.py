@@ -45,6 +45,7 @@ def test_every_example_has_a_smoke_entry():
     assert {p.stem for p in EXAMPLES.glob("*.py")} == set(SMALL)
 
 
+@pytest.mark.slow
 def test_train_and_compare_pairs_the_two_runs_point_by_point(example, capsys):
     result = example("train_and_compare")
     assert math.isfinite(result["paired_diff"]) and result["stderr"] > 0
@@ -76,6 +77,7 @@ def test_recorded_svi_loop_learns_and_replays(example, capsys):
     assert "Pyro's step:" not in capsys.readouterr().out        # the VAE's step is recordable
 
 
+@pytest.mark.slow
 def test_evaluate_a_run_gives_bounds_that_rise_with_k(example):
     bounds = example("evaluate_a_run")
     assert bounds[100] > bounds[1]

@@ -366,6 +366,7 @@ def test_elbo_terms_of_a_hierarchy_split_the_same_draws():
                           rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_the_hvae_run_of_the_issue_completes_with_its_summary_and_figures(quick_config):
     """``--model hvae --guide chain --elbo iwae --num-particles 5 --vectorize-particles
     --latent-dims 8,4 --data digits``, shortened."""

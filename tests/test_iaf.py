@@ -66,6 +66,7 @@ def _loc_scale(guide, x):
     return out[:, :d], torch.nn.functional.softplus(out[:, d:2 * d])
 
 
+@pytest.mark.slow
 def test_an_iaf_run_trains_resumes_and_is_scored_by_ais(quick_config):
     first = run(quick_config(guide="iaf", latent_dim=4, flow_layers=2, epochs=1))
     resumed = run(quick_config(guide="iaf", latent_dim=4, flow_layers=2, epochs=2),

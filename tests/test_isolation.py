@@ -26,6 +26,7 @@ def _matches_checkpoint(result) -> bool:
     return True
 
 
+@pytest.mark.slow
 def test_two_runs_held_in_one_process_keep_their_own_parameters(quick_config, tmp_path):
     """A PyroModule adopts a value it finds in Pyro's store under its own name: before
     namespaces, scoring the first run after a second one had trained used the second's σ."""

@@ -144,6 +144,7 @@ def test_ssvae_with_every_label_enumerates_under_validation(quick_config):
     assert result.summary["test_accuracy"] > 0.5          # chance is 0.1
 
 
+@pytest.mark.slow
 def test_a_cvae_run_reports_its_conditional_nll_as_minus_the_iwae_of_its_guide(
         quick_config, monkeypatch):
     """The summary's conditional NLL is −log p̂(x_h | x_v) by the project's importance sampler

@@ -30,6 +30,7 @@ def finished(tmp_path_factory):
                       iwae_samples=50, progress=False, out=str(out)))
 
 
+@pytest.mark.slow
 def test_a_loaded_run_reproduces_its_own_test_elbo_and_iwae(finished):
     config, data, parts = load_trained(finished.run_dir)
     guide = scoring_guide(parts, data.x_test)
@@ -193,6 +194,7 @@ def test_the_guides_example_of_a_finished_run_runs(finished, capsys):
     assert printed[3] == "torch.Size([3, 5, 2]) torch.Size([3, 5, 64])"
 
 
+@pytest.mark.slow
 def test_a_local_guide_run_loads_with_its_recorded_size_and_scores_as_it_did(tmp_path):
     """The local guide holds parameters per training point: the recorded number of them
     builds it, and its test numbers come from the same seeded refit on the test set."""

@@ -81,6 +81,7 @@ def test_a_run_diverging_in_its_first_epoch_says_nothing_was_kept_and_its_folder
     assert train.main(QUICK + ["--out", str(out)]) == 0     # the same folder, a sane --lr
 
 
+@pytest.mark.slow
 def test_a_run_diverging_later_keeps_its_checkpoint_and_resumes_with_a_smaller_lr(
         tmp_path, capsys, monkeypatch):
     from experiments.recording.svi import RecordedSVI
@@ -197,6 +198,7 @@ def test_a_file_that_cannot_be_written_is_one_line_for_every_command(tmp_path, m
         write_json(tmp_path / "gaps.json", {"a": 1})
 
 
+@pytest.mark.slow
 def test_parts_far_larger_than_the_data_are_warned_about_before_training(tmp_path, capsys):
     from experiments.parts.build import build
     from experiments.training.sizes import oversized
@@ -305,6 +307,7 @@ def test_every_epoch_axis_shows_whole_epochs(tmp_path, monkeypatch):
             assert ticks and all(t == int(t) for t in ticks), ticks
 
 
+@pytest.mark.slow
 def test_compare_without_a_terminal_says_each_epoch_as_a_line(tmp_path, capsys):
     argv = ["--elbos", "trace", "--seeds", "1", "--epochs", "2", "--num-train", "200",
             "--num-test", "40", "--hidden-dims", "16", "--grad-draws", "4", "--iwae-samples", "5",

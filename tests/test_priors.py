@@ -52,6 +52,7 @@ def test_the_vampprior_of_an_iaf_guide_mixes_its_flows():
                               each.logsumexp(0) - math.log(3), atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior", ["mog", "vamp"])
 def test_a_learned_prior_trains_and_resumes(quick_config, prior):
     settings = dict(prior=prior, pseudo_inputs=10, components=4, latent_dim=3)

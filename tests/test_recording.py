@@ -73,6 +73,7 @@ def assert_same_training(eager, recorded):
 RECORDABLE = [name for name, estimator in ELBOS.items() if estimator.recordable]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("elbo", RECORDABLE)
 def test_every_recordable_estimator_replays_pyros_losses_gradients_and_draws(elbo):
     options = {"num_particles": 4, "vectorize_particles": True} \
@@ -374,6 +375,7 @@ def test_a_tensor_changed_between_steps_and_a_late_parameter_train_as_pyro_does(
     assert svi.fallback is None and svi.replays
 
 
+@pytest.mark.slow
 def test_arguments_that_change_at_every_step_fall_back_once_with_bounded_memory():
     said = []
     pyro.clear_param_store()

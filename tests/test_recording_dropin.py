@@ -129,12 +129,14 @@ def test_an_untouched_vae_replays_pyros_numbers():
 
 # --- Python values the model reads, changed between epochs ------------------------------------
 
+@pytest.mark.slow
 def test_a_python_float_beta_in_poutine_scale_changed_per_epoch():
     def anneal(epoch, svi, vae):
         vae.beta = 0.2 * (epoch + 1)
     assert_drop_in(epochs(anneal))
 
 
+@pytest.mark.slow
 def test_a_global_float_multiplying_a_factor_changed_per_epoch():
     def setup():
         vae = VAE()
@@ -155,6 +157,7 @@ FACTOR_WEIGHT = 1.0
 PENALTY = {"weight": 1.0}
 
 
+@pytest.mark.slow
 def test_a_float_in_a_dict_the_model_reads_changed_per_epoch():
     def setup():
         vae = VAE()
@@ -172,6 +175,7 @@ def test_a_float_in_a_dict_the_model_reads_changed_per_epoch():
         PENALTY["weight"] = 1.0
 
 
+@pytest.mark.slow
 def test_a_prior_scale_tensor_rebound_to_a_new_object_every_epoch():
     prior = torch.ones(())
 
@@ -254,12 +258,14 @@ def test_a_value_no_watch_reaches_changed_later_is_caught_by_the_sampled_check()
 
 # --- module state -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_module_eval_mid_training_stops_dropout_and_batchnorm_updates():
     def evaluate_from_epoch_2(epoch, svi, vae):
         vae.encoder.train(epoch < 2)
     assert_drop_in(epochs(evaluate_from_epoch_2))
 
 
+@pytest.mark.slow
 def test_freezing_the_encoder_with_requires_grad_false():
     def freeze_at_epoch_2(epoch, svi, vae):
         if epoch == 2:
@@ -267,6 +273,7 @@ def test_freezing_the_encoder_with_requires_grad_false():
     assert_drop_in(epochs(freeze_at_epoch_2))
 
 
+@pytest.mark.slow
 def test_a_layer_swapped_for_a_new_linear():
     def swap_at_epoch_2(epoch, svi, vae):
         if epoch == 2:
@@ -274,6 +281,7 @@ def test_a_layer_swapped_for_a_new_linear():
     assert_drop_in(epochs(swap_at_epoch_2))
 
 
+@pytest.mark.slow
 def test_buffers_rebound_to_new_tensors():
     def reset_stats(epoch, svi, vae):
         if epoch == 2:
@@ -294,6 +302,7 @@ def test_param_store_set_state_restores_an_earlier_state():
     assert_drop_in(epochs(checkpoint))
 
 
+@pytest.mark.slow
 def test_a_restart_with_clear_param_store_and_new_networks_reusing_the_svi():
     def restart(epoch, svi, vae):
         if epoch == 2:
@@ -303,6 +312,7 @@ def test_a_restart_with_clear_param_store_and_new_networks_reusing_the_svi():
     assert_drop_in(epochs(restart))
 
 
+@pytest.mark.slow
 def test_a_parameter_assigned_through_the_store():
     def overwrite(epoch, svi, vae):
         if epoch == 2:
@@ -311,6 +321,7 @@ def test_a_parameter_assigned_through_the_store():
     assert_drop_in(epochs(overwrite))
 
 
+@pytest.mark.slow
 def test_a_parameter_first_created_later_by_python_state():
     def setup():
         vae = VAE()
@@ -344,12 +355,14 @@ def test_an_elbo_subclass_overriding_loss_and_grads_steps_through_it():
     assert_drop_in(epochs(), "overrides loss_and_grads", loss=PenalizedELBO)
 
 
+@pytest.mark.slow
 def test_num_particles_changed_on_the_loss_object():
     def more_particles(epoch, svi, vae):
         svi.loss.__self__.num_particles = 1 + epoch // 2
     assert_drop_in(epochs(more_particles))
 
 
+@pytest.mark.slow
 def test_vectorize_particles_changed_on_the_loss_object():
     def vectorize(epoch, svi, vae):
         elbo = svi.loss.__self__                    # SVI keeps the ELBO's bound methods

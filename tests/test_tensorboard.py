@@ -44,6 +44,7 @@ def test_a_vae_run_writes_every_epochs_numbers_terms_gradient_norm_and_images(qu
         assert value["test/kl"] > 0 and value["train/grad_norm"] > 0
 
 
+@pytest.mark.slow
 def test_a_model_with_an_exact_likelihood_adds_its_gaps_and_draws_no_images(tmp_path):
     config = Config(model="ppca", data="gmm-2d", num_train=200, num_test=50, epochs=2,
                     iwae_samples=20, progress=False, tensorboard=True, out=str(tmp_path / "r"))
@@ -57,6 +58,7 @@ def test_a_model_with_an_exact_likelihood_adds_its_gaps_and_draws_no_images(tmp_
                                   abs=1e-4)
 
 
+@pytest.mark.slow
 def test_the_board_changes_nothing_a_run_computes_and_a_resume_continues_it(quick_config,
                                                                             tmp_path):
     plain = run(quick_config(out=str(tmp_path / "plain")))

@@ -21,6 +21,7 @@ def trained(tmp_path_factory):
     return run(config)
 
 
+@pytest.mark.slow
 def test_training_beats_the_untrained_model_by_a_wide_margin(trained):
     first, last = trained.metrics[0]["test_elbo"], trained.metrics[-1]["test_elbo"]
     # after one epoch the bound is ~−32 nats; a trained 2-d VAE on 8×8 digits reaches ~−25
@@ -68,6 +69,7 @@ def test_run_folder_holds_config_metrics_summary_checkpoint_and_figures(trained)
     assert not list(run_dir.glob(".*.tmp"))       # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_and_another_seed_other_numbers(quick_config, tmp_path):
     a = run(quick_config(out=str(tmp_path / "a")))
     b = run(quick_config(out=str(tmp_path / "b")))
@@ -82,6 +84,7 @@ def _same(rows_a, rows_b):
     return [[r[k] for k in keys] for r in rows_a] == [[r[k] for k in keys] for r in rows_b]
 
 
+@pytest.mark.slow
 def test_two_epochs_then_two_resumed_equal_four_in_one_go(quick_config, tmp_path):
     straight = run(quick_config(out=str(tmp_path / "straight"), epochs=4))
     first = run(quick_config(out=str(tmp_path / "resumed"), epochs=2))
