@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import List
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from experiments.data.datasets import Dataset
 from experiments.evaluation.collapse import ACTIVE_THRESHOLD, collapse_diagnostics
@@ -22,10 +23,11 @@ def plot_kl_per_dimension(model, guide, data: Dataset, run_dir: Path) -> List[Pa
     kl = sorted(found["kl_per_dimension"], reverse=True)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * len(kl) + 2), 3.2))
     ax.bar(range(1, len(kl) + 1), kl, color="tab:blue")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))           # dimensions are whole
     ax.set_xlabel("latent dimension j, by KL (largest first)")
     ax.set_ylabel("mean KL(q(z_j|x) ‖ p(z_j)), nats")
     ax.set_title(f"{found['active_units']} of {len(kl)} units active (Cov_x E_q[z_j] > "
-                 f"{ACTIVE_THRESHOLD}); KL {found['kl']:.2f} = I(x; z) "
+                 f"{ACTIVE_THRESHOLD});\nKL {found['kl']:.2f} = I(x; z) "
                  f"{found['mutual_information']:.2f} + KL(q(z) ‖ p(z)) "
                  f"{found['marginal_kl']:.2f}", fontsize=8)
     return [save_figure(fig, run_dir / "kl_per_dimension.png")]
