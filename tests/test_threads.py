@@ -72,9 +72,9 @@ def test_the_cores_busy_time_is_read_from_proc_stat_per_usable_core(tmp_path):
 
 
 @pytest.mark.skipif(not threads.Path("/proc/stat").exists(), reason="Linux only")
-def test_busy_cores_lies_between_none_and_all_usable_cores():
+def test_busy_cores_lies_between_none_and_allusable_cores():
     busy = threads.busy_cores(seconds=0.05)
-    assert busy is not None and 0.0 <= busy <= len(threads._usable_cores())
+    assert busy is not None and 0.0 <= busy <= len(threads.usable_cores())
 
 
 @pytest.mark.parametrize("argv, expected", [([], None), (["--threads", "auto"], None),
@@ -97,7 +97,7 @@ def test_a_run_logs_its_automatic_choice_records_it_and_gives_torchs_threads_bac
     monkeypatch.setattr(threads, "preset_threads", lambda: None)
     monkeypatch.setattr(threads, "busy_cores", lambda: 1.9)
     monkeypatch.setattr(threads, "TORCH_DEFAULT", 2)
-    monkeypatch.setattr(threads, "_usable_cores", lambda: (0, 1))
+    monkeypatch.setattr(threads, "usable_cores", lambda: (0, 1))
     result = run(quick_config(epochs=1, progress=True))
     lines = [line for line in capsys.readouterr().err.splitlines() if "threads" in line]
     assert lines == ["threads: 1 instead of torch's 2, as other processes keep 1.9 of 2 cores "

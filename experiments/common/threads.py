@@ -89,7 +89,7 @@ def preset_threads() -> Optional[int]:
 def busy_cores(seconds: float = SAMPLE_SECONDS, stat: Path = Path("/proc/stat")) -> Optional[float]:
     """Cores' worth of time used by processes other than this one over the next ``seconds``,
     on the cores this process may run on (None where ``/proc/stat`` cannot be read)."""
-    cores = _usable_cores()
+    cores = usable_cores()
     try:
         before, own = _core_times(stat, cores), time.process_time()
         time.sleep(seconds)
@@ -104,7 +104,7 @@ def busy_cores(seconds: float = SAMPLE_SECONDS, stat: Path = Path("/proc/stat"))
     return min(float(len(after)), max(0.0, others))
 
 
-def _usable_cores() -> Tuple[int, ...]:
+def usable_cores() -> Tuple[int, ...]:
     if hasattr(os, "sched_getaffinity"):
         return tuple(sorted(os.sched_getaffinity(0)))
     return tuple(range(os.cpu_count() or 1))
@@ -130,7 +130,7 @@ def decide(requested: Optional[int]) -> Choice:
     the cores are watched only when the choice depends on them."""
     preset = preset_threads()
     busy = busy_cores() if requested is None and preset is None else None
-    return choose_threads(requested, preset, TORCH_DEFAULT, len(_usable_cores()), busy)
+    return choose_threads(requested, preset, TORCH_DEFAULT, len(usable_cores()), busy)
 
 
 @contextlib.contextmanager
