@@ -91,7 +91,7 @@ def busy_cores(seconds: float = SAMPLE_SECONDS, stat: Path = Path("/proc/stat"))
     on the cores this process may run on (None where ``/proc/stat`` cannot be read)."""
     cores = usable_cores()
     try:
-        before, own = _core_times(stat, cores), time.process_time()
+        before, own, start = _core_times(stat, cores), time.process_time(), time.monotonic()
         time.sleep(seconds)
         after, own = _core_times(stat, cores), time.process_time() - own
     except (OSError, ValueError):
@@ -100,11 +100,12 @@ def busy_cores(seconds: float = SAMPLE_SECONDS, stat: Path = Path("/proc/stat"))
     total = sum(after[c][1] - before[c][1] for c in after)
     if total <= 0:
         return None
-    others = busy / total * len(after) - own / seconds
+    others = busy / total * len(after) - own / (time.monotonic() - start)
     return min(float(len(after)), max(0.0, others))
 
 
 def usable_cores() -> Tuple[int, ...]:
+    """The cores this process may run on (its affinity: ``taskset``, a container's cpuset)."""
     if hasattr(os, "sched_getaffinity"):
         return tuple(sorted(os.sched_getaffinity(0)))
     return tuple(range(os.cpu_count() or 1))
