@@ -1,10 +1,12 @@
 """ELBO Lab against plain PyTorch, in one run: writes ``benchmarks/RESULTS.md``.
 
     make bench                                        # = python -m benchmarks.run
-    python -m benchmarks.run --quick --out /tmp/R.md  # fewer rounds and images, about a minute
+    python -m benchmarks.run --quick --out /tmp/R.md  # fewer rounds and images, about 2 minutes
 
 ``--data`` defaults to the largest real image set at hand: MNIST when its files are in
 ``--data-dir``, else scikit-learn's 8×8 digits upsampled to 28×28 (784 pixels, like MNIST).
+The benchmark trains with the threads a run would take (``--threads``, default ``auto``:
+``experiments.common.threads``), and says which.
 """
 import argparse
 import os
