@@ -5,7 +5,7 @@ PyTorch's CPU kernels split their work over ``torch.get_num_threads()`` threads 
 per core) that meet at a barrier after every operation; a training step is a few hundred short
 operations. When other processes keep the cores busy, the thread the barrier waits for is often
 not running, and its partner spins: on 2 cores with two CPU-bound processes beside it, a run with
-2 threads took several times as long per epoch as with 1 (docs/design/speed.md). So ``--threads
+2 threads took 8–15 times as long per epoch as with 1 (docs/guide/performance.md). So ``--threads
 auto`` (the default) measures how busy the cores are for a moment at the start of a run and uses
 one thread per core left free, never more than torch's default:
 
