@@ -61,8 +61,9 @@ def write(path: Path, command: str, sections: Sequence[Section]) -> None:
     parts = [
         "# ELBO Lab benchmarks",
         f"Produced by `{command}`; the code is in `benchmarks/`. Ratios are ELBO Lab's time over "
-        "the plain-PyTorch reference's, measured in the same run with the two taking turns "
-        "(medians over the rounds; quartiles of the per-round ratios in brackets).",
+        "the plain-PyTorch reference's, measured in the same run with the two taking turns, in an "
+        "order drawn at random each round (seeded; benchmarks/timing.py) (medians over the "
+        "rounds; quartiles of the per-round ratios in brackets).",
         "\n".join(machine()),
         "## Targets\n\n" + table(["target", "measured", "goal", ""],
                                  [(t.name, t.measured, t.goal, verdict[t.met]) for t in targets]),

@@ -1,10 +1,12 @@
 """ELBO Lab against plain PyTorch, in one run: writes ``benchmarks/RESULTS.md``.
 
     make bench                                        # = python -m benchmarks.run
-    python -m benchmarks.run --quick --out /tmp/R.md  # fewer rounds and images, about a minute
+    python -m benchmarks.run --quick --out /tmp/R.md  # fewer rounds and images, about 2 minutes
 
 ``--data`` defaults to the largest real image set at hand: MNIST when its files are in
 ``--data-dir``, else scikit-learn's 8×8 digits upsampled to 28×28 (784 pixels, like MNIST).
+The benchmark trains with the threads a run would take (``--threads``, default ``auto``:
+``experiments.common.threads``), and says which.
 """
 import argparse
 import os
@@ -18,9 +20,19 @@ import pyro
 import torch
 from torch.nn import functional as F
 
-from benchmarks import estimators, evaluation, numpyro_peer, particles, processes, report, training
+from benchmarks import (
+    estimators,
+    evaluation,
+    numpyro_peer,
+    particles,
+    processes,
+    report,
+    shared_cores,
+    training,
+)
 from experiments.common.command import command
-from experiments.config.config import Config
+from experiments.common.threads import threads_of_run
+from experiments.config.config import Config, thread_count
 from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
 from experiments.training.prepare import prepare_data
 
@@ -39,12 +51,15 @@ class Scale:
     process_epochs: int = 4         # training on 1 and 2 processes (the first epoch untimed)
     process_iwae_images: int = 200  # IWAE-5000 by 1 and 2 ranks
     process_rounds: int = 3
+    whole_run_rounds: int = 5       # 10-epoch runs, ELBO Lab and the reference
+    shared_rounds: int = 6          # turns per thread count beside busy processes
 
 
 FULL = Scale(training_rounds=30, particle_rounds=10, iwae_images=1000, iwae_rounds=10,
              estimator_rounds=4)
 QUICK = Scale(training_rounds=8, particle_rounds=3, iwae_images=100, iwae_rounds=2,
-              estimator_rounds=2, process_epochs=2, process_iwae_images=20, process_rounds=1)
+              estimator_rounds=2, process_epochs=2, process_iwae_images=20, process_rounds=1,
+              whole_run_rounds=2, shared_rounds=2)
 
 
 def default_data(data_dir: str) -> str:
@@ -82,6 +97,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default="data", help="folder of MNIST/raw (default: %(default)s)")
     p.add_argument("--quick", action="store_true", help="fewer rounds and images (a smoke run)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="intra-op threads, as a run's --threads (default: auto, one per core "
+                        "left free by other processes)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where to write the results "
                                                              "(default: benchmarks/RESULTS.md)")
     return p
@@ -91,6 +109,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    with threads_of_run(args.threads) as threads:
+        return _benchmarks(args, argv, f"Threads: {threads.threads} ({threads.reason}).")
+
+
+def _benchmarks(args: argparse.Namespace, argv: List[str], threads: str) -> int:
     scale = QUICK if args.quick else FULL
     config = Config(data=args.data or default_data(args.data_dir), data_dir=args.data_dir,
                     latent_dim=20, hidden_dims=(400,), lr=1e-3, seed=args.seed, progress=False)
@@ -98,9 +121,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     x_iwae = iwae_images(data, scale.iwae_images)
     summary = (f"`{config.data}`: {len(data.x_train)} training and {len(data.x_test)} test "
                f"images of {data.data_dim} pixels, dynamically binarized; the IWAE benchmark "
-               f"uses {len(x_iwae)} binarized images (the test set first).")
+               f"uses {len(x_iwae)} binarized images (the test set first). {threads}")
+    if args.data is None and config.data != "mnist":
+        summary += (f" MNIST's files are not in `{args.data_dir}/MNIST/raw` (nothing is "
+                    "downloaded): the bundled 8×8 digits upsampled to 28×28 stand in; "
+                    "`--data mnist --data-dir DIR` takes a local copy.")
     benchmarks = [
-        ("training", lambda: training.benchmark(config, data, rounds=scale.training_rounds)),
+        ("training", lambda: training.benchmark(config, data, rounds=scale.training_rounds,
+                                                whole_run_rounds=scale.whole_run_rounds)),
         ("K particles", lambda: particles.benchmark(config, data, rounds=scale.particle_rounds)),
         ("IWAE evaluation", lambda: evaluation.iwae(config, x_iwae, scale.iwae_rounds)),
         ("exact log-likelihoods", lambda: evaluation.exact(config)),
@@ -109,6 +137,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         ("processes", lambda: processes.benchmark(
             config, iwae_images(data, scale.process_iwae_images), scale.process_epochs,
             scale.process_rounds)),
+        ("shared cores", lambda: shared_cores.benchmark(config, data, scale.shared_rounds)),
     ]
     if not numpyro_peer.available():
         print(numpyro_peer.MISSING, file=sys.stderr)

@@ -4,7 +4,9 @@ exact log-likelihood gets its row, a failing one a row saying why."""
 import pytest
 import torch
 
-from benchmarks import estimators, evaluation, numpyro_peer, reference, training
+from benchmarks import estimators, evaluation, numpyro_peer, reference, shared_cores, training
+from benchmarks.timing import alternate
+from experiments.common import threads
 from experiments.config.config import Config
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS, Trace
@@ -109,13 +111,42 @@ def test_the_speed_page_quotes_the_current_results():
         assert quoted in page, "docs/design/speed.md quotes stale results: paste RESULTS.md's"
 
 
+@pytest.mark.slow
 def test_without_numpyro_its_rows_are_left_out_with_one_line(tiny, monkeypatch):
     """The NumPyro peer is optional (.[bench]): without it the training section says so in
     one line and times the rest; its targets are left out rather than failed."""
     monkeypatch.setattr(numpyro_peer, "numpyro", None)
     section = training.benchmark(tiny[0].replace(batch_size=64), tiny[1], rounds=1,
-                                 batch_sizes=(64,))
+                                 batch_sizes=(64,), whole_run_rounds=1)
     assert numpyro_peer.MISSING in section.body
     assert "NumPyro, jax.jit" not in section.body
     assert not [t for t in section.targets if "NumPyro" in t.name]
-    assert any("recorded step, the default" in t.name for t in section.targets)
+    names = [t.name for t in section.targets]
+    assert any("recorded step, the default" in name for name in names)
+    assert "1. reference against itself, batch 64" in names
+    assert "1. whole 10-epoch run, first epoch included, batch 64" in names
+    assert "a fresh model trained 10 epochs (40 steps" in section.body
+
+
+def test_turns_are_taken_in_an_order_drawn_anew_each_round():
+    """Every candidate once per round; over the rounds each follows every other one (a fixed
+    or rotated order lets one always follow the same other, whose caches it then meets)."""
+    calls = []
+    timings = alternate({name: (lambda name=name: calls.append(name)) for name in "abcd"},
+                        rounds=40, warmup=2)
+    rounds = [calls[i:i + 4] for i in range(0, len(calls), 4)]
+    assert len(rounds) == 42 and all(sorted(r) == list("abcd") for r in rounds)
+    assert all(len(seconds) == 40 for seconds in timings.seconds.values())
+    followed = {(r[i], r[i + 1]) for r in rounds for i in range(3)}
+    assert followed == {(a, b) for a in "abcd" for b in "abcd" if a != b}
+    assert len({tuple(r) for r in rounds}) > 4
+
+
+@pytest.mark.slow
+def test_the_shared_core_section_times_every_thread_count_and_names_autos_choice(tiny):
+    config = tiny[0].replace(batch_size=64)
+    section = shared_cores.benchmark(config, tiny[1], rounds=1)
+    counts = range(1, threads.TORCH_DEFAULT + 1)
+    assert all(f"| {c} thread{'s' if c > 1 else ''} |" in section.body for c in counts)
+    assert section.body.count("← auto") == 1
+    assert section.targets[0].name.startswith("7. default run (auto:")

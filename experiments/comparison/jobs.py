@@ -6,19 +6,19 @@ measurement uses one fixed minibatch.
 """
 import json
 import math
-import os
 import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
 
 from experiments.common.errors import UserError
 from experiments.common.files import write_json, write_text
+from experiments.common.threads import decide
 from experiments.config.config import Config, resolve
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize
 from experiments.estimators import ELBOS
@@ -89,7 +89,7 @@ def plan(config: Config, elbos: List[Tuple[str, str]], ks: List[int], seeds: int
     """Every (estimator, guide, K, seed) run, refusing impossible combinations before any
     starts; with ``resume``, finished runs are skipped and stopped ones continued."""
     planned = []
-    threads = threads_per_job(jobs)
+    threads = threads_per_job(jobs, config.threads)
     for elbo, guide in elbos:
         for k in (ks if ELBOS[elbo].k_sample else ks[:1]):
             vectorize = config.vectorize_particles or (ELBOS[elbo].k_sample and k > 1)
@@ -106,9 +106,13 @@ def plan(config: Config, elbos: List[Tuple[str, str]], ks: List[int], seeds: int
     return planned
 
 
-def threads_per_job(jobs: int) -> int:
-    """Intra-op threads for each of ``jobs`` runs in parallel: the cores shared out."""
-    return max(1, (os.cpu_count() or 1) // jobs)
+def threads_per_job(jobs: int, requested: Optional[int] = None) -> int:
+    """Intra-op threads for each of ``jobs`` runs in parallel: ``--threads N`` each, else the
+    threads one run would take now (``experiments.common.threads.decide``: the cores left free
+    by other processes, or the user's ``OMP_NUM_THREADS``) shared out."""
+    if requested is not None:
+        return requested
+    return max(1, decide(None).threads // jobs)
 
 
 def fixed_minibatch(config: Config, data: Dataset):

@@ -65,6 +65,18 @@ def sizes(text: str) -> Tuple[int, ...]:
     return _numbers(text, "sizes such as 100,50")
 
 
+def thread_count(text: str) -> Optional[int]:
+    """``auto`` → None (chosen from the cores' load at the start: experiments.common.threads),
+    ``2`` → 2."""
+    if text.strip() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of threads or auto, "
+                                         f"got {text!r}") from None
+
+
 def _numbers(text: str, example: str) -> Tuple[int, ...]:
     try:
         return tuple(int(w) for w in text.split(",") if w.strip())
@@ -214,6 +226,11 @@ class Config:
         1, "train from N initializations (seeds seed, seed+1, …) and keep the one with the best "
         "final train ELBO", TRAINING, at_least=1)
     device: str = option("cpu", "cpu or cuda", TRAINING, resumable=True)
+    threads: Optional[int] = option(
+        None, "intra-op CPU threads of a run (of each run, for compare); auto: torch's default "
+        "(one per core), fewer where other processes keep cores busy at the start "
+        "(docs/guide/performance.md); OMP_NUM_THREADS, when set, is kept", TRAINING, at_least=1,
+        shown_default="auto", parse=thread_count, resumable=True, runtime=True)
     pyro_validation: bool = option(
         False, "check distributions and model/guide sites at the steps Pyro takes: the first "
         "of a run (replayed steps are not checked), or every step with --eager (slower)",

@@ -26,6 +26,7 @@ from experiments.common.distributed import (
 from experiments.common.errors import UserError
 from experiments.common.files import write_csv, write_json
 from experiments.common.ranks import leader
+from experiments.common.threads import Choice, threads_of_run
 from experiments.config.config import RESUMABLE, Config, flag_of, resolve
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS
@@ -87,7 +88,9 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     if resume is not None:
         resume = run_folder.run_folder_of(resume)         # the folder, also if given its checkpoint
         _check_epochs_ahead(resume, config.epochs)
-    with pyro.validation_enabled(config.pyro_validation), distributed.session(config):
+    with pyro.validation_enabled(config.pyro_validation), distributed.session(config), \
+            threads_of_run(config.threads) as threads:
+        _announce(config, threads)
         device = device_named(config.device)
         data = leader_first(lambda: prepare_data(config, device))
         if resume is not None:
@@ -122,11 +125,19 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
             with shared_work():
                 summary = {**summarize(config, parts.model, scorer, data, metrics, run_dir,
                                        refitted=not parts.guide.amortized),
-                           **restarts, "final_eval_seconds": time.perf_counter() - start}
+                           **restarts, "final_eval_seconds": time.perf_counter() - start,
+                           "threads": threads.threads}
             if leader():
                 write_json(run_dir / "summary.json", summary)
                 plot_run_figures(parts.model, scorer, data, metrics, summary, run_dir)
     return RunResult(run_dir, summary, metrics, parts)
+
+
+def _announce(config: Config, threads: Choice) -> None:
+    """One line where ``--threads auto`` chose other than torch's default."""
+    line = threads.announcement()
+    if line is not None:
+        log(config, line)
 
 
 @contextlib.contextmanager

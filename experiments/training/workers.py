@@ -148,11 +148,11 @@ def train_in_worker(config: dict, threads: int,
     """The run of ``config`` (a ``Config.to_dict()``, which pickles across processes) with
     ``threads`` intra-op threads, without progress bars: continued from the checkpoint in its
     folder if ``resume``, else overwriting its folder."""
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads)          # the worker's share, also around the run
+    settings = resolved(config).replace(threads=threads)
     if resume:
-        return run(resolved(config), resume=config["out"], on_start=on_start,
-                   on_epoch=on_epoch)
-    return run(resolved(config), force=True, on_start=on_start, on_epoch=on_epoch)
+        return run(settings, resume=config["out"], on_start=on_start, on_epoch=on_epoch)
+    return run(settings, force=True, on_start=on_start, on_epoch=on_epoch)
 
 
 def resolved(config: dict) -> Config:
