@@ -18,8 +18,9 @@ from pyro.infer import SVI
 from experiments.estimators import ELBOS
 from experiments.parts.build import build
 from experiments.parts.namespaces import local_name
+from experiments.recording.functional import functional
 from experiments.recording.record import NotRecordable, record
-from experiments.recording.simplify import simplify
+from experiments.recording.simplify import IN_PLACE, simplify
 from experiments.recording.svi import MAX_PENDING, RecordedSVI
 from experiments.training.end_to_end import run
 from experiments.training.optim import JointOptim
@@ -205,6 +206,11 @@ def test_a_model_that_reads_values_is_refused_and_steps_as_pyro_would(how, reaso
     assert torch.equal(rng, eager_rng)            # the refused recording's draws were undone
 
 
+def replayable(fn, inputs):
+    """``fn`` recorded on ``inputs`` and rewritten as ``RecordedSVI`` rewrites what it replays."""
+    return simplify(functional(record(fn, inputs)[0], inputs))
+
+
 def test_simplify_keeps_values_and_draws_and_drops_what_computes_nothing():
     def fn(w, x):
         y = (x @ w.t().t() + 0.0) / 1                     # identities
@@ -219,7 +225,7 @@ def test_simplify_keeps_values_and_draws_and_drops_what_computes_nothing():
     before = sum(n.op == "call_function" for n in program.graph.nodes)
     torch.manual_seed(0)
     expected = program(w, x)
-    simplified = simplify(program)
+    simplified = simplify(functional(program, [w, x]))
     torch.manual_seed(0)
     got = simplified(w, x)
     targets = [n.target for n in simplified.graph.nodes if n.op == "call_function"]
@@ -233,7 +239,7 @@ def test_simplify_keeps_values_and_draws_and_drops_what_computes_nothing():
 
 def test_simplify_keeps_x_plus_zero_which_turns_minus_zero_into_plus_zero():
     x = torch.tensor([-0.0, 2.0])
-    program = simplify(record(lambda x: [1.0 / (x + 0.0)], [x])[0])
+    program = replayable(lambda x: [1.0 / (x + 0.0)], [x])
     assert program(x)[0].tolist() == [float("inf"), 0.5]          # 1 / (−0 + 0) = 1 / +0
 
 
@@ -244,8 +250,7 @@ def _untagged_noise(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_simplify_folds_only_allowed_operations_never_an_untagged_random_one():
-    program = simplify(record(lambda x: [_untagged_noise(torch.ones_like(x))],
-                              [torch.zeros(5)])[0])
+    program = replayable(lambda x: [_untagged_noise(torch.ones_like(x))], [torch.zeros(5)])
     first, second = program(torch.zeros(5))[0], program(torch.zeros(5))[0]
     assert not torch.equal(first, second)                  # drawn anew at every call
 
@@ -319,7 +324,7 @@ def _merged_views(x, w):
 def test_simplify_respects_writes_through_views(fn, inputs):
     """In-place writes reach memory through views: what they write to is never folded, merged,
     bypassed or written into again (each case here gave other numbers before it was fixed)."""
-    program = simplify(record(fn, inputs)[0])
+    program = replayable(fn, inputs)
     for _ in range(2):                             # twice: a constant written must not stay
         for got, expected in zip(program(*[t.clone() for t in inputs]),
                                  fn(*[t.clone() for t in inputs])):
