@@ -5,6 +5,7 @@ seed, on minibatches of B < N points whose last one is smaller (two signatures),
 what a user would see differ: the loss of every step, the gradient handed to the optimizer at
 every step, the random stream after, and the trained parameters.
 """
+import copy
 import itertools
 import warnings
 
@@ -18,6 +19,7 @@ from pyro.infer import SVI
 from experiments.estimators import ELBOS
 from experiments.parts.build import build
 from experiments.parts.namespaces import local_name
+from experiments.recording.adapter import mutates
 from experiments.recording.functional import functional
 from experiments.recording.record import NotRecordable, record
 from experiments.recording.simplify import IN_PLACE, simplify
@@ -329,6 +331,48 @@ def test_simplify_respects_writes_through_views(fn, inputs):
         for got, expected in zip(program(*[t.clone() for t in inputs]),
                                  fn(*[t.clone() for t in inputs])):
             torch.testing.assert_close(got, expected)
+
+
+def _normalized_noise(norm: torch.nn.BatchNorm1d):
+    def fn(x):
+        noise = torch.empty(4, 3).normal_()        # a random fill
+        shift = torch.zeros(4, 3)
+        shift[:, 0] = x[:, 0]                      # a write through a view
+        return [(norm(x) * noise + shift).sum(0)]
+    return fn
+
+
+def test_a_replayed_program_writes_only_fresh_memory_and_what_the_step_writes():
+    """Functionalized: no operation writes memory another reads, but the in-place rewrites of
+    fresh results and the epilogue's ``copy_`` into what the step itself writes (BatchNorm's
+    running statistics), which land, bit for bit, as the eager step's do."""
+    x, norm = torch.randn(4, 3), torch.nn.BatchNorm1d(3)
+    eager_norm = copy.deepcopy(norm)
+    torch.manual_seed(0)
+    program = replayable(_normalized_noise(norm), [x])
+    torch.manual_seed(0)
+    _normalized_noise(eager_norm)(x)                       # the recorded call, eagerly
+    for node in program.graph.nodes:
+        if node.op == "call_function" and mutates(node.target):
+            assert node.target in IN_PLACE.values() or (
+                node.target is torch.ops.aten.copy_.default
+                and node.args[0].op in ("get_attr", "placeholder")), node.format_node()
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        got = program(x)[0]
+        torch.manual_seed(seed)
+        assert torch.equal(got, _normalized_noise(eager_norm)(x)[0])
+        for name, buffer in norm.named_buffers():
+            assert torch.equal(buffer, getattr(eager_norm, name)), name
+
+
+def test_simplify_never_merges_operations_on_numbers_of_other_types():
+    """``x * 2``, ``x * 2.0`` and ``x * True`` differ for an integer x (dtype): never merged
+    (``torch.fx``'s ``CSEPass`` merges them)."""
+    x = torch.arange(3)
+    got = replayable(lambda x: [x * 2, x * 2.0, x * True], [x])(x)
+    assert [t.dtype for t in got] == [torch.int64, torch.float32, torch.int64]
+    assert [t.tolist() for t in got] == [[0, 2, 4], [0.0, 2.0, 4.0], [0, 1, 2]]
 
 
 @pytest.mark.parametrize("read", [lambda t: t.tolist(), lambda t: t.numpy(),

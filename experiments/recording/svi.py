@@ -261,9 +261,10 @@ class RecordedSVI(SVI):
     def _apply(self, program: Program, outputs: List[torch.Tensor]) -> float:
         """Hand the gradients to the optimizer, step, and return the loss. A gradient a replay
         does not compute afresh (a constant, an input, one shared by two parameters) is copied:
-        optimizers may write into it (clipping). A recording's are autograd's, as Pyro's."""
+        optimizers may write into it (clipping); so is every gradient of a recording (which may
+        be an expanded tensor, one memory for many elements, that autograd would copy)."""
         stepped = [program.params[i] for i in program.stepped]
-        owned = program.owned or [True] * len(program.graded)
+        owned = program.owned or [False] * len(program.graded)
         for i, grad, fresh in zip(program.graded, outputs[1:], owned):
             param = program.params[i]
             grad = grad if fresh else grad.clone()
