@@ -102,6 +102,20 @@ def test_other_models_and_guides_replay_pyros_training(model, guide, elbo, optio
                          train(RecordedSVI, model, guide, elbo, **options))
 
 
+def test_replays_leave_pyros_parameters_and_adam_state_bit_for_bit():
+    """The program returns gradients and the optimizer steps outside it, as in Pyro's step:
+    after replays (both signatures), every parameter and Adam's moments and step counts are
+    Pyro's to the bit."""
+    eager, recorded = train(SVI)[3], train(RecordedSVI)[3]
+    assert recorded.replayed > 0 and recorded.fallback is None
+    (a, b) = (svi.optim.optimizer for svi in (eager, recorded))
+    for p, q in zip(a.param_groups[0]["params"], b.param_groups[0]["params"], strict=True):
+        assert torch.equal(p, q)
+        assert a.state[p].keys() == b.state[q].keys()
+        for key, value in a.state[p].items():
+            assert torch.equal(value, b.state[q][key]), key
+
+
 def test_a_replayed_step_runs_fewer_operations_than_pyros_step():
     """The reason for recording: the program holds the arithmetic, not Pyro's bookkeeping
     (operations counted as PyTorch's profiler counts them, nested ones included)."""
