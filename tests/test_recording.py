@@ -102,6 +102,7 @@ def test_other_models_and_guides_replay_pyros_training(model, guide, elbo, optio
                          train(RecordedSVI, model, guide, elbo, **options))
 
 
+@pytest.mark.slow
 def test_replays_leave_pyros_parameters_and_adam_state_bit_for_bit():
     """The program returns gradients and the optimizer steps outside it, as in Pyro's step:
     after replays (both signatures), every parameter and Adam's moments and step counts are
