@@ -5,6 +5,7 @@ seed, on minibatches of B < N points whose last one is smaller (two signatures),
 what a user would see differ: the loss of every step, the gradient handed to the optimizer at
 every step, the random stream after, and the trained parameters.
 """
+import copy
 import itertools
 import warnings
 
@@ -18,8 +19,10 @@ from pyro.infer import SVI
 from experiments.estimators import ELBOS
 from experiments.parts.build import build
 from experiments.parts.namespaces import local_name
+from experiments.recording.adapter import mutates
+from experiments.recording.functional import functional
 from experiments.recording.record import NotRecordable, record
-from experiments.recording.simplify import simplify
+from experiments.recording.simplify import IN_PLACE, simplify
 from experiments.recording.svi import MAX_PENDING, RecordedSVI
 from experiments.training.end_to_end import run
 from experiments.training.optim import JointOptim
@@ -97,6 +100,21 @@ def test_every_recordable_estimator_replays_pyros_losses_gradients_and_draws(elb
 def test_other_models_and_guides_replay_pyros_training(model, guide, elbo, options):
     assert_same_training(train(SVI, model, guide, elbo, **options),
                          train(RecordedSVI, model, guide, elbo, **options))
+
+
+@pytest.mark.slow
+def test_replays_leave_pyros_parameters_and_adam_state_bit_for_bit():
+    """The program returns gradients and the optimizer steps outside it, as in Pyro's step:
+    after replays (both signatures), every parameter and Adam's moments and step counts are
+    Pyro's to the bit."""
+    eager, recorded = train(SVI)[3], train(RecordedSVI)[3]
+    assert recorded.replayed > 0 and recorded.fallback is None
+    (a, b) = (svi.optim.optimizer for svi in (eager, recorded))
+    for p, q in zip(a.param_groups[0]["params"], b.param_groups[0]["params"], strict=True):
+        assert torch.equal(p, q)
+        assert a.state[p].keys() == b.state[q].keys()
+        for key, value in a.state[p].items():
+            assert torch.equal(value, b.state[q][key]), key
 
 
 def test_a_replayed_step_runs_fewer_operations_than_pyros_step():
@@ -205,6 +223,11 @@ def test_a_model_that_reads_values_is_refused_and_steps_as_pyro_would(how, reaso
     assert torch.equal(rng, eager_rng)            # the refused recording's draws were undone
 
 
+def replayable(fn, inputs):
+    """``fn`` recorded on ``inputs`` and rewritten as ``RecordedSVI`` rewrites what it replays."""
+    return simplify(functional(record(fn, inputs)[0], inputs))
+
+
 def test_simplify_keeps_values_and_draws_and_drops_what_computes_nothing():
     def fn(w, x):
         y = (x @ w.t().t() + 0.0) / 1                     # identities
@@ -219,7 +242,7 @@ def test_simplify_keeps_values_and_draws_and_drops_what_computes_nothing():
     before = sum(n.op == "call_function" for n in program.graph.nodes)
     torch.manual_seed(0)
     expected = program(w, x)
-    simplified = simplify(program)
+    simplified = simplify(functional(program, [w, x]))
     torch.manual_seed(0)
     got = simplified(w, x)
     targets = [n.target for n in simplified.graph.nodes if n.op == "call_function"]
@@ -233,7 +256,7 @@ def test_simplify_keeps_values_and_draws_and_drops_what_computes_nothing():
 
 def test_simplify_keeps_x_plus_zero_which_turns_minus_zero_into_plus_zero():
     x = torch.tensor([-0.0, 2.0])
-    program = simplify(record(lambda x: [1.0 / (x + 0.0)], [x])[0])
+    program = replayable(lambda x: [1.0 / (x + 0.0)], [x])
     assert program(x)[0].tolist() == [float("inf"), 0.5]          # 1 / (−0 + 0) = 1 / +0
 
 
@@ -244,8 +267,7 @@ def _untagged_noise(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_simplify_folds_only_allowed_operations_never_an_untagged_random_one():
-    program = simplify(record(lambda x: [_untagged_noise(torch.ones_like(x))],
-                              [torch.zeros(5)])[0])
+    program = replayable(lambda x: [_untagged_noise(torch.ones_like(x))], [torch.zeros(5)])
     first, second = program(torch.zeros(5))[0], program(torch.zeros(5))[0]
     assert not torch.equal(first, second)                  # drawn anew at every call
 
@@ -319,11 +341,53 @@ def _merged_views(x, w):
 def test_simplify_respects_writes_through_views(fn, inputs):
     """In-place writes reach memory through views: what they write to is never folded, merged,
     bypassed or written into again (each case here gave other numbers before it was fixed)."""
-    program = simplify(record(fn, inputs)[0])
+    program = replayable(fn, inputs)
     for _ in range(2):                             # twice: a constant written must not stay
         for got, expected in zip(program(*[t.clone() for t in inputs]),
                                  fn(*[t.clone() for t in inputs])):
             torch.testing.assert_close(got, expected)
+
+
+def _normalized_noise(norm: torch.nn.BatchNorm1d):
+    def fn(x):
+        noise = torch.empty(4, 3).normal_()        # a random fill
+        shift = torch.zeros(4, 3)
+        shift[:, 0] = x[:, 0]                      # a write through a view
+        return [(norm(x) * noise + shift).sum(0)]
+    return fn
+
+
+def test_a_replayed_program_writes_only_fresh_memory_and_what_the_step_writes():
+    """Functionalized: no operation writes memory another reads, but the in-place rewrites of
+    fresh results and the epilogue's ``copy_`` into what the step itself writes (BatchNorm's
+    running statistics), which land, bit for bit, as the eager step's do."""
+    x, norm = torch.randn(4, 3), torch.nn.BatchNorm1d(3)
+    eager_norm = copy.deepcopy(norm)
+    torch.manual_seed(0)
+    program = replayable(_normalized_noise(norm), [x])
+    torch.manual_seed(0)
+    _normalized_noise(eager_norm)(x)                       # the recorded call, eagerly
+    for node in program.graph.nodes:
+        if node.op == "call_function" and mutates(node.target):
+            assert node.target in IN_PLACE.values() or (
+                node.target is torch.ops.aten.copy_.default
+                and node.args[0].op in ("get_attr", "placeholder")), node.format_node()
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        got = program(x)[0]
+        torch.manual_seed(seed)
+        assert torch.equal(got, _normalized_noise(eager_norm)(x)[0])
+        for name, buffer in norm.named_buffers():
+            assert torch.equal(buffer, getattr(eager_norm, name)), name
+
+
+def test_simplify_never_merges_operations_on_numbers_of_other_types():
+    """``x * 2``, ``x * 2.0`` and ``x * True`` differ for an integer x (dtype): never merged
+    (``torch.fx``'s ``CSEPass`` merges them)."""
+    x = torch.arange(3)
+    got = replayable(lambda x: [x * 2, x * 2.0, x * True], [x])(x)
+    assert [t.dtype for t in got] == [torch.int64, torch.float32, torch.int64]
+    assert [t.tolist() for t in got] == [[0, 2, 4], [0.0, 2.0, 4.0], [0, 1, 2]]
 
 
 @pytest.mark.parametrize("read", [lambda t: t.tolist(), lambda t: t.numpy(),

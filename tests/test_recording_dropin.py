@@ -11,6 +11,7 @@ import itertools
 import random
 import warnings
 
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pyro.optim
@@ -235,9 +236,8 @@ def test_a_tensor_made_each_step_from_python_state_no_guard_sees():
     assert_drop_in(epochs(), "different operations", setup=setup)
 
 
-def test_a_value_no_watch_reaches_changed_later_is_caught_by_the_sampled_check():
-    """A list's item is beyond the watch: the replays keep the recorded β until the sampled
-    check (the 16th replay, epoch 4 here) compares with Pyro's computation and falls back."""
+@pytest.mark.slow
+def test_a_float_in_a_list_the_model_reads_changed_per_epoch():
     betas = [1.0]
 
     def setup():
@@ -245,6 +245,25 @@ def test_a_value_no_watch_reaches_changed_later_is_caught_by_the_sampled_check()
 
         def model(x, index):
             with poutine.scale(scale=betas[0]):
+                vae.model(x, index)
+        return model, vae.guide, vae
+
+    def anneal(epoch, svi, vae):
+        betas[0] = 1.0 if epoch < 2 else 0.5
+    assert_drop_in(epochs(anneal), setup=setup)
+
+
+def test_a_value_no_watch_reaches_changed_later_is_caught_by_the_sampled_check():
+    """A NumPy array's item is beyond the watch: the replays keep the recorded β until the
+    sampled check (the 16th replay, epoch 4 here) compares with Pyro's computation and falls
+    back."""
+    betas = np.ones(1)
+
+    def setup():
+        vae = VAE()
+
+        def model(x, index):
+            with poutine.scale(scale=float(betas[0])):
                 vae.model(x, index)
         return model, vae.guide, vae
 

@@ -14,9 +14,10 @@ identity and by value — no tensor is read):
   rebound);
 - the Python values the model, guide and loss can reach directly — attributes of the objects
   they are or are bound to, the variables their closures hold, the globals their code names,
-  and, up to ``MAX_DEPTH`` steps further, the attributes and items of the objects and dicts found
-  there: numbers, strings and flags by value, tensors and modules by identity (a β the loop
-  anneals, ``num_particles`` set on the loss, a prior scale rebound to a new tensor).
+  and, up to ``MAX_DEPTH`` steps further, the attributes and items of the objects, dicts, lists
+  and tuples found there (a list's first ``MAX_ITEMS`` items): numbers, strings and flags by
+  value, tensors and modules by identity (a β the loop anneals, ``num_particles`` set on the
+  loss, a prior scale rebound to a new tensor, ``betas[0] = 0.5``).
 
 ``modules_run`` finds the modules a recording ran and keeps a copy of their buffers from before
 they ran, so that a refused recording can be undone (BatchNorm's running statistics).
@@ -39,6 +40,8 @@ SCALARS = (int, float, bool, str, complex, type(None))
 MAX_DEPTH = 3
 #: values watched at most (the rest is left to the run-time check)
 MAX_WATCHED = 2000
+#: items watched of each list (a longer list's others are left to the run-time check)
+MAX_ITEMS = 64
 _MISSING = object()
 
 
@@ -120,6 +123,8 @@ class Watch:
             self._watch_function(obj, depth)
         elif isinstance(obj, dict):
             self._watch(obj, where, depth)
+        elif isinstance(obj, (list, tuple)):
+            self._watch_items(obj, where, depth)
         elif hasattr(obj, "__dict__"):
             self._watch(vars(obj), type(obj).__name__, depth)
 
@@ -142,6 +147,28 @@ class Watch:
                 self._add(items if container is None else container, key,
                           f"{where}.{key}" if container is None else f"{where} {key}")
             self._visit(value, f"{where}.{key}", depth + 1)
+
+    def _watch_items(self, items, where: str, depth: int) -> None:
+        """Watch a list's first ``MAX_ITEMS`` items and follow them (a tuple's, which cannot
+        be reassigned, are only followed)."""
+        source = _Items(items)
+        for index, value in enumerate(items[:MAX_ITEMS]):
+            if isinstance(items, list) and _watched(value):
+                self._add(source, index, f"{where}[{index}]")
+            self._visit(value, f"{where}[{index}]", depth + 1)
+
+
+class _Items:
+    """A list read as ``Watch`` reads a dict: ``get(index, default)``."""
+
+    def __init__(self, items: list):
+        self.items = items
+
+    def get(self, index: int, default):
+        return self.items[index] if index < len(self.items) else default
+
+    def __getitem__(self, index: int):
+        return self.items[index]
 
 
 @contextmanager

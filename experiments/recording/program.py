@@ -7,13 +7,16 @@ two recordings are the same program (``same_as``) and which gradients a replay m
 optimizer as they are (``owned``: the program's own fresh memory, which an optimizer may write
 into, e.g. to clip).
 """
-from dataclasses import dataclass
-from typing import List
+import operator
+from dataclasses import dataclass, replace
+from typing import List, Optional
 
 import torch
 from torch import fx
 
-from experiments.recording.simplify import memory_of
+from experiments.recording.adapter import is_operation
+from experiments.recording.functional import functional
+from experiments.recording.simplify import aliasing, simplify
 
 
 @dataclass
@@ -27,11 +30,15 @@ class Program:
     params: List[torch.Tensor]
     stepped: List[int]
     graded: List[int]
+    #: for each gradient of a replayable program, whether the program computes it afresh at
+    #: every replay (not a constant, an input, a view of one, or a tensor it returns twice)
+    owned: Optional[List[bool]] = None
 
-    def __post_init__(self):
-        #: for each gradient, whether the program computes it afresh at every replay (not a
-        #: constant, an input, a view of one, or a tensor it returns twice)
-        self.owned = _fresh_outputs(self.program)[1:]
+    def replayable(self, inputs: List[torch.Tensor]) -> "Program":
+        """The program a replay runs: functional, simplified, with ``owned`` set. ``inputs``:
+        the program's inputs at a step (the parameters first), copied, not written."""
+        program = simplify(functional(self.program, inputs))
+        return replace(self, program=program, owned=_fresh_outputs(program)[1:])
 
     def same_as(self, other: "Program") -> bool:
         """The same operations on the same shapes with the same constants."""
@@ -46,9 +53,18 @@ def _fresh_outputs(program: fx.GraphModule) -> List[bool]:
     """For each output, whether its memory is computed at every replay and no other output
     shares it (not a constant, not an input, not a view of one)."""
     outputs = next(n for n in program.graph.nodes if n.op == "output").args[0]
-    memories = [memory_of(node) for node in outputs]
+    memories = [_memory_of(node) for node in outputs]
     return [memory.op == "call_function" and memories.count(memory) == 1
             for memory in memories]
+
+
+def _memory_of(node: fx.Node) -> fx.Node:
+    """The node whose output holds the memory that ``node``'s output is (a view of)."""
+    while node.op == "call_function" and isinstance(node.args[0], fx.Node) and (
+            node.target is operator.getitem
+            or is_operation(node.target) and aliasing(node.target)):
+        node = node.args[0]
+    return node
 
 
 def agree(replayed: List[torch.Tensor], computed: List[torch.Tensor]) -> bool:

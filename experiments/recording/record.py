@@ -33,7 +33,7 @@ from torch import fx
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.overrides import TorchFunctionMode
 
-from experiments.recording.adapter import is_operation, reads_traced_value
+from experiments.recording.adapter import fake_metadata, is_operation, reads_traced_value
 
 
 class NotRecordable(Exception):
@@ -55,7 +55,7 @@ def record(fn: Callable[..., Sequence[torch.Tensor]],
 
     python_draws = _python_generators()
     try:
-        with _RefuseValueReads():
+        with _RefuseValueReads(), fake_metadata():
             program = make_fx(recorded, tracing_mode="real")(*inputs)
     except RuntimeError as error:
         if reads_traced_value(error):

@@ -3,34 +3,36 @@
 A recording of a Pyro step holds every operation Pyro's Python happened to run: aliases, a
 transpose of a transpose, an ``expand`` to the shape a tensor already has, ``x + 0``,
 ``x / 1``, densities of N(0, I) whose ``log σ`` is ``log 1``, the loss and its surrogate computed
-twice over, tensors of ones made afresh each step. ``simplify`` rewrites the program, in order:
+twice over, tensors of ones made afresh each step. ``simplify`` rewrites a *functional* program
+(``functional.functional``: no operation writes to memory another reads, but the epilogue's
+``copy_`` into found tensors and inputs), in order:
 
 1. identities: ``alias(x)``, ``t(t(x))``, an ``expand``/``view`` to x's own shape and strides,
    ``x − 0``, ``x · 1``, ``x / 1``, ``x ** 1`` (same shape and dtype) become ``x`` (not
    ``x + 0``, which turns −0.0 into +0.0);
 2. constants: an operation that reads of its input only the shape, dtype and device
    (``ones_like``, ``new_zeros``, …, fixed in a recording) is computed once, and so is one whose
-   inputs are all such results, if it is on the allow-list: tagged by PyTorch as elementwise
-   or a reduction, a view, or a factory of fixed values (``FACTORIES``) — never a random
-   operation, even one missing its tag; the program keeps them as buffers. Tensors the recording
-   found rather than made (a model's buffers, tensors its Python holds) are never folded: they may
-   change between steps;
-3. duplicates: an operation repeated on the same inputs is computed once;
-4. dead code: what no output needs is dropped;
+   inputs are all such results, if it is on the allow-list (``allowed``): tagged by PyTorch as
+   elementwise or a reduction, a view, or a factory of fixed values (``FACTORIES``) — never a
+   random operation, even one missing its tag; the program keeps them as buffers. Tensors the
+   recording found rather than made (a model's buffers, tensors its Python holds) are never
+   folded: they may change between steps;
+3. duplicates: an operation on the allow-list repeated on the same arguments is computed once
+   (arguments compared as ``0``, ``0.0`` and ``False`` differ: ``x * 2`` and ``x * 2.0`` give
+   other dtypes for an integer x, which ``torch.fx``'s ``CSEPass`` merges);
+4. dead code: what no output needs is dropped (the epilogue's writes stay);
 5. in place: an elementwise operation whose input is a fresh tensor that nothing else reads
-   writes its result into that tensor (``sigmoid(l) − x`` as ``sigmoid(l).sub_(x)``), as
-   autograd's own formulas do outside a recording, where a recording sees the out-of-place
-   versions (PyTorch takes those whenever a dispatch mode is active): one allocation, and one
-   pass over fresh memory, less per operation — K × B × D values for a likelihood's backward.
+   (not even a view) writes its result into that tensor (``sigmoid(l) − x`` as
+   ``sigmoid(l).sub_(x)``), as autograd's own formulas do outside a recording, where a recording
+   sees the out-of-place versions (PyTorch takes those whenever a dispatch mode is active): one
+   allocation, and one pass over fresh memory, less per operation — K × B × D values for a
+   likelihood's backward. (``torch.fx.passes.reinplace`` does this for programs without
+   constants; it cannot propagate the real tensors a recording keeps as constants.)
 
 Every random operation stays, in its place, so a replay draws the numbers the recorded step
-drew; nothing an in-place operation writes to — directly or through a view of the same memory —
-is folded, bypassed, merged or written in place (two ``empty`` buffers that two particles'
-draws fill are two buffers; ``t[:, 0] = s`` writes into ``t``). Each rewrite gives the same
-values: the program's outputs are unchanged to the bit (``tests/test_recording.py``).
+drew. Each rewrite gives the same values: the program's outputs are unchanged to the bit
+(``tests/test_recording.py``).
 """
-import operator
-
 import torch
 from torch import fx
 
@@ -63,16 +65,15 @@ VIEWS = {aten.expand.default, aten.view.default, aten._unsafe_view.default,
 
 
 def simplify(program: fx.GraphModule) -> fx.GraphModule:
-    """The program, rewritten in place (steps 1–5 above), recompiled."""
+    """The functional program, rewritten in place (steps 1–5 above), recompiled."""
     graph = program.graph
-    written = _written(graph)
     for node in list(graph.nodes):
         same = _identity_of(node)
-        if same is not None and node not in written and same not in written:
+        if same is not None:
             node.replace_all_uses_with(same)
             graph.erase_node(node)
-    _fold_constants(program, written)
-    _merge_duplicates(graph, written)
+    _fold_constants(program)
+    _merge_duplicates(graph)
     graph.eliminate_dead_code(is_impure_node=lambda node: node.is_impure() or _random(node))
     _in_place(graph)
     program.recompile()
@@ -97,16 +98,16 @@ def _identity_of(node: fx.Node):
     return None
 
 
-def _fold_constants(program: fx.GraphModule, written) -> None:
+def _fold_constants(program: fx.GraphModule) -> None:
     """Compute once what depends only on shapes (step 2); keep it as an attribute."""
     graph, value = program.graph, {}
     for node in graph.nodes:
-        if node.op != "call_function" or _random(node) or _mutates(node) or node in written \
-                or _empty(node) or not is_operation(node.target):
+        if node.op != "call_function" or _random(node) or _mutates(node) or _empty(node) \
+                or not is_operation(node.target):
             continue
         if node.target in SHAPE_ONLY:
             args = (_blank(node.args[0]), *node.args[1:])
-        elif all(arg in value for arg in node.all_input_nodes) and _foldable(node.target):
+        elif all(arg in value for arg in node.all_input_nodes) and allowed(node.target):
             args = fx.node.map_arg(node.args, value.__getitem__)
         else:
             continue
@@ -124,26 +125,28 @@ def _fold_constants(program: fx.GraphModule, written) -> None:
         graph.erase_node(node)
 
 
-def _foldable(target) -> bool:
-    """On the allow-list of operations computed once from constants (step 2)."""
-    return target in FACTORIES or _aliases(target) or \
-        torch.Tag.pointwise in target.tags or torch.Tag.reduction in target.tags
+def allowed(target) -> bool:
+    """On the allow-list of operations folded (step 2) and merged (step 3): a factory of fixed
+    values, a view, an elementwise operation or a reduction, none writing or drawing."""
+    return is_operation(target) and not mutates(target) \
+        and torch.Tag.nondeterministic_seeded not in target.tags \
+        and (target in FACTORIES or aliasing(target) or torch.Tag.pointwise in target.tags
+             or torch.Tag.reduction in target.tags)
 
 
 def _in_place(graph: fx.Graph) -> None:
     """Step 5: ``op(a, b)`` → ``op_(a, b)`` where ``a`` is the fresh output of an operation (no
-    view, no buffer anything writes to), read by this node alone, and of the result's shape,
+    view, no constant, no input), read by this node alone, and of the result's shape,
     strides and dtype; for ``add`` and ``mul`` the arguments may swap to make that so. A result
     written in place by this step is fresh in turn."""
     outputs = {arg for node in graph.nodes if node.op == "output"
                for arg in node.all_input_nodes}
-    written, made = _written(graph), set()
+    made = set()
 
     def writable(arg, node: fx.Node) -> bool:
         fresh = isinstance(arg, fx.Node) and arg.op == "call_function" and (
             arg in made or is_operation(arg.target)
-            and not _aliases(arg.target) and not _mutates(arg) and not _random(arg)
-            and arg not in written)
+            and not aliasing(arg.target) and not _mutates(arg) and not _random(arg))
         return (fresh and list(arg.users) == [node] and arg not in outputs
                 and _layout(arg) is not None and _layout(arg) == _layout(node))
 
@@ -165,59 +168,18 @@ def _in_place(graph: fx.Graph) -> None:
         graph.erase_node(node)
 
 
-def _written(graph: fx.Graph) -> set:
-    """Every node whose memory an in-place operation writes to: the written tensor and every
-    view of the same memory (its base, the base's views, theirs, …)."""
-    base = {}
-
-    def root(node):
-        while node in base:
-            node = base[node]
-        return node
-
-    for node in graph.nodes:
-        if node.op == "call_function":
-            source = _viewed(node)
-            if source is not None and root(source) is not root(node):
-                base[root(node)] = root(source)
-    roots = {root(node.args[0]) for node in graph.nodes
-             if _mutates(node) and isinstance(node.args[0], fx.Node)}
-    return {node for node in graph.nodes if root(node) in roots}
-
-
-def memory_of(node: fx.Node) -> fx.Node:
-    """The node whose output holds the memory that ``node``'s output is (a view of)."""
-    while _viewed(node) is not None:
-        node = _viewed(node)
-    return node
-
-
-def _viewed(node: fx.Node):
-    """The input whose memory the node's output may share (a view, an item of a split, an
-    in-place result), else None."""
-    if node.target is operator.getitem:
-        return node.args[0]
-    if not is_operation(node.target) or not node.args \
-            or not isinstance(node.args[0], fx.Node):
-        return None
-    if _aliases(node.target) or node.target in UNANNOTATED_VIEWS:
-        return node.args[0]
-    return None
-
-
-def _aliases(target) -> bool:
-    """Whether the operation's output may share memory with an input (a view, or the input
-    an in-place operation returns)."""
+def aliasing(target) -> bool:
+    """Whether the operation's output may share memory with its first input (a view, or the
+    input an in-place operation returns)."""
     return aliases(target) or target in UNANNOTATED_VIEWS
 
 
-def _merge_duplicates(graph: fx.Graph, written) -> None:
-    """One node for every set of nodes that apply the same operation to the same arguments;
-    never two allocations (``empty``), which later operations fill with different draws."""
+def _merge_duplicates(graph: fx.Graph) -> None:
+    """One node for every set of nodes that apply the same allowed operation to the same
+    arguments (step 3)."""
     seen = {}
     for node in list(graph.nodes):
-        if node.op != "call_function" or _random(node) or _mutates(node) or node in written \
-                or _empty(node):
+        if node.op != "call_function" or not allowed(node.target):
             continue
         key = (node.target, _key(node.args), _key(node.kwargs))
         if key in seen:

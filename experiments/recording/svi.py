@@ -5,7 +5,8 @@ the optimizer step. ``RecordedSVI`` computes both as one recorded program (``rec
 
     (L, ∂L/∂θ_1, …, ∂L/∂θ_P) = program(θ_1, …, θ_P, tensor arguments of the step),
 
-simplified (``simplify``) and run without autograd, then steps the optimizer as ``SVI`` does.
+made functional (``functional``: PyTorch's functionalization) and simplified (``simplify``), run
+without autograd, then steps the optimizer as ``SVI`` does.
 The program runs exactly the operations of Pyro's step, random draws included, so the loss,
 gradients and random stream are the ones Pyro's step would give, and a run resumes exactly.
 
@@ -59,7 +60,6 @@ from experiments.recording.adapter import handlers, untested_versions, unvalidat
 from experiments.recording.guard import Watch, modules_run, restore_buffers, snapshot
 from experiments.recording.program import Program, agree
 from experiments.recording.record import NotRecordable, record
-from experiments.recording.simplify import simplify
 
 #: signatures recorded once and waiting for their second recording, at most
 MAX_PENDING = 16
@@ -147,7 +147,7 @@ class RecordedSVI(SVI):
         if first is None:
             self.programs[key] = program
         elif first.same_as(program):
-            self.replays[key] = program
+            self.replays[key] = program.replayable([*program.params, *_tensors(args, kwargs)])
             if len(self.replays) > MAX_REPLAYS:
                 self.replays.popitem(last=False)
         else:
@@ -239,7 +239,7 @@ class RecordedSVI(SVI):
 
         with unvalidated():
             program, outputs = record(step, [*params, *_tensors(args, kwargs)])
-        return Program(simplify(program), params, found["stepped"], found["graded"]), outputs
+        return Program(program, params, found["stepped"], found["graded"]), outputs
 
     def _differentiate(self, params, args, kwargs):
         """The step's loss and its gradients: ([loss, ∂L/∂θ for each graded θ], the
@@ -259,13 +259,15 @@ class RecordedSVI(SVI):
         return [loss.detach(), *(g for g in grads if g is not None)], stepped, graded
 
     def _apply(self, program: Program, outputs: List[torch.Tensor]) -> float:
-        """Hand the gradients to the optimizer, step, and return the loss. A gradient the
-        program does not compute afresh (a constant, an input, one shared by two parameters)
-        is copied: optimizers may write into it (clipping)."""
+        """Hand the gradients to the optimizer, step, and return the loss. A gradient a replay
+        does not compute afresh (a constant, an input, one shared by two parameters) is copied:
+        optimizers may write into it (clipping); so is every gradient of a recording (which may
+        be an expanded tensor, one memory for many elements, that autograd would copy)."""
         stepped = [program.params[i] for i in program.stepped]
-        for i, grad, owned in zip(program.graded, outputs[1:], program.owned):
+        owned = program.owned or [False] * len(program.graded)
+        for i, grad, fresh in zip(program.graded, outputs[1:], owned):
             param = program.params[i]
-            grad = grad if owned else grad.clone()
+            grad = grad if fresh else grad.clone()
             param.grad = grad if param.grad is None else param.grad + grad
         self.optim(set(stepped))
         zero_grads(stepped)
