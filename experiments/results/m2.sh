@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# docs/results/m2.md's runs and tables (about two hours on two shared cores).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+M="$PY -m experiments.results.m2_measure"
+# the table: the ssvae's defaults against the classifier alone, and α = 46 at 8×8
+$M runs/m2 defaults --seeds 0,1,2,3,4 --epochs 15 --num-train 2000 --labels 100
+$M runs/m2 defaults --seeds 0,1,2 --epochs 30 --num-train 2000 --labels 1000
+$M runs/m2 defaults --seeds 0,1,2,3,4 --epochs 30 --data digits --labels 100
+$M runs/m2 defaults --seeds 0,1,2 --epochs 30 --data digits --labels 1000
+$M runs/m2 aux-46 --seeds 0,1,2 --epochs 30 --data digits --labels 100
+# the cause: one seed, 28×28, 100 labels, each variant changing the defaults
+$M runs/m2-cause defaults,hidden-128,lesson7,labeled-16-aux-46,hidden-128-aux-6000,\
+hidden-128-latent-2,hidden-128-latent-32,hidden-128-labeled-64,hidden-1024,aux-46 \
+    --epochs 10 --num-train 2000
+$PY -m experiments.results.m2_tables docs/results/m2 runs/m2/*/*-seed*
+$PY -m experiments.results.m2_tables --cause docs/results/m2 runs/m2-cause/*/*-seed*
