@@ -31,16 +31,16 @@ from experiments.training.prepare import prepare_data
 
 #: what each variant changes of the ssvae's defaults (``models.ssvae.SSVAE.defaults``)
 VARIANTS = {
-    "defaults": {},
     "lesson7": dict(aux_weight=46.0, hidden_dims=(128,), labeled_batch=0),
     "labeled-16-aux-46": dict(aux_weight=46.0, hidden_dims=(128,)),
     "hidden-128": dict(hidden_dims=(128,)),       # the defaults before the width was measured
     "hidden-128-aux-6000": dict(hidden_dims=(128,), aux_weight=6000.0),
+    "hidden-128-labeled-64": dict(hidden_dims=(128,), labeled_batch=64),
     "hidden-128-latent-2": dict(hidden_dims=(128,), latent_dim=2),
     "hidden-128-latent-32": dict(hidden_dims=(128,), latent_dim=32),
-    "hidden-128-labeled-64": dict(hidden_dims=(128,), labeled_batch=64),
     "hidden-1024": dict(hidden_dims=(1024,)),
     "aux-46": dict(aux_weight=46.0),
+    "defaults": {},
 }
 
 

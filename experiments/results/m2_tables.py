@@ -23,6 +23,8 @@ from pathlib import Path
 from statistics import mean, stdev
 from typing import Dict, List
 
+from experiments.results.m2_measure import VARIANTS
+
 COLUMNS = ("data", "labels", "variant", "epochs", "seeds", "m2_mean", "m2_sd", "baseline_mean",
            "baseline_sd", "gain_mean", "gain_stderr", "verdict", "decline")
 #: how many standard errors of the paired gain a verdict needs (issue 28's "several")
@@ -96,13 +98,16 @@ def markdown(rows: List[dict]) -> str:
 
 
 def cause_markdown(rows: List[dict]) -> str:
-    """Test accuracy by variant (rows) and epoch (columns), "–" past a run's last epoch, then
-    the variant's classifier alone (its network, its labels, as many steps)."""
+    """Test accuracy by variant (rows, in the order of ``m2_measure.VARIANTS``) and epoch
+    (columns), "–" past a run's last epoch, then the variant's classifier alone (its network,
+    its labels, as many steps)."""
     by_variant, baseline = defaultdict(dict), {}
     for r in rows:
         by_variant[r["variant"]][int(r["epoch"])] = float(r["test_accuracy"])
         baseline[r["variant"]] = float(r["baseline_accuracy"])
     last = max(max(epochs) for epochs in by_variant.values())
+    order = list(VARIANTS)
+    by_variant = dict(sorted(by_variant.items(), key=lambda item: order.index(item[0])))
     lines = ["| variant | " + " | ".join(f"epoch {e}" for e in range(1, last + 1))
              + " | classifier alone |", "|---|" + "---|" * (last + 1)]
     for variant, epochs in by_variant.items():
