@@ -147,3 +147,17 @@ def test_the_measured_baseline_is_the_one_the_train_command_reports(tmp_path):
     with (folder / "metrics.csv").open() as f:
         assert [float(r["test_accuracy"]) for r in csv.DictReader(f)] == [
             r["test_accuracy"] for r in measured]
+
+
+def test_every_accuracy_the_page_quotes_is_one_its_runs_measured():
+    """Each three-decimal number in the page's prose is a measured accuracy (cause.csv,
+    epochs.csv), a per-seed gain M2 − classifier, or a cell of its tables."""
+    text = PAGE.read_text()
+    tables = re.findall(r"<!-- (table|cause) -->\n(.*?)<!-- /\1 -->", text, re.S)
+    known = {n for _, block in tables for n in re.findall(r"\d\.\d{3}", block)}
+    for row in _rows("cause.csv") + _rows("epochs.csv"):
+        m2, base = float(row["test_accuracy"]), float(row["baseline_accuracy"])
+        known |= {f"{m2:.3f}", f"{base:.3f}", f"{abs(m2 - base):.3f}"}
+    prose = re.sub(r"<!-- (table|cause) -->\n.*?<!-- /\1 -->", "", text, flags=re.S)
+    quoted = set(re.findall(r"\d\.\d{3}", prose))
+    assert quoted and quoted <= known, sorted(quoted - known)
