@@ -11,10 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from experiments.config.config import BY_MODEL, Config
+from experiments.common.errors import UserError
+from experiments.config.config import BY_MODEL, Config, resolve
+from experiments.data.datasets import load_dataset
 from experiments.results import m2_measure
 from experiments.training.end_to_end import run
+from experiments.training.prepare import prepare_data
 from models import MODELS
 
 RESULTS = Path(__file__).parents[1] / "docs" / "results"
@@ -136,7 +140,7 @@ def test_the_measured_baseline_is_the_one_the_train_command_reports(tmp_path):
     """m2_measure's classifier alone is ``elbolab train``'s, trained on the same labels for as
     many steps: the same accuracy to the last digit; and its folder records the ssvae's own
     defaults, which the table claims to measure."""
-    args = argparse.Namespace(data="digits", labels=30, epochs=1, num_train=200)
+    args = argparse.Namespace(data="digits", labels=30, epochs=1, num_train=200, validation=0)
     measured = m2_measure.measure(tmp_path / "m2", "defaults", 3, args)
     folder = tmp_path / "m2" / "digits-30" / "defaults-seed3"
     config = Config.from_dict(json.loads((folder / "config.json").read_text()))
@@ -161,3 +165,43 @@ def test_every_accuracy_the_page_quotes_is_one_its_runs_measured():
     prose = re.sub(r"<!-- (table|cause) -->\n.*?<!-- /\1 -->", "", text, flags=re.S)
     quoted = set(re.findall(r"\d\.\d{3}", prose))
     assert quoted and quoted <= known, sorted(quoted - known)
+
+
+def test_validation_scores_held_out_training_images_never_trained_on_nor_the_test_set():
+    """``--validation 500`` with ``--num-train 2000`` on the 28×28 digits trains on training
+    images 0..1999 (the 100 labels chosen among them) and scores images 2000..2499 with their
+    own labels, and nothing else: no test image is among the images scored."""
+    config = resolve(Config(model="ssvae", data="digits28", labels=100, num_train=2000, seed=1))
+    data = prepare_data(config, torch.device("cpu"), validation=500)
+    full = load_dataset("digits28")
+    assert torch.equal(data.x_train, full.x_train[:2000])
+    assert torch.equal(data.x_test, full.x_train[2000:2500])
+    assert torch.equal(data.y_test, full.y_train[2000:2500])
+    assert int((data.y_train >= 0).sum()) == 100
+    assert not (torch.cdist(data.x_test, full.x_test) == 0).any()
+
+
+def test_without_num_train_validation_holds_out_the_last_training_images():
+    config = resolve(Config(model="ssvae", data="digits", labels=100, seed=0))
+    data = prepare_data(config, torch.device("cpu"), validation=300)
+    full = load_dataset("digits")
+    assert torch.equal(data.x_train, full.x_train[:-300])
+    assert torch.equal(data.x_test, full.x_train[-300:])
+    with pytest.raises(UserError, match="--validation 1438"):
+        prepare_data(config, torch.device("cpu"), validation=1438)
+    with pytest.raises(UserError, match="hold out fewer"):
+        prepare_data(config.replace(num_train=1400), torch.device("cpu"), validation=100)
+
+
+@pytest.mark.slow
+def test_a_validation_run_scores_only_the_held_out_images(tmp_path, monkeypatch):
+    """In validation mode every accuracy m2_measure computes (M2's and the classifier's) is
+    against the held-out training labels; the test labels are never scored."""
+    scored = []
+    real = m2_measure.accuracy
+    monkeypatch.setattr(m2_measure, "accuracy", lambda p, y: scored.append(y) or real(p, y))
+    args = argparse.Namespace(data="digits", labels=30, epochs=1, num_train=100, validation=50)
+    rows = m2_measure.measure(tmp_path, "hidden-128", 0, args)
+    held = load_dataset("digits").y_train[100:150]
+    assert len(scored) == 2 and all(torch.equal(y, held) for y in scored)
+    assert set(rows[0]) == {"epoch", "baseline_accuracy", "validation_accuracy"}

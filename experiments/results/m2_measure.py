@@ -1,7 +1,7 @@
 """Measurements of M2 (``--model ssvae``) against its classifier alone, per epoch.
 
     python -m experiments.results.m2_measure OUT VARIANT[,VARIANT…] [--seeds 0,1] [--epochs 10]
-        [--data digits28] [--labels 100] [--num-train N]
+        [--data digits28] [--labels 100] [--num-train N] [--validation N]
 
 trains each named variant (``VARIANTS``: the ssvae's defaults with some options changed) for
 each seed, into OUT/<data>-<labels>/<variant>-seed<s>/ (its config.json, and a metrics.csv of
@@ -11,6 +11,13 @@ steps and the baseline are those of ``elbolab train`` (``experiments.training.lo
 bounds it also evaluates every epoch are left out, which is what makes these runs short (and
 draws the training's random numbers in another order than a ``train`` run of the same seed).
 Nothing here reads the test labels to choose anything: the runs only report them.
+
+With ``--validation N`` the runs score N held-out training images instead of the test set,
+which they never load into the run: the N after the ``--num-train`` trained on (the last N of
+the training images without ``--num-train``, the rest trained on), their labels used only to
+score. Their metrics.csv then has ``validation_accuracy`` (argmax q(y|x), by epoch) beside
+``baseline_accuracy`` (the classifier alone, on the same images), and the folders go to
+OUT/<data>-<labels>-validation/; ``m2_tables.py --validation`` chooses the defaults from them.
 """
 import argparse
 import sys
@@ -44,14 +51,21 @@ VARIANTS = {
 }
 
 
+def scored(args) -> str:
+    """Which images the runs score: the held-out training images ("validation") or the test
+    set ("test")."""
+    return "validation" if args.validation else "test"
+
+
 def measure(out: Path, variant: str, seed: int, args) -> list:
     """Train one run, writing its folder as it goes; its metrics, one row per epoch."""
-    folder = out / f"{args.data}-{args.labels}" / f"{variant}-seed{seed}"
+    setting = f"{args.data}-{args.labels}" + ("-validation" if args.validation else "")
+    folder = out / setting / f"{variant}-seed{seed}"
     config = resolve(Config(model="ssvae", data=args.data, labels=args.labels,
                             epochs=args.epochs, num_train=args.num_train, seed=seed,
                             progress=False, out=str(folder), **VARIANTS[variant]).validate())
     device = torch.device("cpu")
-    data = prepare_data(config, device)
+    data = prepare_data(config, device, args.validation)       # x_test: the images scored
     attempt = start_attempt(config, data, device)
     classifier = labeled_test_inputs(attempt.parts, data, config)["classifier"]
     with torch.no_grad():
@@ -63,8 +77,8 @@ def measure(out: Path, variant: str, seed: int, args) -> list:
     for epoch in range(1, config.epochs + 1):
         for _ in training_steps(svi, attempt.parts.elbo, data, config, epoch):
             pass
-        rows.append(dict(epoch=epoch, baseline_accuracy=baseline, test_accuracy=accuracy(
-            attempt.parts.guide.classify(data.x_test), data.y_test)))
+        rows.append({"epoch": epoch, "baseline_accuracy": baseline, f"{scored(args)}_accuracy":
+                     accuracy(attempt.parts.guide.classify(data.x_test), data.y_test)})
         write_csv(folder / "metrics.csv", rows)       # a run cut short counts with its epochs
     return rows
 
@@ -78,6 +92,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="digits28")
     p.add_argument("--labels", type=int, default=100)
     p.add_argument("--num-train", type=int, default=None)
+    p.add_argument("--validation", type=int, default=0, metavar="N",
+                   help="score N held-out training images instead of the test set")
     args = p.parse_args(argv)
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
@@ -85,8 +101,8 @@ def main(argv=None) -> int:
     for variant in args.variants:
         for seed in args.seeds:
             rows = measure(args.out, variant, seed, args)
-            print(f"{variant} seed {seed}: " + " ".join(
-                f"{r['test_accuracy']:.3f}" for r in rows)
+            print(f"{variant} seed {seed}, {scored(args)}: " + " ".join(
+                f"{r[scored(args) + '_accuracy']:.3f}" for r in rows)
                 + f" | baseline {rows[-1]['baseline_accuracy']:.3f}", flush=True)
     return 0
 

@@ -2,6 +2,8 @@
 
     python -m experiments.results.m2_tables docs/results/m2 runs/m2/*/*-seed*
     python -m experiments.results.m2_tables --cause docs/results/m2 runs/m2-cause/*/*-seed*
+    python -m experiments.results.m2_tables --validation docs/results/m2 \
+        runs/m2-validation/*/*-seed*
 
 collects the per-epoch rows of the run folders that ``m2_measure.py`` trained (named
 <variant>-seed<s>; their config.json and metrics.csv, so a run cut short counts with the epochs
@@ -11,7 +13,10 @@ variant: M2's and the classifier's test accuracy, mean and sd over seeds, the pa
 M2 − classifier with its standard error, the verdict at ``MARGIN`` standard errors, and how far
 M2's last epoch sits below its best, averaged over seeds) and the Markdown table between the
 ``<!-- table -->`` markers of docs/results/m2.md. With ``--cause`` (one seed per variant) it
-writes cause.csv and the per-epoch table between the ``<!-- cause -->`` markers instead.
+writes cause.csv and the per-epoch table between the ``<!-- cause -->`` markers instead. With
+``--validation`` (runs of ``m2_measure.py --validation``, scored on held-out training images) it
+writes validation.csv and, between the ``<!-- validation -->`` markers, each variant's held-out
+accuracy at the last epoch and which variant it picks (``picks``): no test image is read.
 """
 import csv
 import json
@@ -31,18 +36,20 @@ COLUMNS = ("data", "labels", "variant", "epochs", "seeds", "m2_mean", "m2_sd", "
 MARGIN = 3
 EPOCH_COLUMNS = ("data", "labels", "variant", "seed", "epoch", "test_accuracy",
                  "baseline_accuracy")
+VALIDATION_COLUMNS = tuple(c.replace("test", "validation") for c in EPOCH_COLUMNS)
 
 
-def collect(folders: List[Path]) -> List[dict]:
-    """The rows of ``m2_measure.py``'s COLUMNS of every run folder, epoch by epoch."""
+def collect(folders: List[Path], scored: str = "test") -> List[dict]:
+    """The rows of ``m2_measure.py``'s COLUMNS of every run folder, epoch by epoch; ``scored``
+    names the images its accuracy was measured on (``m2_measure.scored``)."""
     rows = []
     for folder in folders:
         config = json.loads((folder / "config.json").read_text())
         with (folder / "metrics.csv").open() as f:
             rows += [dict(data=config["data"], labels=config["labels"],
                           variant=folder.name.rsplit("-seed", 1)[0], seed=config["seed"],
-                          epoch=r["epoch"], test_accuracy=r["test_accuracy"],
-                          baseline_accuracy=r["baseline_accuracy"])
+                          epoch=r["epoch"], baseline_accuracy=r["baseline_accuracy"],
+                          **{f"{scored}_accuracy": r[f"{scored}_accuracy"]})
                      for r in csv.DictReader(f)]
     return rows
 
@@ -116,9 +123,49 @@ def cause_markdown(rows: List[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_rows(path: Path, rows: List[dict]) -> None:
+def held_out_scores(path: Path) -> Dict[tuple, tuple]:
+    """(data, labels, variant) → the held-out accuracy of M2 and of the classifier alone at the
+    last epoch every run of the setting reached, per seed, from validation.csv at ``path``."""
+    return {key: ([float(rows[-1]["validation_accuracy"]) for rows in runs],
+                  [float(rows[-1]["baseline_accuracy"]) for rows in runs],
+                  int(runs[0][-1]["epoch"]))
+            for key, runs in runs_by_setting(path).items()}
+
+
+def picks(scores: Dict[tuple, tuple]) -> Dict[tuple, str]:
+    """Whether the held-out images pick each setting of ``held_out_scores``: with m its M2's
+    mean over seeds, "best" for the highest m of its data and labels, "within 1 s.e." where m
+    is at least the best's m less the best's standard error sd/√n, else "no"."""
+    stats = {key: (mean(m2), stdev(m2) / math.sqrt(len(m2)) if len(m2) > 1 else 0.0)
+             for key, (m2, _, _) in scores.items()}
+    chosen = {}
+    for key, (m, _) in stats.items():
+        rivals = {k: v for k, v in stats.items() if k[:2] == key[:2]}
+        best = max(rivals, key=lambda k: rivals[k][0])
+        chosen[key] = ("best" if key == best else
+                       "within 1 s.e." if m >= rivals[best][0] - rivals[best][1] else "no")
+    return chosen
+
+
+def validation_markdown(scores: Dict[tuple, tuple]) -> str:
+    """The held-out accuracy at the last epoch by data, labels and variant (in the order of
+    ``m2_measure.VARIANTS``): M2's and the classifier's, mean ± sd over seeds, M2's standard
+    error, and ``picks``'s verdict."""
+    chosen = picks(scores)
+    sd = lambda v: stdev(v) if len(v) > 1 else 0.0
+    lines = ["| data | labels | variant | epochs | seeds | M2 on held-out images (± s.e.) | "
+             "classifier alone | picked |", "|---|---|---|---|---|---|---|---|"]
+    for key in sorted(scores, key=lambda k: (k[0], k[1], list(VARIANTS).index(k[2]))):
+        m2, base, epochs = scores[key]
+        lines.append(f"| {key[0]} | {key[1]} | `{key[2]}` | {epochs} | {len(m2)} | "
+                     f"{mean(m2):.3f} ± {sd(m2):.3f} (± {sd(m2) / math.sqrt(len(m2)):.3f}) | "
+                     f"{mean(base):.3f} ± {sd(base):.3f} | {chosen[key]} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_rows(path: Path, rows: List[dict], columns=EPOCH_COLUMNS) -> None:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, EPOCH_COLUMNS)
+        writer = csv.DictWriter(f, columns)
         writer.writeheader()
         writer.writerows(rows)
 
@@ -131,10 +178,14 @@ def fill(page: Path, marker: str, text: str) -> None:
 
 def main(argv=None) -> int:
     argv = list(argv or sys.argv[1:])
-    cause = argv[0] == "--cause"
-    out, *folders = (Path(a) for a in argv[cause:])
+    cause, validation = argv[0] == "--cause", argv[0] == "--validation"
+    out, *folders = (Path(a) for a in argv[cause or validation:])
     out.mkdir(parents=True, exist_ok=True)
     page = out.parent / "m2.md"
+    if validation:      # held-out training images: the choice of the defaults
+        write_rows(out / "validation.csv", collect(folders, "validation"), VALIDATION_COLUMNS)
+        fill(page, "validation", validation_markdown(held_out_scores(out / "validation.csv")))
+        return 0
     if cause:           # one seed per variant: the per-epoch table, no summary
         rows = collect(folders)
         write_rows(out / "cause.csv", rows)
