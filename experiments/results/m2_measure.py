@@ -47,6 +47,8 @@ VARIANTS = {
     "hidden-128-latent-32": dict(hidden_dims=(128,), latent_dim=32),
     "hidden-1024": dict(hidden_dims=(1024,)),
     "aux-46": dict(aux_weight=46.0),
+    "labeled-alike": dict(labeled_batch=0),        # labeled and unlabeled rows drawn alike
+    "labeled-64": dict(labeled_batch=64),
     "defaults": {},
 }
 
