@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# docs/results/m2.md's runs and tables (about two hours on two shared cores).
+# docs/results/m2.md's runs and tables (about two and a half hours on two shared cores).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
