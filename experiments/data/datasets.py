@@ -109,6 +109,21 @@ def _truncate(data: Dataset, num_train: Optional[int], num_test: Optional[int]) 
                    data.image_shape, data.truth)
 
 
+def held_out(data: Dataset, n: int) -> Dataset:
+    """``data`` for choosing settings without its test set: its last ``n`` training examples
+    become the examples scored (``x_test``, ``y_test``: a validation split), the others stay the
+    training set, and the test set is dropped, so that nothing chosen on the result has seen a
+    test image or label."""
+    if not 0 < n < len(data.x_train):
+        raise UserError(f"--validation {n}: hold out between 1 and {len(data.x_train) - 1} of "
+                        f"the {len(data.x_train)} training examples")
+    train, scored = slice(None, -n), slice(-n, None)
+    part = lambda t, rows: None if t is None else t[rows]
+    return Dataset(data.name, data.x_train[train], data.x_train[scored],
+                   part(data.y_train, train), part(data.y_train, scored), data.image_shape,
+                   data.truth)
+
+
 def split(name: str, x: np.ndarray, y: Optional[np.ndarray], test_fraction: float,
           image_shape=None) -> Dataset:
     """A seeded random split (seed ``SPLIT_SEED``) holding out ``test_fraction`` of the rows."""

@@ -5,19 +5,33 @@ import torch
 from experiments.common.console import log
 from experiments.common.errors import UserError
 from experiments.config.config import Config
-from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize, load_dataset
+from experiments.data.datasets import (
+    BINARIZE_SEED,
+    Dataset,
+    binarize,
+    held_out,
+    load_dataset,
+)
 from experiments.data.labels import withhold_labels
 from experiments.training.distributed import device_of
 from models import MODELS
 from models.likelihoods import LIKELIHOODS
 
 
-def prepare_data(config: Config, device: torch.device) -> Dataset:
+def prepare_data(config: Config, device: torch.device, validation: int = 0) -> Dataset:
     """The data set on ``device``, checked against the likelihood's support and binarized:
     the test set (and with ``static`` the training set) once, with a fixed seed; for a model
-    that takes labels, the training labels but those ``--labels`` keeps withheld (−1)."""
-    data = keep_labels(config, load_dataset(config.data, config.data_dir, config.num_train,
-                                            config.num_test, config.test_fraction))
+    that takes labels, the training labels but those ``--labels`` keeps withheld (−1). With
+    ``validation`` N > 0, the N training examples after the ``--num-train`` kept (the last N
+    where all are kept) stand in for the test set, which is dropped (``held_out``)."""
+    more = None if config.num_train is None or not validation else config.num_train + validation
+    data = load_dataset(config.data, config.data_dir, more or config.num_train,
+                        config.num_test, config.test_fraction)
+    if more is not None and len(data.x_train) < more:
+        raise UserError(f"--validation {validation}: {config.data} has {len(data.x_train)} "
+                        f"training examples, fewer than --num-train {config.num_train} + "
+                        f"{validation}; hold out fewer")
+    data = keep_labels(config, held_out(data, validation) if validation else data)
     low, high = LIKELIHOODS[config.likelihood].support
     for x in (data.x_train, data.x_test):
         if x.min() < low or x.max() > high:
