@@ -71,11 +71,12 @@ class IAFGuide(NormalGuide):
 
 class AmortizedFlow(dist.TransformedDistribution):
     """q(z|x) through transforms conditioned on each x's context, scoring z of any batch shape
-    that broadcasts with its own (a mixture over x, as the aggregate posterior needs, scores z (…, 1, d) against N contexts): z is expanded to the full batch
-    shape first, which the coordinate-by-coordinate inverse of an autoregressive transform
-    and Pyro's conditioning (``ConditionalAutoRegressiveNN`` expands h to z's shape) need. A z
-    of the full shape is scored as it is: the transforms cache the z they drew, by identity,
-    and score it without inverting."""
+    that broadcasts with its own (a mixture over x, as the aggregate posterior needs, scores
+    z (…, 1, d) against N contexts): z is expanded to the full batch shape first, which the
+    coordinate-by-coordinate inverse of an autoregressive transform and Pyro's conditioning
+    (``ConditionalAutoRegressiveNN`` expands h to z's shape) need. A z of the full shape is
+    scored as it is: the transforms cache the z they drew, by identity, and score it without
+    inverting."""
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         batch = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)
