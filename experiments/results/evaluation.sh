@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The runs behind docs/results/evaluation.md and docs/guide/evaluating-log-likelihood.md:
 # a VAE on the bundled digits with the standard prior or the VampPrior, the diagonal Gaussian
-# guide or the amortized IAF, each scored by ELBO, IWAE and AIS; and the lvm on the ring, where
-# log p(x) is exact. About an hour on 2 shared cores. Then: python -m experiments.results.evaluation_table
+# guide or the amortized IAF, each scored by ELBO, IWAE and AIS; the lvm on the ring, where
+# log p(x) is exact; BDMC against the steps. Hours on 2 busy shared cores. Then:
+# python -m experiments.results.evaluation_table
 set -euo pipefail
 cd "$(dirname "$0")/../.."   # the repository root
 PY=${PY:-.venv/bin/python}
@@ -23,3 +24,5 @@ $PY -m experiments.train --model lvm --data ring --latent-dim 2 --hidden-dims 64
     --iwae-samples 1000 --no-progress --force --out "$OUT/lvm" > "$OUT/lvm.log"
 $PY -m experiments.ais --run "$OUT/lvm" --num-points 100 --steps 200 --chains 8 \
     --leapfrog-steps 5 --iwae-samples 1000 --bdmc 50 > "$OUT/lvm-ais.log" 2>/dev/null
+# BDMC's gap against the annealing steps on the standard VAE (bdmc_steps.json)
+$PY -m experiments.results.bdmc_steps "$OUT/standard" > "$OUT/bdmc-steps.log" 2>/dev/null
