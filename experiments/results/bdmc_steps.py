@@ -17,7 +17,7 @@ from experiments.evaluation.ais import unsupported
 from experiments.evaluation.bdmc import bdmc
 from experiments.training.trained import load_trained
 
-STEPS = (10, 30, 100, 300)
+STEPS = (3, 10, 30, 100)
 #: simulated points, chains per point and leapfrog steps of every row
 POINTS, CHAINS, LEAPFROG = 20, 8, 5
 
