@@ -15,8 +15,8 @@ def write_run(folder, kl_name, kl=3.5, epochs=2):
     folder.mkdir(parents=True)
     collapse = {"test_active_units": 7, kl_name: kl, "test_mutual_information": 3.0,
                 "test_marginal_kl": kl - 3.0}
-    summary = {"test_elbo": -25.0, "test_iwae": -24.5, "iwae_samples": 5000, "num_test": 359,
-               **collapse}
+    summary = {"status": "completed", "test_elbo": -25.0, "test_iwae": -24.5,
+               "iwae_samples": 5000, "num_test": 359, **collapse}
     (folder / "summary.json").write_text(json.dumps(summary))
     (folder / "ais.json").write_text(json.dumps(AIS))
     with open(folder / "metrics.csv", "w", newline="") as f:
@@ -55,3 +55,12 @@ def test_a_folder_without_runs_is_refused_in_one_line(tmp_path, capsys):
     assert evaluation_table.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "evaluation.sh" in err and "\n" not in err
+
+
+def test_a_finished_run_without_ais_is_tabled_without_it(tmp_path, capsys):
+    write_run(tmp_path / "runs" / "standard", "test_kl_to_prior")
+    (tmp_path / "runs" / "standard" / "ais.json").unlink()
+    out = tmp_path / "evaluation.json"
+    assert evaluation_table.main([str(tmp_path / "runs"), str(out)]) == 0
+    assert json.loads(out.read_text())["vae"]["standard"]["ais"] is None
+    assert "| -25.00 | -24.50 | not measured | not measured | 7 of 8 |" in capsys.readouterr().out

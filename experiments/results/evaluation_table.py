@@ -42,11 +42,17 @@ def collapse(record: dict, where: Path) -> dict:
             "marginal_kl": metric(record, "test_marginal_kl", where)}
 
 
+def finished(folder: Path, name: str) -> bool:
+    """Whether the run trained to the end (its summary says so)."""
+    path = folder / name / "summary.json"
+    return path.exists() and json.loads(path.read_text()).get("status") == "completed"
+
+
 def read(folder: Path, name: str) -> dict:
-    """A finished run's summary and ais.json."""
+    """A finished run's summary, and its ais.json (None until ``experiments.ais`` wrote it)."""
     summary_file = folder / name / "summary.json"
     summary = json.loads(summary_file.read_text())
-    ais = json.loads((folder / name / "ais.json").read_text())
+    ais = optional_json(folder / name / "ais.json")
     return {"test_elbo": summary["test_elbo"], "test_iwae": summary["test_iwae"],
             "iwae_samples": summary["iwae_samples"], "num_test": summary["num_test"],
             **collapse(summary, summary_file), "ais": ais}
@@ -72,15 +78,16 @@ def optional_json(path: Path) -> Optional[dict]:
 def print_final(rows: dict) -> None:
     iwae, iwae_ais = (f"IWAE-{'/'.join(map(str, sorted(set(samples))))}" for samples in (
         [r["iwae_samples"] for r in rows.values()],
-        [r["ais"]["iwae_samples"] for r in rows.values()]))
+        [r["ais"]["iwae_samples"] for r in rows.values() if r["ais"]]))
     print(f"| variant | test ELBO | {iwae} | {iwae_ais} (100 pts) | AIS (100 pts) | "
           "active units | KL(q(z\\|x) ‖ p(z)) | I(x; z) | KL(q(z) ‖ p(z)) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         a = r["ais"]
+        estimates = (f"{a['iwae']:.2f} ± {a['iwae_mc_stderr']:.2f} | {a['ais']:.2f} ± "
+                     f"{a['ais_mc_stderr']:.2f}" if a else "not measured | not measured")
         print(f"| {VARIANTS[name]} | {r['test_elbo']:.2f} | {r['test_iwae']:.2f} | "
-              f"{a['iwae']:.2f} ± {a['iwae_mc_stderr']:.2f} | {a['ais']:.2f} ± "
-              f"{a['ais_mc_stderr']:.2f} | {r['active_units']:.0f} of 8 | {r['kl']:.2f} | "
+              f"{estimates} | {r['active_units']:.0f} of 8 | {r['kl']:.2f} | "
               f"{r['mutual_information']:.2f} | {r['marginal_kl']:.2f} |")
 
 
@@ -121,7 +128,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not started:
         raise UserError(f"{folder} holds none of the runs {', '.join(VARIANTS)}: run "
                         "experiments/results/evaluation.sh first")
-    rows = {n: read(folder, n) for n in VARIANTS if (folder / n / "ais.json").exists()}
+    rows = {n: read(folder, n) for n in VARIANTS if finished(folder, n)}
     common = min(epochs_done(folder, n) for n in started)
     early = {name: at_epoch(folder, name, common) for name in started}
     lvm = optional_json(folder / "lvm" / "ais.json")
