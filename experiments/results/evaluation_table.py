@@ -76,7 +76,8 @@ def optional_json(path: Path) -> Optional[dict]:
 
 
 def print_final(rows: dict) -> None:
-    iwae, iwae_ais = (f"IWAE-{'/'.join(map(str, sorted(set(samples))))}" for samples in (
+    iwae, iwae_ais = (f"IWAE-{'/'.join(map(str, sorted(set(samples))))}" if samples else "IWAE"
+                      for samples in (
         [r["iwae_samples"] for r in rows.values()],
         [r["ais"]["iwae_samples"] for r in rows.values() if r["ais"]]))
     print(f"| variant | test ELBO | {iwae} | {iwae_ais} (100 pts) | AIS (100 pts) | "
