@@ -32,6 +32,7 @@ from experiments.common.command import Parser, add_version, command, program, st
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
     from experiments.common.files import make_folder, write_text
+    from experiments.comparison.ais_column import ais_column_error
     from experiments.comparison.jobs import (
         ComparisonInterrupted,
         Job,
@@ -89,6 +90,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     c.add_argument("--grad-draws", type=int, default=100,
                    help="M gradient draws for the variance and SNR (default: %(default)s)")
+    c.add_argument("--ais-points", type=int, default=0, metavar="N",
+                   help="also score every run by AIS on its first N test points, beside IWAE "
+                        "on the same points: slow, for models with continuous latents only "
+                        "(default: 0, off)")
     c.add_argument("--target-elbo", type=float, default=None,
                    help="test ELBO for 'steps to target' (default: the weakest estimator's "
                         "final test ELBO, mean over seeds)")
@@ -181,10 +186,16 @@ def _planned(args: argparse.Namespace) -> Tuple[Path, List[Job], dict]:
     for name, value in (("--seeds", args.seeds), ("--grad-draws", args.grad_draws)):
         if value < 1 or (name == "--grad-draws" and value < 2):
             raise UserError(f"{name} must be at least {2 if name == '--grad-draws' else 1}")
+    if args.ais_points < 0:
+        raise UserError(f"--ais-points must be 0 (off) or a number of test points "
+                        f"(got {args.ais_points})")
+    if args.ais_points and ais_column_error(config.model, **config.part_options()):
+        raise UserError(ais_column_error(config.model, **config.part_options()))
     out = args.out or Path("runs") / (time.strftime("%Y%m%d-%H%M%S")
                                       + f"-compare-{config.model}-{config.guide}")
     out = out.resolve() if args.plan_only else out
-    jobs = plan(config, elbos, args.particle_sweep, args.seeds, out, args.grad_draws, args.jobs)
+    jobs = plan(config, elbos, args.particle_sweep, args.seeds, out, args.grad_draws, args.jobs,
+                ais_points=args.ais_points)
     settings = report_settings(args.target_elbo, args.snr_sweep or args.particle_sweep,
                                args.grad_draws)
     resume = continuing(out, jobs, settings, args.force)
@@ -215,7 +226,8 @@ def _difference(saved: List[Job], saved_settings: dict, jobs: List[Job], setting
     """The first difference between two plans, as ``epochs was 20, now 10``; empty if none."""
     if len(saved) != len(jobs):
         return f"{len(saved)} runs there, {len(jobs)} here"
-    pairs = [({**a.config, "grad_draws": a.grad_draws}, {**b.config, "grad_draws": b.grad_draws})
+    pairs = [({**a.config, "grad_draws": a.grad_draws, "ais_points": a.ais_points},
+              {**b.config, "grad_draws": b.grad_draws, "ais_points": b.ais_points})
              for a, b in zip(saved, jobs)] + [(saved_settings, settings)]
     for old, new in pairs:
         new = json.loads(json.dumps(new))               # as plan.json holds it

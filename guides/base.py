@@ -95,6 +95,12 @@ class AmortizedGuide(Guide):
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         raise NotImplementedError
 
+    def mixture_component(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """The density that a mixture over inputs (the VampPrior, p(z) = (1/K) Σ_k · at its
+        pseudo-inputs u_k) takes for each x: q_φ(z|x) itself, wherever scoring any z under it
+        is cheap."""
+        return self.posterior(x)
+
     def forward(self, x: torch.Tensor, index=None, num_data=None) -> None:
         with data_plate(x, index, num_data):
             pyro.sample(self.site.name, self.posterior(x))

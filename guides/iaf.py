@@ -56,17 +56,27 @@ class IAFGuide(NormalGuide):
         context = out[..., 2 * self.site.size:]                               # (batch, context)
         return AmortizedFlow(base, [f.condition(context) for f in self.flows])
 
+    def mixture_component(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """The base N(z | μ_φ(x), diag σ_φ(x)²) alone, without the flow: what the VampPrior
+        mixes under this guide, p(z) = (1/K) Σ_k N(z | μ_φ(u_k), diag σ_φ(u_k)²). Scoring an
+        arbitrary z under the flow conditioned on u_k means inverting it, one coordinate after
+        another (d passes of each MADE, for every z and every k); the base Gaussians cost what
+        the diagonal guide's VampPrior costs. The prior stays a proper density that does not
+        depend on x, so every bound stays a bound; it is the encoder's Gaussian part at the
+        pseudo-inputs, not the whole guide's q(z|u_k)."""
+        return diagonal_normal(self.encoder(x)[..., :2 * self.site.size])
+
     fit_error = FlowGuide.fit_error
 
 
 class AmortizedFlow(dist.TransformedDistribution):
     """q(z|x) through transforms conditioned on each x's context, scoring z of any batch shape
-    that broadcasts with its own (a mixture over x, as the VampPrior and the aggregate
-    posterior need, scores z (…, 1, d) against N contexts): z is expanded to the full batch
-    shape first, which the coordinate-by-coordinate inverse of an autoregressive transform
-    and Pyro's conditioning (``ConditionalAutoRegressiveNN`` expands h to z's shape) need. A z
-    of the full shape is scored as it is: the transforms cache the z they drew, by identity,
-    and score it without inverting."""
+    that broadcasts with its own (a mixture over x, as the aggregate posterior needs, scores
+    z (…, 1, d) against N contexts): z is expanded to the full batch shape first, which the
+    coordinate-by-coordinate inverse of an autoregressive transform and Pyro's conditioning
+    (``ConditionalAutoRegressiveNN`` expands h to z's shape) need. A z of the full shape is
+    scored as it is: the transforms cache the z they drew, by identity, and score it without
+    inverting."""
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         batch = torch.broadcast_shapes(value.shape[:-1], self.batch_shape)

@@ -31,8 +31,9 @@ class VampPrior(PyroModule):
     """p(z) = (1/K) Σ_k q_φ(z | u_k), the variational mixture of posteriors (Tomczak & Welling
     2018): the guide's own q(z|x) at K = ``pseudo_inputs`` learned inputs u_k ∈ R^D, so the
     prior is the aggregate posterior of K learned data points. It reads q(z|x) through the
-    ``encode`` it is given once the guide exists (``share_encoder``); the u_k start as uniform
-    noise in [0, 1]^D."""
+    ``encode`` it is given once the guide exists (``share_encoder``: the guide's
+    ``mixture_component``, which under the IAF guide is its base Gaussian, see there); the u_k
+    start as uniform noise in [0, 1]^D."""
 
     def __init__(self, data_dim: int, pseudo_inputs: int):
         super().__init__()
@@ -40,7 +41,7 @@ class VampPrior(PyroModule):
         self.encode: Optional[Callable[[torch.Tensor], dist.TorchDistribution]] = None
 
     def share_encoder(self, encode: Callable[[torch.Tensor], dist.TorchDistribution]) -> None:
-        """Read q(z|x) through ``encode(x)`` (the guide's ``posterior``)."""
+        """Read q(z|x) through ``encode(x)`` (the guide's ``mixture_component``)."""
         self.encode = encode
 
     def forward(self) -> dist.TorchDistribution:

@@ -18,6 +18,7 @@ from experiments.evaluation.ais import ais_estimate, sigmoid_schedule
 from experiments.evaluation.bdmc import bdmc, simulate
 from experiments.evaluation.likelihood import iwae_estimate
 from experiments.parts.build import build
+from experiments.results import bdmc_steps
 from experiments.training.end_to_end import run
 from models.plates import data_plate
 
@@ -178,12 +179,14 @@ def test_the_command_refuses_discrete_latents_and_bad_options_in_one_line(quick_
 
 
 def test_the_numbers_of_the_evaluation_page_keep_the_bounds_order():
-    """docs/results/evaluation.json, which experiments/results/evaluation_table.py writes from the
-    runs the page quotes: each test ELBO under its IWAE estimate (L_1 ≤ L_K); on the lvm,
-    AIS within K_SE of the exact value, IWAE under it, and the BDMC bounds in order."""
-    numbers = json.loads((Path(__file__).parent.parent / "docs" / "results" /
-                          "evaluation.json").read_text())
-    for row in numbers["vae"].values():
+    """docs/results/evaluation.json and evaluation-10.json, which
+    experiments/results/evaluation_table.py writes from the runs the page quotes: each test
+    ELBO under its IWAE estimate (L_1 ≤ L_K); on the lvm, AIS within K_SE of the exact value,
+    IWAE under it, and the BDMC bounds in order, at every number of steps of the vae's."""
+    results = Path(__file__).parent.parent / "docs" / "results"
+    numbers = json.loads((results / "evaluation.json").read_text())
+    after_10 = json.loads((results / "evaluation-10.json").read_text())
+    for row in [*numbers["vae"].values(), *after_10["vae"].values()]:
         assert row["test_elbo"] <= row["test_iwae"]
     lvm = numbers["lvm"]
     assert abs(lvm["ais"] - lvm["exact"]) < K_SE * lvm["ais_mc_stderr"]
@@ -191,3 +194,31 @@ def test_the_numbers_of_the_evaluation_page_keep_the_bounds_order():
     bdmc = lvm["bdmc"]
     assert bdmc["lower"] <= bdmc["upper"] + K_SE * math.hypot(bdmc["lower_mc_stderr"],
                                                               bdmc["upper_mc_stderr"])
+    for row in (numbers.get("bdmc_steps") or {"rows": []})["rows"]:
+        assert row["lower"] <= row["upper"] + K_SE * math.hypot(row["lower_mc_stderr"],
+                                                                row["upper_mc_stderr"])
+
+
+@pytest.mark.slow
+def test_every_row_of_the_bdmc_steps_table_sandwiches_the_closed_form(quick_config):
+    """bdmc_steps on a trained ppca: at each number of steps the forward bound lies under the
+    closed-form mean log p(x) of the simulated points and the reverse bound over it, within
+    K_SE errors each, and the rows are the steps asked for."""
+    trained = run(quick_config(model="ppca", epochs=1, latent_dim=2))
+    assert bdmc_steps.main([str(trained.run_dir), "5", "40"]) == 0
+    table = json.loads((trained.run_dir / "bdmc_steps.json").read_text())
+    model = trained.parts.model
+    x, _ = simulate(model, table["num_points"])
+    exact = model.exact_log_likelihood(x).mean().item()
+    assert [row["num_steps"] for row in table["rows"]] == [5, 40]
+    for row in table["rows"]:
+        assert row["lower"] < exact + K_SE * row["lower_mc_stderr"]
+        assert row["upper"] > exact - K_SE * row["upper_mc_stderr"]
+
+
+def test_the_bdmc_steps_table_refuses_bad_arguments_in_one_line(capsys, tmp_path):
+    assert bdmc_steps.main([]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: name a finished run")
+    assert bdmc_steps.main([str(tmp_path), "many"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: STEPS are whole numbers of annealing "
+                                               "steps (got ['many'])")

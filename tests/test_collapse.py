@@ -14,6 +14,7 @@ from experiments.parts.build import build
 from experiments.parts.kl_per_unit import kl_per_point_and_dimension
 from experiments.training.end_to_end import run
 from experiments.training.free_bits import FreeBitsModel
+from experiments.training.trained import load_trained
 
 K_SE = 4.0
 
@@ -108,3 +109,31 @@ def test_free_bits_trains_resumes_and_refuses_what_it_cannot_split(quick_config,
         assert train.main(["--free-bits", "0.5", "--epochs", "1", *flags]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and "--free-bits" in err and "\n" not in err
+
+
+def diagonal_gaussian_kl(q, p):
+    """KL(N(μ_q, σ_q²) ‖ N(μ_p, σ_p²)) per point and coordinate, written out."""
+    mq, sq, mp, sp = q.base_dist.loc, q.base_dist.scale, p.base_dist.loc, p.base_dist.scale
+    return torch.log(sp / sq) + (sq ** 2 + (mq - mp) ** 2) / (2 * sp ** 2) - 0.5
+
+
+@pytest.mark.slow
+def test_a_cvae_run_reports_its_units_and_kl_to_its_conditional_prior_but_no_surgery(
+        quick_config):
+    """Under p(z|x_v) the KL of each point is against its own prior: the mean and the per-unit
+    KL match the Gaussian formula at every test point; I(x; z) and KL(q(z) ‖ p(z)), which need
+    one p(z) for all points, are left out; the hvae, a hierarchy, reports none of them."""
+    result = run(quick_config(model="cvae", visible=2, epochs=1, latent_dim=3))
+    summary = result.summary
+    _, data, parts = load_trained(result.run_dir)
+    with torch.no_grad():
+        by_hand = diagonal_gaussian_kl(parts.guide.posterior(data.x_test),
+                                       parts.model.prior(data.x_test))                 # (N, d)
+    assert summary["test_kl_to_prior"] == pytest.approx(by_hand.sum(-1).mean().item(), rel=1e-4)
+    assert summary["kl_per_dimension"] == pytest.approx(by_hand.mean(0).tolist(), rel=1e-4)
+    assert 0 <= summary["test_active_units"] <= 3
+    assert "test_mutual_information" not in summary and "test_marginal_kl" not in summary
+    assert (result.run_dir / "kl_per_dimension.png").read_bytes()[:4] == b"\x89PNG"
+    hierarchy = run(quick_config(model="hvae", epochs=1, out=str(result.run_dir) + "-hvae"))
+    assert not {"test_active_units", "test_kl_to_prior", "kl_per_dimension"} & set(
+        hierarchy.summary)

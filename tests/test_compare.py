@@ -14,8 +14,10 @@ from experiments import compare, gaps
 from experiments.comparison.report import aggregate
 from experiments.config.config import Config
 from experiments.training.end_to_end import run
+from experiments.training.trained import load_trained
 
 ROOT = Path(__file__).resolve().parent.parent
+K_SE = 4.0        # standard errors a Monte Carlo number may stray from the truth
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +240,44 @@ def test_a_failed_run_is_listed_in_the_comparison_not_hidden(tmp_path, capsys):
     assert str(missing) in row["status"]
     assert "| status |" in (out / "comparison.md").read_text()
     assert "error: trace seed 0 failed: " in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_ais_column_scores_each_run_within_its_error_of_the_exact_log_likelihood(tmp_path):
+    """--ais-points on the ppca, whose log p(x) is a closed form: each run's AIS estimate on its
+    first test points lies within K_SE Monte Carlo errors of the exact mean there, the IWAE
+    beside it not above it, and the table shows both columns."""
+    out = tmp_path / "cmp"
+    assert compare.main(["--model", "ppca", "--elbos", "trace,iwae", "--num-particles", "3",
+                         "--seeds", "1", "--epochs", "1", "--num-train", "64", "--num-test",
+                         "16", "--grad-draws", "2", "--iwae-samples", "20", "--ais-points",
+                         "12", "--jobs", "2", "--no-progress", "--out", str(out)]) == 0
+    rows = {row["label"]: row for row in _csv(out / "comparison.csv")}
+    assert list(rows) == ["trace K=3", "iwae K=3"]
+    for row in rows.values():
+        (run_dir,) = (out / "runs").glob(f"{row['label'].replace(' K=', '-K')}-seed*")
+        record = json.loads((run_dir / "comparison-run.json").read_text())["ais"]
+        _, data, parts = load_trained(run_dir)
+        exact = parts.model.exact_log_likelihood(data.x_test[:12]).mean().item()
+        assert record["points"] == 12 and float(row["ais_points"]) == 12
+        assert abs(record["ais"] - exact) < K_SE * record["ais_mc_stderr"]
+        assert record["iwae"] < exact + K_SE * record["iwae_mc_stderr"]
+        assert float(row["test_ais_mean"]) == pytest.approx(record["ais"])
+    table = (out / "comparison.md").read_text()
+    assert "| AIS (12 pts) | IWAE (12 pts) |" in table and "8 chains × 200 steps" in table
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--model", "discrete-vae", "--guide", "relaxed"],
+     "--ais-points: the discrete-vae model cannot be scored by AIS: AIS moves the latent "
+     "sites by Hamiltonian Monte Carlo, which needs them continuous"),
+    (["--ais-points", "-1"], "--ais-points must be 0 (off) or a number of test points (got -1)"),
+])
+def test_an_ais_column_that_cannot_be_measured_is_refused_in_one_line(tmp_path, capsys, flags,
+                                                                        says):
+    out = tmp_path / "cmp"
+    assert compare.main(["--ais-points", "5", "--elbos", "trace", *flags,
+                         "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {says}") and "\n" not in err
+    assert not out.exists()

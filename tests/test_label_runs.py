@@ -175,7 +175,8 @@ def test_a_cvae_run_reports_its_conditional_nll_as_minus_the_iwae_of_its_guide(
             x[:, ~shown]).sum(-1).mean()
     assert summary["baseline_conditional_nll"] == pytest.approx(by_hand.item(), rel=1e-6)
     assert by_hand < 32 * torch.log(torch.tensor(2.0))     # fitted: below 32 fair coins
-    assert {p.name for p in result.run_dir.glob("*.png")} == {"elbo.png", "completions.png"}
+    assert {p.name for p in result.run_dir.glob("*.png")} == {"elbo.png", "completions.png",
+                                                              "kl_per_dimension.png"}
     baseline_before = {k: v.clone() for k, v in model.baseline.state_dict().items()}
 
     resumed = run(config.replace(epochs=2), resume=result.run_dir)

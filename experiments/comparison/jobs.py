@@ -19,6 +19,7 @@ from tqdm import tqdm
 from experiments.common.errors import UserError
 from experiments.common.files import write_json, write_text
 from experiments.common.threads import decide
+from experiments.comparison.ais_column import ais_beside_iwae
 from experiments.config.config import Config, resolve
 from experiments.data.datasets import BINARIZE_SEED, Dataset, binarize
 from experiments.estimators import ELBOS
@@ -46,6 +47,7 @@ class Job:
     threads: int
     default_guide: str = ""
     resume: bool = True         # skip a finished run, continue one from its checkpoint
+    ais_points: int = 0         # test points of its AIS estimate (``ais_column``); 0: none
 
     @property
     def label(self) -> str:
@@ -85,9 +87,10 @@ def parse_elbos(text: str, default_guide: str) -> List[Tuple[str, str]]:
 
 
 def plan(config: Config, elbos: List[Tuple[str, str]], ks: List[int], seeds: int, out: Path,
-         grad_draws: int, jobs: int, resume: bool = True) -> List[Job]:
+         grad_draws: int, jobs: int, resume: bool = True, ais_points: int = 0) -> List[Job]:
     """Every (estimator, guide, K, seed) run, refusing impossible combinations before any
-    starts; with ``resume``, finished runs are skipped and stopped ones continued."""
+    starts; with ``resume``, finished runs are skipped and stopped ones continued; with
+    ``ais_points``, each run is also scored by AIS on that many test points."""
     planned = []
     threads = threads_per_job(jobs, config.threads)
     for elbo, guide in elbos:
@@ -102,7 +105,7 @@ def plan(config: Config, elbos: List[Tuple[str, str]], ks: List[int], seeds: int
                                          + f"-seed{seed}")
                 planned.append(Job(len(planned), {**setting.to_dict(), "seed": seed,
                                                   "out": str(folder)},
-                                   grad_draws, threads, config.guide, resume))
+                                   grad_draws, threads, config.guide, resume, ais_points))
     return planned
 
 
@@ -159,6 +162,9 @@ def run_job(job: Job) -> dict:
     record = {"status": "completed", **job.identity, "run_dir": str(result.run_dir),
               "summary": result.summary, "metrics": result.metrics, "steps_per_epoch": steps,
               "final": final, "init": measured["init"]}
+    if job.ais_points:
+        record["ais"] = ais_beside_iwae(result.parts, measured["data"], job.ais_points,
+                                        config.iwae_samples)
     write_json(run_dir / RESULT, record)
     return record
 

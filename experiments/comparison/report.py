@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import torch
 
 from experiments.common.files import write_csv, write_text
+from experiments.comparison.ais_column import SETTINGS
 from experiments.comparison.jobs import measure
 from experiments.estimators import ELBOS
 from experiments.evaluation.metrics import TEST_METRICS
@@ -68,6 +69,11 @@ def _measured(rs: List[dict], target: float) -> dict:
         values = [r["summary"][key] for r in rs if r["summary"].get(key) is not None]
         if values:
             row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
+    ais = [r["ais"] for r in rs if "ais" in r]
+    if ais:                                 # --ais-points: AIS and IWAE on the same points
+        row["ais_points"] = ais[0]["points"]
+        row["test_ais_mean"], row["test_ais_std"] = _mean_std([a["ais"] for a in ais])
+        row["test_ais_iwae_mean"], row["test_ais_iwae_std"] = _mean_std([a["iwae"] for a in ais])
     for when, suffix in (("final", ""), ("init", "_init")):
         for key in rs[0][when]:
             row[f"{key}{suffix}"] = mean(r[when][key] for r in rs)
@@ -172,7 +178,9 @@ def markdown(rows: List[dict]) -> str:
     status column where a run failed; the paired differences against the reference."""
     exact = any("test_exact_log_likelihood_mean" in r for r in rows)
     failed = any(r["status"] != "completed" for r in rows)
+    ais = next((r["ais_points"] for r in rows if "ais_points" in r), None)
     head = ["estimator", "test ELBO", "test IWAE"] + (["exact log p(x)", "gap"] if exact else [])
+    head += [f"AIS ({ais} pts)", f"IWAE ({ais} pts)"] if ais else []
     head += ["grad var φ (init → final)", "grad var θ", "SNR φ", "SNR θ", "ms / step",
              "steps to target"] + (["status"] if failed else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -180,6 +188,8 @@ def markdown(rows: List[dict]) -> str:
         cells = [r["label"], _pm(r, "test_elbo"), _pm(r, "test_iwae")]
         if exact:
             cells += [_pm(r, "test_exact_log_likelihood"), _pm(r, "test_gap")]
+        if ais:
+            cells += [_pm(r, "test_ais"), _pm(r, "test_ais_iwae")]
         if r["seeds"]:
             cells += [_arrow(r, "grad_var_guide"), _arrow(r, "grad_var_model"),
                       _arrow(r, "grad_snr_guide"), _arrow(r, "grad_snr_model"),
@@ -196,6 +206,11 @@ def markdown(rows: List[dict]) -> str:
                  "Gradient variance and SNR: at the initial → final parameters of each run; "
                  "variance is the sum of per-coordinate variances over M draws on one fixed "
                  "minibatch; SNR is the mean of |mean| / std over coordinates.")
+    if ais:
+        lines.append(f"\nAIS: log p(x) on the first {ais} test points, {SETTINGS['num_chains']} "
+                     f"chains × {SETTINGS['num_steps']} steps of {SETTINGS['leapfrog_steps']} "
+                     "leapfrog steps from q(z|x), beside the IWAE estimate on the same points "
+                     "(as many samples as the test IWAE); both under log p(x) in expectation.")
     return "\n".join(lines + _paired_table(rows)) + "\n"
 
 

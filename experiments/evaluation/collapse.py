@@ -15,6 +15,8 @@ the mutual information between the data index and the code under q (how much the
 about x), and how far the codes' aggregate lies from the prior. I(x; z) is a Monte Carlo
 estimate over draws z ~ q(z|x_n), with log q(z) = log Σ_m q(z|x_m) − log N summed over every
 point; the mean KL is the closed form where there is one; KL(q(z) ‖ p(z)) is their difference.
+Under a conditional prior p(z|x_v) (the cvae) each point's KL is against its own prior, and the
+surgery, which needs one p(z) for all points, is not reported (``surgery_applies``).
 """
 import math
 from typing import Dict
@@ -24,7 +26,11 @@ from torch.distributions import kl_divergence
 
 from experiments.common.rng import isolated_rng
 from experiments.evaluation.likelihood import EVAL_SEED, guide_distribution
-from experiments.parts.kl_per_unit import collapse_applies, kl_per_point_and_dimension
+from experiments.parts.kl_per_unit import (
+    collapse_applies,
+    kl_per_point_and_dimension,
+    surgery_applies,
+)
 
 ACTIVE_THRESHOLD = 0.01
 #: test points at most (the aggregate posterior costs N² densities per draw)
@@ -87,11 +93,14 @@ def posterior_and_prior(model, guide, x: torch.Tensor, seed: int = EVAL_SEED):
 
 
 def collapse_diagnostics(model, guide, x: torch.Tensor, seed: int = EVAL_SEED) -> Dict:
-    """Active units, the surgery's three numbers, and where q and p are factorized the KL per
-    dimension (a list), on the first ``MAX_POINTS`` rows of x, from a seeded stream."""
+    """Active units, the mean KL, the surgery's other two numbers where it applies
+    (``surgery_applies``: not under a conditional prior), and where q and p are factorized the
+    KL per dimension (a list), on the first ``MAX_POINTS`` rows of x, from a seeded stream."""
     with torch.no_grad(), isolated_rng(seed, x.device):
         q, prior = posterior_and_prior(model, guide, x, seed)
-        found = {"active_units": active_units(posterior_means(q)), **elbo_surgery(q, prior)}
+        found = {"active_units": active_units(posterior_means(q)),
+                 **(elbo_surgery(q, prior) if surgery_applies(model)
+                    else {"kl": mean_kl(q, prior)})}
         per_dimension = kl_per_point_and_dimension(q, prior)
     if per_dimension is not None:
         found["kl_per_dimension"] = per_dimension.mean(0).tolist()

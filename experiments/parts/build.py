@@ -101,7 +101,7 @@ def share_encoder(model: LatentVariableModel, guide: Guide, guide_name: str,
         if not guide.amortized:
             raise UserError(f"--prior vamp mixes the encoder's q(z|u_k), and the {guide_name} "
                             "guide has no encoder: use --guide normal, mvn, flow or iaf")
-        learned.share_encoder(guide.posterior)
+        learned.share_encoder(guide.mixture_component)
 
 
 def build_parts(config: Config, data_dim: int, num_data: int, device: torch.device,

@@ -9,13 +9,21 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 
 def collapse_applies(model) -> bool:
-    """A model with one continuous latent site and a prior p(z) of its own that it gives
-    (``model.prior(x)``), the only kind these quantities are defined for here: a hierarchy's
-    units would be counted per layer, and a conditional prior p(z|x_v) (the cvae) has no
-    aggregate posterior to compare with."""
+    """A model with one continuous latent site and a prior it gives (``model.prior(x)``): its
+    active units, mean KL(q(z|x) ‖ p(z)) and KL per unit are defined, the prior unconditional
+    (the vae) or conditional, p(z|x_v) (the cvae, where each point's KL is against its own
+    prior). A hierarchy (the hvae) is left out: the KL of q(z₁|x) q(z₂|z₁) against
+    p(z₁|z₂) p(z₂) splits neither by unit nor by layer in closed form, and E_q[z₂|x] is an
+    integral over z₁; counting its units layer by layer is not done here."""
     sites = list(model.latent_sites.values())
-    return (len(sites) == 1 and not sites[0].discrete and callable(getattr(model, "prior", None))
-            and not getattr(model, "conditional", False))
+    return len(sites) == 1 and not sites[0].discrete and callable(getattr(model, "prior", None))
+
+
+def surgery_applies(model) -> bool:
+    """A model whose mean KL splits into I(x; z) + KL(q(z) ‖ p(z)) (the ELBO surgery): one
+    prior p(z) shared by every point. A conditional prior p(z|x_v) (the cvae) differs from
+    point to point, so there is no p(z) for the aggregate posterior q(z) to be compared with."""
+    return collapse_applies(model) and not getattr(model, "conditional", False)
 
 
 def kl_per_point_and_dimension(q, prior) -> Optional[torch.Tensor]:
