@@ -36,6 +36,15 @@ def test_the_users_setting_wins_over_the_load():
     assert unreadable.threads == 2 and not unreadable.automatic
 
 
+def test_a_resumed_run_keeps_the_count_it_trained_with_unless_the_user_sets_one():
+    """--threads N, then OMP_NUM_THREADS / torch.set_num_threads, then the resumed run's own
+    count, then the load: the resumed run repeats the uninterrupted one bit for bit."""
+    assert choose_threads(None, None, 2, 2, 0.0, resumed=1).threads == 1      # not the free 2
+    assert not choose_threads(None, None, 2, 2, 0.0, resumed=1).automatic
+    assert choose_threads(None, 2, 2, 2, 0.0, resumed=1).threads == 2
+    assert choose_threads(3, 2, 2, 2, 0.0, resumed=1).threads == 3
+
+
 def test_a_line_is_logged_only_where_auto_chose_other_than_torchs_default():
     line = choose_threads(None, None, 2, 2, 1.9).announcement()
     assert "threads: 1 instead of torch's 2" in line and "1.9 of 2 cores busy" in line
@@ -104,3 +113,21 @@ def test_a_run_logs_its_automatic_choice_records_it_and_gives_torchs_threads_bac
                      "busy (--threads N to choose)"]
     assert result.summary["threads"] == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.slow
+def test_a_resume_under_auto_trains_with_the_count_its_checkpoint_recorded(
+        quick_config, monkeypatch, tmp_path):
+    """Interrupted under load (auto chose 1), resumed on free cores (auto would choose 2): the
+    resumed epochs keep 1, which the checkpoint recorded, so they round as the first did."""
+    monkeypatch.setattr(threads, "preset_threads", lambda: None)
+    monkeypatch.setattr(threads, "TORCH_DEFAULT", 2)
+    monkeypatch.setattr(threads, "usable_cores", lambda: (0, 1))
+    monkeypatch.setattr(threads, "busy_cores", lambda: 1.9)
+    folder = tmp_path / "run"
+    first = run(quick_config(epochs=1, out=str(folder)))
+    assert first.summary["threads"] == 1
+    assert torch.load(folder / "checkpoint.pt", weights_only=True)["threads"] == 1
+    monkeypatch.setattr(threads, "busy_cores", lambda: 0.0)
+    resumed = run(quick_config(epochs=2, out=str(folder)), resume=folder)
+    assert resumed.summary["threads"] == 1

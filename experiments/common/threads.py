@@ -54,12 +54,14 @@ class Choice:
 
 
 def choose_threads(requested: Optional[int], preset: Optional[int], default: int, cores: int,
-                   busy: Optional[float]) -> Choice:
+                   busy: Optional[float], resumed: Optional[int] = None) -> Choice:
     """The thread count of a run.
 
     :param requested: ``--threads N`` (None: ``auto``).
     :param preset: the count the user set outside the run (``OMP_NUM_THREADS``,
         ``torch.set_num_threads``), or None.
+    :param resumed: the count a resumed run trained with (its checkpoint's), kept under
+        ``auto`` so that the resumed run repeats the uninterrupted one bit for bit.
     :param default: torch's own count (one thread per physical core, or OMP_NUM_THREADS).
     :param cores: the cores this process may run on.
     :param busy: cores' worth of time other processes use now (None: not measurable here).
@@ -69,6 +71,8 @@ def choose_threads(requested: Optional[int], preset: Optional[int], default: int
     if preset is not None:
         return Choice(preset, "set before the run (OMP_NUM_THREADS or torch.set_num_threads)",
                       default)
+    if resumed is not None:
+        return Choice(resumed, "the count the resumed run trained with", default)
     if busy is None:
         return Choice(default, "torch's default (the cores' load cannot be read here)", default)
     free = int(cores - busy + SLACK)
@@ -126,19 +130,19 @@ def _core_times(stat: Path, cores: Tuple[int, ...]) -> Dict[int, Tuple[int, int]
     return times
 
 
-def decide(requested: Optional[int]) -> Choice:
+def decide(requested: Optional[int], resumed: Optional[int] = None) -> Choice:
     """The threads of a run starting now (``choose_threads`` with what this machine says);
     the cores are watched only when the choice depends on them."""
     preset = preset_threads()
-    busy = busy_cores() if requested is None and preset is None else None
-    return choose_threads(requested, preset, TORCH_DEFAULT, len(usable_cores()), busy)
+    busy = busy_cores() if requested is None and preset is None and resumed is None else None
+    return choose_threads(requested, preset, TORCH_DEFAULT, len(usable_cores()), busy, resumed)
 
 
 @contextlib.contextmanager
-def threads_of_run(requested: Optional[int]) -> Iterator[Choice]:
+def threads_of_run(requested: Optional[int], resumed: Optional[int] = None) -> Iterator[Choice]:
     """torch's threads set to the run's choice (``decide``) meanwhile, then as they were."""
     before = torch.get_num_threads()
-    choice = decide(requested)
+    choice = decide(requested, resumed)
     torch.set_num_threads(choice.threads)
     try:
         yield choice

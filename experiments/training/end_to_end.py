@@ -85,17 +85,18 @@ def run(config: Config, *, force: bool = False, resume: Optional[Path] = None,
     config = resolve(config.validate())
     if config.tensorboard:
         require_tensorboard()
+    saved = None
     if resume is not None:
         resume = run_folder.run_folder_of(resume)         # the folder, also if given its checkpoint
         _check_epochs_ahead(resume, config.epochs)
+        saved = run_folder.load_checkpoint(resume)
     with pyro.validation_enabled(config.pyro_validation), distributed.session(config), \
-            threads_of_run(config.threads) as threads:
+            threads_of_run(config.threads, saved and saved.get("threads")) as threads:
         _announce(config, threads)
         device = device_named(config.device)
         data = leader_first(lambda: prepare_data(config, device))
         if resume is not None:
-            distributed.check_global_batch(config, run_folder.load_checkpoint(resume), resume,
-                                           force)
+            distributed.check_global_batch(config, saved, resume, force)
         attempt = start_attempt(config.replace(restarts=1), data, device)
         distributed.check_training(config, attempt.parts.elbo, len(data.x_train))
         warning = oversized(attempt.parts.model, attempt.parts.guide, data.x_train)

@@ -94,6 +94,7 @@ def save_checkpoint(path: Path, *, config: Config, epoch: int, model, guide, opt
         **({} if data is None else {"data": data.to_dict()}),
         "epoch": epoch,
         "world_size": world().size,     # its global batch: world_size × config's batch_size
+        "threads": torch.get_num_threads(),     # kept by a resume under --threads auto
         "model": model.state_dict(),
         "guide": guide.state_dict(),
         "optim": local_names(optim.get_state()),     # names as before namespaces
