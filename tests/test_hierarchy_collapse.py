@@ -16,6 +16,7 @@ from experiments.evaluation.hierarchy_collapse import (
     layer_means,
 )
 from experiments.parts.build import build
+from experiments.training.end_to_end import run
 from guides import GUIDES
 from models import MODELS
 
@@ -135,3 +136,22 @@ def test_layer_means_and_active_units():
 def test_only_the_two_layer_hierarchy_has_them():
     assert hierarchy_applies(build("hvae", "chain", data_dim=D, latent_dims=(2, 2)).model)
     assert not hierarchy_applies(build("vae", "normal", data_dim=D, latent_dim=2).model)
+
+
+@pytest.mark.slow
+def test_an_hvae_run_reports_both_layers_and_none_of_the_one_site_numbers(quick_config):
+    """The summary's KL per unit sums to its KL term of each layer (the same seeded draws), the
+    units and I(z₁; z₂) lie in their ranges, every epoch records them, the figure is drawn."""
+    result = run(quick_config(model="hvae", latent_dims=(3, 2), epochs=1))
+    summary = result.summary
+    for layer, width in (("z1", 3), ("z2", 2)):
+        assert 0 <= summary[f"test_active_units_{layer}"] <= width
+        assert len(summary[f"kl_per_dimension_{layer}"]) == width
+        assert sum(summary[f"kl_per_dimension_{layer}"]) == pytest.approx(
+            summary[f"test_kl_to_prior_{layer}"], rel=1e-5)
+    assert 0 <= summary["test_mutual_information_z2"] <= math.log(2 * 100) + 0.1
+    assert summary["test_marginal_kl_z2"] == pytest.approx(
+        summary["test_kl_to_prior_z2"] - summary["test_mutual_information_z2"])
+    assert not {"test_active_units", "test_kl_to_prior", "kl_per_dimension"} & set(summary)
+    assert "test_mutual_information_z2" in (result.run_dir / "metrics.csv").read_text()
+    assert (result.run_dir / "kl_per_dimension.png").read_bytes()[:4] == b"\x89PNG"

@@ -85,11 +85,9 @@ def layer_kl_per_dimension(model, draws: ChainDraws) -> Dict[str, torch.Tensor]:
     return {"z1": bottom.mean(0), "z2": top.mean(0)}
 
 
-def hierarchy_diagnostics_on(model, guide, x: torch.Tensor) -> Dict:
-    """Active units and KL per unit of each layer (keys suffixed ``_z1``, ``_z2``), the mean KL
-    of each layer, and the top layer's surgery (its I from ``SURGERY_SAMPLES`` draws of z₁ per
-    point, the aggregate costing (S·N)² densities; KL(q(z₂) ‖ p(z₂)) = KL₂ − I, as for one
-    layer), on the rows of x, from the current stream."""
+def unit_diagnostics(model, guide, x: torch.Tensor) -> Dict:
+    """Active units, KL per unit and the KL term of each layer (keys suffixed ``_z1``,
+    ``_z2``) from ``MEAN_SAMPLES`` draws of the chain per row of x, from the current stream."""
     draws = chain_draws(guide, x, MEAN_SAMPLES)
     means, per_dimension = layer_means(draws, len(x)), layer_kl_per_dimension(model, draws)
     found = {}
@@ -97,13 +95,40 @@ def hierarchy_diagnostics_on(model, guide, x: torch.Tensor) -> Dict:
         found[f"active_units_{layer}"] = active_units(means[layer])
         found[f"kl_per_dimension_{layer}"] = per_dimension[layer].tolist()
         found[f"kl_{layer}"] = per_dimension[layer].sum().item()
-    surgery_draws = chain_draws(guide, x, SURGERY_SAMPLES)
-    found["mutual_information_z2"] = mutual_information(surgery_draws.q2)
-    found["marginal_kl_z2"] = found["kl_z2"] - found["mutual_information_z2"]
     return found
 
 
+def top_layer_information(guide, x: torch.Tensor) -> float:
+    """I(z₁; z₂) of the module's surgery, from ``SURGERY_SAMPLES`` draws of z₁ per row of x
+    (the aggregate q(z₂) costs (S·N)² densities), from the current stream."""
+    return mutual_information(chain_draws(guide, x, SURGERY_SAMPLES).q2)
+
+
 def hierarchy_diagnostics(model, guide, x: torch.Tensor, seed: int = EVAL_SEED) -> Dict:
-    """``hierarchy_diagnostics_on`` the first ``MAX_POINTS`` rows of x, from a seeded stream."""
+    """``unit_diagnostics`` and the top layer's surgery, I(z₁; z₂) and KL(q(z₂) ‖ p(z₂)) =
+    KL₂ − I (as for one layer), on the first ``MAX_POINTS`` rows of x, each from the stream
+    ``seed``."""
+    found = {**layer_diagnostic(model, guide, x, None, seed),
+             "mutual_information_z2": layer_diagnostic(model, guide, x,
+                                                       "mutual_information_z2", seed)}
+    return {**found, "marginal_kl_z2": found["kl_z2"] - found["mutual_information_z2"]}
+
+
+def layer_diagnostic(model, guide, x: torch.Tensor, name, seed: int = EVAL_SEED):
+    """One number of ``hierarchy_diagnostics`` by ``name`` (a per-epoch metric), computing only
+    what it needs, or with ``name`` None all of ``unit_diagnostics``."""
     with torch.no_grad(), isolated_rng(seed, x.device):
-        return hierarchy_diagnostics_on(model, guide, x[:MAX_POINTS])
+        x = x[:MAX_POINTS]
+        if name == "mutual_information_z2":
+            return top_layer_information(guide, x)
+        found = unit_diagnostics(model, guide, x)
+    return found if name is None else found[name]
+
+
+def kl_per_dimension_by_layer(model, guide, x: torch.Tensor) -> Dict[str, list]:
+    """{"kl_per_dimension_z1": […], "kl_per_dimension_z2": […]} for the summary, or {} for a
+    model that is no two-layer hierarchy."""
+    if not hierarchy_applies(model):
+        return {}
+    found = layer_diagnostic(model, guide, x, None)
+    return {f"kl_per_dimension_{layer}": found[f"kl_per_dimension_{layer}"] for layer in LAYERS}
