@@ -121,7 +121,7 @@ def test_layer_means_and_active_units():
     model, guide = linear_pair()
     torch.manual_seed(2)
     samples = 4000
-    means = layer_means(chain_draws(guide, points(), samples), N)
+    means = layer_means(chain_draws(guide, points(), samples))
     m = points() @ W.T + BIAS
     assert torch.allclose(means["z1"], m)
     se = torch.sqrt((A ** 2 @ SIGMA1 ** 2 + S2 ** 2) / samples)

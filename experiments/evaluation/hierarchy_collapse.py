@@ -26,6 +26,8 @@ p(z₁|z₂) is one per draw of z₂, as the cvae's is one per point.
 """
 from typing import Dict, NamedTuple
 
+import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 
@@ -45,8 +47,8 @@ LAYERS = ("z1", "z2")
 
 
 class ChainDraws(NamedTuple):
-    """S draws of the chain for each of N points, rows ordered (s, n): q(z₁|x_n) and z₁ˢ,
-    q(z₂|z₁ˢ) and z₂ˢ, each distribution with batch shape (S·N,)."""
+    """S draws of the chain for each of N points: q(z₁|x_n) and z₁ˢ, q(z₂|z₁ˢ) and z₂ˢ, each
+    distribution with batch shape (S, N), each draw (S, N, d_l)."""
 
     q1: object
     z1: torch.Tensor
@@ -63,33 +65,34 @@ def hierarchy_applies(model) -> bool:
 
 
 def chain_draws(guide, x: torch.Tensor, num_samples: int) -> ChainDraws:
-    """The guide run once on x repeated ``num_samples`` times (rows (s, n))."""
-    trace = poutine.trace(guide).get_trace(x.repeat(num_samples, 1))
+    """The guide run once on x inside a plate of ``num_samples`` draws (dim −2, outside the
+    data plate): q(z₁|x) is computed once per point, q(z₂|z₁) once per draw."""
+    with pyro.plate("draws", num_samples, dim=-2):
+        trace = poutine.trace(guide).get_trace(x)
     z1, z2 = (trace.nodes[site] for site in LAYERS)
     return ChainDraws(z1["fn"], z1["value"], z2["fn"], z2["value"])
 
 
-def layer_means(draws: ChainDraws, num_points: int) -> Dict[str, torch.Tensor]:
+def layer_means(draws: ChainDraws) -> Dict[str, torch.Tensor]:
     """E_q[z₁|x_n] (closed form) and E_q[z₂|x_n] (the mean of E_q[z₂|z₁ˢ] over the draws),
     (N, d_l) each."""
-    return {"z1": draws.q1.mean[:num_points],
-            "z2": draws.q2.mean.reshape(-1, num_points, draws.z2.shape[-1]).mean(0)}
+    return {"z1": draws.q1.mean[0], "z2": draws.q2.mean.mean(0)}
 
 
 def layer_kl_per_dimension(model, draws: ChainDraws) -> Dict[str, torch.Tensor]:
-    """KL₁,j and KL₂,j of the module's formulas, (d_l,) each, the mean over all S·N rows."""
+    """KL₁,j and KL₂,j of the module's formulas, (d_l,) each, the mean over all S·N draws."""
     prior = model.prior(draws.z2)
-    top = kl_per_point_and_dimension(draws.q2, prior)                           # (S·N, d₂)
+    top = kl_per_point_and_dimension(draws.q2, prior)                           # (S, N, d₂)
     bottom = (draws.q1.base_dist.log_prob(draws.z1)
-              - model.z1_prior(draws.z2).base_dist.log_prob(draws.z1))          # (S·N, d₁)
-    return {"z1": bottom.mean(0), "z2": top.mean(0)}
+              - model.z1_prior(draws.z2).base_dist.log_prob(draws.z1))          # (S, N, d₁)
+    return {"z1": bottom.mean((0, 1)), "z2": top.mean((0, 1))}
 
 
 def unit_diagnostics(model, guide, x: torch.Tensor) -> Dict:
     """Active units, KL per unit and the KL term of each layer (keys suffixed ``_z1``,
     ``_z2``) from ``MEAN_SAMPLES`` draws of the chain per row of x, from the current stream."""
     draws = chain_draws(guide, x, MEAN_SAMPLES)
-    means, per_dimension = layer_means(draws, len(x)), layer_kl_per_dimension(model, draws)
+    means, per_dimension = layer_means(draws), layer_kl_per_dimension(model, draws)
     found = {}
     for layer in LAYERS:
         found[f"active_units_{layer}"] = active_units(means[layer])
@@ -101,7 +104,9 @@ def unit_diagnostics(model, guide, x: torch.Tensor) -> Dict:
 def top_layer_information(guide, x: torch.Tensor) -> float:
     """I(z₁; z₂) of the module's surgery, from ``SURGERY_SAMPLES`` draws of z₁ per row of x
     (the aggregate q(z₂) costs (S·N)² densities), from the current stream."""
-    return mutual_information(chain_draws(guide, x, SURGERY_SAMPLES).q2)
+    q2 = chain_draws(guide, x, SURGERY_SAMPLES).q2.base_dist                   # (S, N, d₂)
+    return mutual_information(dist.Normal(q2.loc.flatten(0, 1), q2.scale.flatten(0, 1))
+                              .to_event(1))
 
 
 def hierarchy_diagnostics(model, guide, x: torch.Tensor, seed: int = EVAL_SEED) -> Dict:
