@@ -24,7 +24,7 @@ processing): it is what is reported as ``mutual_information_z2``, an upper bound
 whose q(z₂|x) = ∫ q(z₁|x) q(z₂|z₁) dz₁ has no closed form. Layer 1 has no surgery: its prior
 p(z₁|z₂) is one per draw of z₂, as the cvae's is one per point.
 """
-from typing import Dict, NamedTuple
+from typing import Callable, Dict, NamedTuple
 
 import pyro
 import pyro.distributions as dist
@@ -113,21 +113,25 @@ def hierarchy_diagnostics(model, guide, x: torch.Tensor, seed: int = EVAL_SEED) 
     """``unit_diagnostics`` and the top layer's surgery, I(z₁; z₂) and KL(q(z₂) ‖ p(z₂)) =
     KL₂ − I (as for one layer), on the first ``MAX_POINTS`` rows of x, each from the stream
     ``seed``."""
-    found = {**layer_diagnostic(model, guide, x, None, seed),
-             "mutual_information_z2": layer_diagnostic(model, guide, x,
-                                                       "mutual_information_z2", seed)}
+    found = {**seeded(lambda rows: unit_diagnostics(model, guide, rows), x, seed),
+             "mutual_information_z2": seeded(lambda rows: top_layer_information(guide, rows),
+                                             x, seed)}
     return {**found, "marginal_kl_z2": found["kl_z2"] - found["mutual_information_z2"]}
 
 
-def layer_diagnostic(model, guide, x: torch.Tensor, name, seed: int = EVAL_SEED):
+def layer_diagnostic(model, guide, x: torch.Tensor, name: str) -> float:
     """One number of ``hierarchy_diagnostics`` by ``name`` (a per-epoch metric), computing only
-    what it needs, or with ``name`` None all of ``unit_diagnostics``."""
+    what it needs."""
+    if name == "mutual_information_z2":
+        return seeded(lambda rows: top_layer_information(guide, rows), x)
+    return seeded(lambda rows: unit_diagnostics(model, guide, rows), x)[name]
+
+
+def seeded(compute: Callable, x: torch.Tensor, seed: int = EVAL_SEED):
+    """``compute`` on the first ``MAX_POINTS`` rows of x, without gradients, from the stream
+    ``seed`` (so every metric sees the same draws as the summary)."""
     with torch.no_grad(), isolated_rng(seed, x.device):
-        x = x[:MAX_POINTS]
-        if name == "mutual_information_z2":
-            return top_layer_information(guide, x)
-        found = unit_diagnostics(model, guide, x)
-    return found if name is None else found[name]
+        return compute(x[:MAX_POINTS])
 
 
 def kl_per_dimension_by_layer(model, guide, x: torch.Tensor) -> Dict[str, list]:
@@ -135,5 +139,5 @@ def kl_per_dimension_by_layer(model, guide, x: torch.Tensor) -> Dict[str, list]:
     model that is no two-layer hierarchy."""
     if not hierarchy_applies(model):
         return {}
-    found = layer_diagnostic(model, guide, x, None)
+    found = seeded(lambda rows: unit_diagnostics(model, guide, rows), x)
     return {f"kl_per_dimension_{layer}": found[f"kl_per_dimension_{layer}"] for layer in LAYERS}
