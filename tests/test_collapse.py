@@ -122,7 +122,7 @@ def test_a_cvae_run_reports_its_units_and_kl_to_its_conditional_prior_but_no_sur
         quick_config):
     """Under p(z|x_v) the KL of each point is against its own prior: the mean and the per-unit
     KL match the Gaussian formula at every test point; I(x; z) and KL(q(z) ‖ p(z)), which need
-    one p(z) for all points, are left out; the hvae, a hierarchy, reports none of them."""
+    one p(z) for all points, are left out."""
     result = run(quick_config(model="cvae", visible=2, epochs=1, latent_dim=3))
     summary = result.summary
     _, data, parts = load_trained(result.run_dir)
@@ -134,6 +134,3 @@ def test_a_cvae_run_reports_its_units_and_kl_to_its_conditional_prior_but_no_sur
     assert 0 <= summary["test_active_units"] <= 3
     assert "test_mutual_information" not in summary and "test_marginal_kl" not in summary
     assert (result.run_dir / "kl_per_dimension.png").read_bytes()[:4] == b"\x89PNG"
-    hierarchy = run(quick_config(model="hvae", epochs=1, out=str(result.run_dir) + "-hvae"))
-    assert not {"test_active_units", "test_kl_to_prior", "kl_per_dimension"} & set(
-        hierarchy.summary)

@@ -24,6 +24,7 @@ from experiments.evaluation.collapse import (
     posterior_means,
 )
 from experiments.evaluation.diagnostics import posterior_kl_per_point
+from experiments.evaluation.hierarchy_collapse import hierarchy_applies, layer_diagnostic
 from experiments.evaluation.likelihood import EVAL_SEED, iwae_log_likelihood, mean_elbo, over_chunks
 from experiments.evaluation.refine import EPOCH_REFIT, FINAL_REFIT, fit_local_posterior
 from experiments.parts.build import Parts
@@ -118,6 +119,11 @@ def _mutual_information(model, guide, x, row, k) -> float:
         return mutual_information(_posterior_and_prior(model, guide, x)[0])
 
 
+def _layer(name: str) -> Callable[..., float]:
+    """The metric ``name`` of ``hierarchy_collapse.layer_diagnostic`` (``active_units_z1``, …)."""
+    return lambda model, guide, x, row, k: layer_diagnostic(model, guide, x, name)
+
+
 def _exact_or_labels(model: LatentVariableModel) -> bool:
     return model.has_exact_log_likelihood or model.takes_labels
 
@@ -176,6 +182,24 @@ TEST_METRICS: Dict[str, Metric] = {
         "KL(q(z) ‖ p(z)), aggregate posterior", surgery_applies,
         lambda model, guide, x, row, k: (row["test_kl_to_prior"]
                                          - row["test_mutual_information"])),
+    **{f"test_active_units_{layer}": Metric(
+        f"active units {layer}", f"of d_{layer[1]}: Cov_x(E_q[{layer},j|x]) > 0.01",
+        f"active latent units of {layer}", hierarchy_applies, _layer(f"active_units_{layer}"))
+       for layer in ("z1", "z2")},
+    "test_kl_to_prior_z1": Metric(
+        "KL term of z1", "nats: E_q[log q(z1|x) − log p(z1|z2)], Monte Carlo",
+        "KL term of z1, E_q[log q(z1|x) − log p(z1|z2)]", hierarchy_applies, _layer("kl_z1")),
+    "test_kl_to_prior_z2": Metric(
+        "KL term of z2", "nats: E_q(z1|x)[KL(q(z2|z1) ‖ p(z2))]",
+        "KL term of z2, E_q[KL(q(z2|z1) ‖ p(z2))]", hierarchy_applies, _layer("kl_z2")),
+    "test_mutual_information_z2": Metric(
+        "I(z1; z2)", "nats, under q over the z1 draws: ≥ I(x; z2)", "I(z1; z2) under q",
+        hierarchy_applies, _layer("mutual_information_z2")),
+    "test_marginal_kl_z2": Metric(
+        "KL(q(z2) ‖ p(z2))", "nats: KL term of z2 − I(z1; z2) (ELBO surgery)",
+        "KL(q(z2) ‖ p(z2)), aggregate posterior", hierarchy_applies,
+        lambda model, guide, x, row, k: (row["test_kl_to_prior_z2"]
+                                         - row["test_mutual_information_z2"])),
     "test_accuracy": Metric(
         "test accuracy", "of argmax q(y|x) on the test labels", "q(y|x) (the model's classifier)",
         _labels, _test_accuracy, reads=("labels",)),

@@ -1,4 +1,5 @@
-"""kl_per_dimension.png: which latent units a run uses (``experiments.evaluation.collapse``)."""
+"""kl_per_dimension.png: which latent units a run uses (``experiments.evaluation.collapse``, and
+layer by layer for a hierarchy ``experiments.evaluation.hierarchy_collapse``)."""
 from pathlib import Path
 from typing import List
 
@@ -7,6 +8,11 @@ from matplotlib.ticker import MaxNLocator
 
 from experiments.data.datasets import Dataset
 from experiments.evaluation.collapse import ACTIVE_THRESHOLD, collapse_diagnostics
+from experiments.evaluation.hierarchy_collapse import (
+    LAYERS,
+    hierarchy_applies,
+    hierarchy_diagnostics,
+)
 from experiments.figures.common import save_figure
 from experiments.parts.kl_per_unit import collapse_applies
 
@@ -14,21 +20,47 @@ from experiments.parts.kl_per_unit import collapse_applies
 def plot_kl_per_dimension(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
     """The mean KL(q(z_j|x) ‖ p(z_j)) of each coordinate j over the test set, largest first,
     for a model with one continuous latent site whose q and p are factorized; the title gives
-    the active units and the ELBO surgery's split of the KL term (where it applies)."""
+    the active units and the ELBO surgery's split of the KL term (where it applies). For the
+    hvae, one panel per layer (``plot_layers``)."""
+    if hierarchy_applies(model):
+        return [plot_layers(hierarchy_diagnostics(model, guide, data.x_test), run_dir)]
     if not collapse_applies(model):
         return []
     found = collapse_diagnostics(model, guide, data.x_test)
     if "kl_per_dimension" not in found:
         return []
-    kl = sorted(found["kl_per_dimension"], reverse=True)
+    kl = found["kl_per_dimension"]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * len(kl) + 2), 3.2))
-    ax.bar(range(1, len(kl) + 1), kl, color="tab:blue")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))           # dimensions are whole
-    ax.set_xlabel("latent dimension j, by KL (largest first)")
-    ax.set_ylabel("mean KL(q(z_j|x) ‖ p(z_j)), nats")
+    _bars(ax, kl, "mean KL(q(z_j|x) ‖ p(z_j)), nats", "latent dimension j")
     ax.set_title(f"{found['active_units']} of {len(kl)} units active (Cov_x E_q[z_j] > "
                  f"{ACTIVE_THRESHOLD});\n{_split(found)}", fontsize=8)
     return [save_figure(fig, run_dir / "kl_per_dimension.png")]
+
+
+def plot_layers(found: dict, run_dir: Path) -> Path:
+    """The KL per unit of z₁ and of z₂ side by side, each titled with its active units and
+    KL term; the overall title the top layer's surgery (``hierarchy_diagnostics``' keys)."""
+    widths = [len(found[f"kl_per_dimension_{layer}"]) for layer in LAYERS]
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 0.25 * sum(widths) + 4), 3.4),
+                             layout="constrained",
+                             gridspec_kw={"width_ratios": [max(w, 3) for w in widths]})
+    ylabels = ("E_q[log q(z₁,j|x) − log p(z₁,j|z₂)]", "E_q[KL(q(z₂,j|z₁) ‖ N(0, 1))]")
+    for ax, layer, width, ylabel in zip(axes, LAYERS, widths, ylabels):
+        _bars(ax, found[f"kl_per_dimension_{layer}"], f"{ylabel}, nats", f"unit j of {layer}")
+        ax.set_title(f"{layer}: {found[f'active_units_{layer}']} of {width} units active; "
+                     f"KL term {found[f'kl_{layer}']:.2f}", fontsize=8)
+    fig.suptitle(f"KL of z2 {found['kl_z2']:.2f} = I(z1; z2) {found['mutual_information_z2']:.2f}"
+                 f" + KL(q(z2) ‖ p(z2)) {found['marginal_kl_z2']:.2f}", fontsize=8)
+    return save_figure(fig, run_dir / "kl_per_dimension.png")
+
+
+def _bars(ax, kl: List[float], ylabel: str, unit: str) -> None:
+    """The KL of each unit as a bar, largest first."""
+    kl = sorted(kl, reverse=True)
+    ax.bar(range(1, len(kl) + 1), kl, color="tab:blue")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))           # dimensions are whole
+    ax.set_xlabel(f"{unit}, by KL (largest first)")
+    ax.set_ylabel(ylabel, fontsize=7)
 
 
 def _split(found: dict) -> str:

@@ -12,7 +12,8 @@ name:
                                   on 2-d data; posterior: an exact posterior)
     accuracy.png                  labels (``takes_labels``); style.png on image data
     completions.png               a conditional model (``conditional``), on image data
-    kl_per_dimension.png          one continuous latent site, q and p factorized
+    kl_per_dimension.png          one continuous latent site, q and p factorized; the hvae
+                                  (one panel per layer)
 """
 from pathlib import Path
 from typing import Callable, List, Tuple

@@ -12,9 +12,9 @@ def collapse_applies(model) -> bool:
     """A model with one continuous latent site and a prior it gives (``model.prior(x)``): its
     active units, mean KL(q(z|x) ‖ p(z)) and KL per unit are defined, the prior unconditional
     (the vae) or conditional, p(z|x_v) (the cvae, where each point's KL is against its own
-    prior). A hierarchy (the hvae) is left out: the KL of q(z₁|x) q(z₂|z₁) against
-    p(z₁|z₂) p(z₂) splits neither by unit nor by layer in closed form, and E_q[z₂|x] is an
-    integral over z₁; counting its units layer by layer is not done here."""
+    prior). A hierarchy (the hvae) is left out here: its KL against p(z₁|z₂) p(z₂) splits by
+    unit only by Monte Carlo and E_q[z₂|x] is an integral over z₁, so it has its own
+    diagnostics, layer by layer (``experiments.evaluation.hierarchy_collapse``)."""
     sites = list(model.latent_sites.values())
     return len(sites) == 1 and not sites[0].discrete and callable(getattr(model, "prior", None))
 

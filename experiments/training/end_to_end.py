@@ -32,6 +32,7 @@ from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS
 from experiments.evaluation.collapse import kl_per_dimension
 from experiments.evaluation.diagnostics import ground_truth_metrics
+from experiments.evaluation.hierarchy_collapse import kl_per_dimension_by_layer
 from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
 from experiments.evaluation.metrics import (
     TEST_METRICS,
@@ -242,6 +243,7 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "global_batch_size": ranks * config.batch_size,
         **ground_truth_metrics(model, data.truth, data.x_test),
         **kl_per_dimension(model, guide, data.x_test),
+        **kl_per_dimension_by_layer(model, guide, data.x_test),
     }
     return {**summary, **final_metrics(summary)}
 
