@@ -88,7 +88,8 @@ def print_summary(result: RunResult) -> None:
     s = result.summary
     ranks = s.get("world_size", 1)
     print(f"{s['model']} / {s['guide']} / {s['elbo']} on {s['data']} "
-          f"({s['num_train']} train, {s['num_test']} test), {s['epochs']} epochs, "
+          f"({s['num_train']} train, {s['num_test']} test), "
+          f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}, "
           f"{s['seconds_per_epoch']:.2f} s per epoch training"
           + (f" (epoch 1: {s['first_epoch_seconds']:.2f} s)" if s["epochs"] > 1 else "")
           + (f", {s['eval_seconds_per_epoch']:.2f} s testing" if "eval_seconds_per_epoch" in s
@@ -99,6 +100,7 @@ def print_summary(result: RunResult) -> None:
     lines = {key: (metric.label, metric.note) for key, metric in TEST_METRICS.items()}
     if MODELS[s["model"]].conditional:              # what it observes: x_h, given x_v
         lines["test_iwae"] = ("test IWAE log p(x_h | x_v)", lines["test_iwae"][1])
+        lines["test_kl_to_prior"] = ("KL(q(z|x) ‖ p(z|x_v))", lines["test_kl_to_prior"][1])
     lines = {**lines, **GROUND_TRUTH_LINES}
     train = f"train {s.get('train_objective', 'ELBO')}"
     width = max(len(label) for label in [train] + [lines[key][0] for key in lines if key in s])
@@ -111,6 +113,8 @@ def print_summary(result: RunResult) -> None:
                   + ("(1 sample: no Monte Carlo error)" if mc is None else
                      f"± {_error(mc)} Monte Carlo error ({s['iwae_samples']} samples)")
                   + f"; ± {s['test_iwae_point_stderr']:.3f} over test points")
+        elif key.startswith("test_active_units") and key in s:
+            print(f"  {label:<{width}} {_units(s, key, note)}")
         elif key in s:
             print(f"  {label:<{width}} {s[key]:10.3f} {note}")
     if s.get("beta", 1) != 1 or s.get("kl_warmup"):
@@ -126,6 +130,15 @@ def print_summary(result: RunResult) -> None:
               f"restarts: {', '.join(f'{v:.3f}' for v in s['restart_train_elbos'])}")
     print(f"results in {result.run_dir}/: summary.json, metrics.csv, config.json, "
           "checkpoint.pt and the figures")
+
+
+def _units(summary: dict, key: str, note: str) -> str:
+    """``A of d: …``, the active units a count and d the layer's size (its KL per dimension's
+    length), where the note says ``of d`` (or ``of d_1``)."""
+    layer = key[len("test_active_units"):]                  # "", "_z1", "_z2"
+    size = len(summary.get(f"kl_per_dimension{layer}", ()))
+    criterion = note[note.index(":"):] if ":" in note else ""
+    return f"{round(summary[key]):10d} of {size}{criterion}"
 
 
 def _error(value: float) -> str:

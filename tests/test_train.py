@@ -117,3 +117,41 @@ def test_the_printed_summary_names_each_error_of_the_iwae_estimate(trained, caps
     assert f"{s['test_iwae']:.3f} ± " in line and "Monte Carlo error (200 samples)" in line
     assert line.endswith(f"; ± {s['test_iwae_point_stderr']:.3f} over test points")
     assert 0 < s["test_iwae_mc_stderr"] < s["test_iwae_point_stderr"]
+
+
+def test_the_printed_summary_counts_active_units_of_the_latent_size(trained, capsys):
+    """A count of units, out of z's size: ``3 of 4``, not ``3.000 of d``."""
+    from experiments.train import print_summary
+
+    print_summary(trained)
+    (line,) = [t for t in capsys.readouterr().out.splitlines() if "active units" in t]
+    size = json.loads((trained.run_dir / "config.json").read_text())["latent_dim"]
+    assert len(trained.summary["kl_per_dimension"]) == size
+    assert f" {round(trained.summary['test_active_units'])} of {size}: Cov_x" in line
+
+
+@pytest.mark.parametrize("model, epochs, expected", [
+    ("cvae", 1, ["1 epoch,", "KL(q(z|x) ‖ p(z|x_v))", " 2 of 3: Cov_x"]),
+    ("hvae", 2, ["2 epochs,", "active units z1", " 2 of 3: Cov_x", " 1 of 2: Cov_x"]),
+])
+def test_the_printed_summary_names_what_each_model_reports(model, epochs, expected, capsys):
+    """Per model: the cvae's KL is against its own prior p(z|x_v), the hvae counts each layer's
+    units out of that layer's size; one epoch is "1 epoch"."""
+    from types import SimpleNamespace
+
+    from experiments.train import print_summary
+
+    summary = dict(model=model, guide="g", elbo="trace", data="digits", num_train=10,
+                   num_test=5, epochs=epochs, seconds_per_epoch=0.1, first_epoch_seconds=0.2,
+                   binarize="dynamic", train_elbo=-1.0, test_elbo=-1.0, test_iwae=-1.0,
+                   test_iwae_mc_stderr=0.01, test_iwae_point_stderr=0.1, iwae_samples=10)
+    if model == "cvae":
+        summary.update(test_active_units=2.0, kl_per_dimension=[0.1] * 3, test_kl_to_prior=0.3)
+    else:
+        summary.update(test_active_units_z1=2.0, kl_per_dimension_z1=[0.1] * 3,
+                       test_active_units_z2=1.0, kl_per_dimension_z2=[0.1] * 2)
+    print_summary(SimpleNamespace(summary=summary, run_dir="runs/x"))
+    out = capsys.readouterr().out
+    for text in expected:
+        assert text in out, (text, out)
+    assert "KL(q(z|x) ‖ p(z))" not in out and ".000 of" not in out
