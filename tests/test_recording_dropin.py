@@ -107,7 +107,10 @@ def assert_drop_in(loop, reason=None, replays=True, **train_options):
     """Pyro's numbers; no line (and replays, if ``replays``) or one line containing ``reason``."""
     pyros = train(SVI, loop, **train_options)
     recorded = train(RecordedSVI, loop, **train_options)
-    assert recorded.losses == pytest.approx(pyros.losses, rel=1e-6, abs=1e-6)
+    # to float32 rounding, as the parameters below: a step's sums may round in another order
+    # (a replay's fresh buffers), which 20–40 steps of Adam carry to ~1e-6 of the loss; the
+    # silent differences this file is about were 1 to 311 nats, a relative 1e-2 and more
+    assert recorded.losses == pytest.approx(pyros.losses, rel=1e-5, abs=1e-5)
     assert recorded.params.keys() == pyros.params.keys()
     for name, value in pyros.params.items():
         torch.testing.assert_close(recorded.params[name], value, rtol=1e-5, atol=1e-6,
