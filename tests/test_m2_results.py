@@ -46,16 +46,24 @@ def _runs(rows):
     return runs
 
 
+def _settings(name: str) -> dict:
+    """(data, labels, variant) → (the last epoch every seed of the setting reached, each seed's
+    rows by epoch up to it), from the per-epoch csv ``name``."""
+    settings = defaultdict(list)
+    for (data, labels, variant, _), epochs in _runs(_rows(name)).items():
+        settings[data, labels, variant].append(epochs)
+    cut = {}
+    for key, runs in settings.items():
+        common = min(max(run) for run in runs)
+        cut[key] = common, [{e: r for e, r in run.items() if e <= common} for run in runs]
+    return cut
+
+
 def _expected_rows():
     """(data, labels, variant) → the table's cells, recomputed from epochs.csv at the last
     epoch every seed of the setting reached."""
-    settings = defaultdict(list)
-    for (data, labels, variant, _), epochs in _runs(_rows("epochs.csv")).items():
-        settings[data, labels, variant].append(epochs)
     expected = {}
-    for key, runs in settings.items():
-        common = min(max(run) for run in runs)
-        runs = [{e: r for e, r in run.items() if e <= common} for run in runs]
+    for key, (common, runs) in _settings("epochs.csv").items():
         last = [run[common] for run in runs]
         m2 = np.array([float(r["test_accuracy"]) for r in last])
         base = np.array([float(r["baseline_accuracy"]) for r in last])
@@ -213,12 +221,8 @@ def _held_out_rows():
     """(data, labels, variant) → the validation table's cells, recomputed from validation.csv
     at the last epoch every seed of the setting reached, with the pick re-derived: the highest
     mean held-out accuracy of its data and labels, or within that one's standard error."""
-    settings = defaultdict(list)
-    for (data, labels, variant, _), epochs in _runs(_rows("validation.csv")).items():
-        settings[data, labels, variant].append(epochs)
     stats = {}
-    for key, runs in settings.items():
-        common = min(max(run) for run in runs)
+    for key, (common, runs) in _settings("validation.csv").items():
         m2 = np.array([float(run[common]["validation_accuracy"]) for run in runs])
         base = np.array([float(run[common]["baseline_accuracy"]) for run in runs])
         stats[key] = common, m2, base
