@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import Parser, add_version, command, program, starting
+from experiments.common.command import command, command_parser, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
@@ -23,9 +23,7 @@ USAGE = ("    python -m experiments.ais --run RUN_DIR [--num-points 100] [--step
 
 
 def parser() -> argparse.ArgumentParser:
-    p = Parser(prog=program("experiments.ais"), description=f"{__doc__}\n\n{USAGE}",
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_version(p)
+    p = command_parser("experiments.ais", f"{__doc__}\n\n{USAGE}")
     p.add_argument("--run", type=Path, required=True, help="a finished run's folder")
     p.add_argument("--num-points", type=int, default=100, help="test points (default: 100)")
     p.add_argument("--steps", type=int, default=500,

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from experiments.common.command import Parser, add_version, command, program, starting
+from experiments.common.command import command, command_parser, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
@@ -69,9 +69,7 @@ def _int_list(text: str) -> List[int]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = Parser(prog=program("experiments.compare"), description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_version(p)
+    p = command_parser("experiments.compare", __doc__)
     add_training_options(p, exclude=("elbo", "num_particles", "out", "epochs"))
     c = p.add_argument_group("comparison")
     c.add_argument("--elbos", default="trace,meanfield,iwae,score-function",

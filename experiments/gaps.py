@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import Parser, add_version, command, program, starting
+from experiments.common.command import command, command_parser, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
@@ -22,10 +22,7 @@ WRITTEN = "written to RUN_DIR/gaps.json and drawn as a stacked bar in RUN_DIR/ga
 
 def parser() -> argparse.ArgumentParser:
     title, _, quantities = gap_measures.__doc__.strip().partition("\n\n")
-    p = Parser(prog=program("experiments.gaps"),
-               description="\n\n".join([title, USAGE, quantities, WRITTEN]),
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_version(p)
+    p = command_parser("experiments.gaps", "\n\n".join([title, USAGE, quantities, WRITTEN]))
     p.add_argument("--run", type=Path, required=True, help="a finished run's folder")
     p.add_argument("--num-points", type=int, default=100, help="test points (default: 100)")
     p.add_argument("--iwae-samples", type=int, default=5000,

@@ -3,12 +3,11 @@
     python -m experiments.list            # the registries and the compatibility matrix
     python -m experiments.list --json     # [{"model", "guide", "elbo", "ok", "reason"}, …]
 """
-import argparse
 import json
 import sys
 from typing import Dict, List, Optional
 
-from experiments.common.command import Parser, add_version, command, program, starting
+from experiments.common.command import command, command_parser, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.config.config import BY_MODEL, Config, flag_of, shown_value
@@ -91,9 +90,7 @@ def matrix_markdown(rows: List[Dict[str, object]]) -> str:
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = Parser(prog=program("experiments.list"), description=__doc__,
-                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_version(parser)
+    parser = command_parser("experiments.list", __doc__)
     parser.add_argument("--json", action="store_true",
                         help="print the matrix as JSON objects {model, guide, elbo, ok, reason}")
     parser.add_argument("--markdown", action="store_true",

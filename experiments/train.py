@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import Parser, add_version, command, program, starting
+from experiments.common.command import command, command_parser, starting
 from experiments.common.ranks import launched, leader
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
@@ -37,10 +37,8 @@ GROUND_TRUTH_LINES = {
 
 
 def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
-    p = Parser(
-        prog=program("experiments.train"),
-        description="Train a latent variable model p(z)p(x|z) with a guide q(z|x) by SVI.")
-    add_version(p)
+    p = command_parser("experiments.train",
+                       "Train a latent variable model p(z)p(x|z) with a guide q(z|x) by SVI.")
     add_training_options(p, suppress_defaults)
     p.add_argument("--force", action="store_true",
                    help="overwrite a run folder that already holds a run; with --resume, "

@@ -1,7 +1,8 @@
 """What every command does the same way: figures go to files, a ``UserError`` ends the
 command with one line ``error: <message>`` and exit status 2 instead of a traceback, and Ctrl-C
 ends it with one line ``stopped: …`` and exit status 130, also while it is still importing
-(``starting``); ``--version`` says which ELBO Lab it is (``add_version``).
+(``starting``); ``--version`` says which ELBO Lab it is (``add_version``), and every
+command's parser is made one way (``command_parser``).
 
 Only a command (and the worker processes a command starts) chooses matplotlib's backend;
 importing the library leaves it as the user's session has it.
@@ -43,6 +44,15 @@ def program(module: str) -> str:
     if Path(sys.argv[0]).name == "elbolab":
         return f"elbolab {module.rpartition('.')[2]}"
     return f"python -m {module}"
+
+
+def command_parser(module: str, description: str) -> Parser:
+    """The parser of the command ``module``: named as its usage line gives it (``program``),
+    its description printed as written, and ``--version``."""
+    parser = Parser(prog=program(module), description=description,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_version(parser)
+    return parser
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:

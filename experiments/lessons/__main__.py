@@ -15,13 +15,12 @@ tests/test_lessons.py checks that the committed Markdown is what ``fill`` makes 
 JSON. ``--quick`` runs every step on a sliver of the budget (a check of the pipeline, not
 numbers to quote) and writes nothing into docs/ unless ``--docs`` names a folder.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-from experiments.common.command import Parser, add_version, command, program, starting
+from experiments.common.command import command, command_parser, starting
 
 with starting(__name__):            # Ctrl-C while importing: one line, exit 130
     from experiments.common.errors import UserError
@@ -35,9 +34,7 @@ DOCS = Path("docs/lessons")
 
 @command
 def main(argv: Optional[List[str]] = None) -> int:
-    p = Parser(prog=program("experiments.lessons"), description=__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_version(p)
+    p = command_parser("experiments.lessons", __doc__)
     p.add_argument("--out", type=Path, default=Path("runs/lessons"),
                    help="folder of the runs (default: %(default)s)")
     p.add_argument("--docs", type=Path, default=None,
