@@ -26,11 +26,7 @@ from torch.distributions import kl_divergence
 
 from experiments.common.rng import isolated_rng
 from experiments.evaluation.likelihood import EVAL_SEED, guide_distribution
-from experiments.parts.kl_per_unit import (
-    collapse_applies,
-    kl_per_point_and_dimension,
-    surgery_applies,
-)
+from experiments.parts.kl_per_unit import kl_per_point_and_dimension, surgery_applies
 
 ACTIVE_THRESHOLD = 0.01
 #: test points at most (the aggregate posterior costs N² densities per draw)
@@ -69,7 +65,7 @@ def mutual_information(q, num_samples: int = SURGERY_SAMPLES) -> float:
     """I(x; z) = (1/N) Σ_n E_{q(z|x_n)}[log q(z|x_n) − log q(z)] over ``num_samples`` draws per
     point, q with batch shape (N,)."""
     z = q.sample((num_samples,))                                          # (S, N, d)
-    log_aggregate = torch.cat([_log_aggregate(q, block) for block in
+    log_aggregate = torch.cat([log_aggregate_posterior(q, block) for block in
                                z.reshape(-1, z.shape[-1]).split(ROWS_PER_BLOCK)])
     return (q.log_prob(z) - log_aggregate.reshape(z.shape[:-1])).mean().item()
 
@@ -81,7 +77,7 @@ def elbo_surgery(q, prior, num_samples: int = SURGERY_SAMPLES) -> Dict[str, floa
     return {"kl": kl, "mutual_information": information, "marginal_kl": kl - information}
 
 
-def _log_aggregate(q, z: torch.Tensor) -> torch.Tensor:
+def log_aggregate_posterior(q, z: torch.Tensor) -> torch.Tensor:
     """log q(z) = log (1/N) Σ_m q(z|x_m) at each row of z, (rows,)."""
     return q.log_prob(z.unsqueeze(1)).logsumexp(1) - math.log(q.batch_shape[0])
 
@@ -106,11 +102,3 @@ def collapse_diagnostics(model, guide, x: torch.Tensor, seed: int = EVAL_SEED) -
         found["kl_per_dimension"] = per_dimension.mean(0).tolist()
     return found
 
-
-def kl_per_dimension(model, guide, x: torch.Tensor) -> Dict[str, list]:
-    """{"kl_per_dimension": [KL_1, …, KL_d]} for the summary, or {} where it is not defined
-    (another kind of model, or q or p not factorized)."""
-    if not collapse_applies(model):
-        return {}
-    found = collapse_diagnostics(model, guide, x)
-    return {"kl_per_dimension": found["kl_per_dimension"]} if "kl_per_dimension" in found else {}
