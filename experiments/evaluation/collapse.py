@@ -65,7 +65,7 @@ def mutual_information(q, num_samples: int = SURGERY_SAMPLES) -> float:
     """I(x; z) = (1/N) Σ_n E_{q(z|x_n)}[log q(z|x_n) − log q(z)] over ``num_samples`` draws per
     point, q with batch shape (N,)."""
     z = q.sample((num_samples,))                                          # (S, N, d)
-    log_aggregate = torch.cat([log_aggregate_posterior(q, block) for block in
+    log_aggregate = torch.cat([_log_aggregate(q, block) for block in
                                z.reshape(-1, z.shape[-1]).split(ROWS_PER_BLOCK)])
     return (q.log_prob(z) - log_aggregate.reshape(z.shape[:-1])).mean().item()
 
@@ -77,7 +77,7 @@ def elbo_surgery(q, prior, num_samples: int = SURGERY_SAMPLES) -> Dict[str, floa
     return {"kl": kl, "mutual_information": information, "marginal_kl": kl - information}
 
 
-def log_aggregate_posterior(q, z: torch.Tensor) -> torch.Tensor:
+def _log_aggregate(q, z: torch.Tensor) -> torch.Tensor:
     """log q(z) = log (1/N) Σ_m q(z|x_m) at each row of z, (rows,)."""
     return q.log_prob(z.unsqueeze(1)).logsumexp(1) - math.log(q.batch_shape[0])
 
