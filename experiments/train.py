@@ -99,6 +99,9 @@ def print_summary(result: RunResult) -> None:
     if MODELS[s["model"]].conditional:              # what it observes: x_h, given x_v
         lines["test_iwae"] = ("test IWAE log p(x_h | x_v)", lines["test_iwae"][1])
         lines["test_kl_to_prior"] = ("KL(q(z|x) ‖ p(z|x_v))", lines["test_kl_to_prior"][1])
+    if MODELS[s["model"]].takes_labels:             # z's KL term given each class y
+        lines["test_kl_to_prior"] = ("KL(q(z|x,y) ‖ p(z))", "nats, mean over q(y|x) and the "
+                                     "test set: the KL term of z")
     lines = {**lines, **GROUND_TRUTH_LINES}
     train = f"train {s.get('train_objective', 'ELBO')}"
     width = max(len(label) for label in [train] + [lines[key][0] for key in lines if key in s])
@@ -131,10 +134,11 @@ def print_summary(result: RunResult) -> None:
 
 
 def _units(summary: dict, key: str, note: str) -> str:
-    """``A of d: …``, the active units a count and d the layer's size (its KL per dimension's
-    length), where the note says ``of d`` (or ``of d_1``)."""
+    """``A of d: …``, the active units a count and d the layer's size (``latent_sizes``, or in
+    older summaries its KL per dimension's length), where the note says ``of d`` (``of d_1``)."""
     layer = key[len("test_active_units"):]                  # "", "_z1", "_z2"
-    size = len(summary.get(f"kl_per_dimension{layer}", ()))
+    size = summary.get("latent_sizes", {}).get(layer.lstrip("_") or "z",
+                                               len(summary.get(f"kl_per_dimension{layer}", ())))
     criterion = note[note.index(":"):] if ":" in note else ""
     return f"{round(summary[key]):10d} of {size}{criterion}"
 

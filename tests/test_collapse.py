@@ -134,3 +134,15 @@ def test_a_cvae_run_reports_its_units_and_kl_to_its_conditional_prior_but_no_sur
     assert 0 <= summary["test_active_units"] <= 3
     assert "test_mutual_information" not in summary and "test_marginal_kl" not in summary
     assert (result.run_dir / "kl_per_dimension.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("width", [1, 3, 8, 20, 21, 50, 784])
+def test_the_kl_per_unit_figure_ticks_units_only(width):
+    """Ticks lie on units 1 … d (the hvae's 20 units once read 0 … 21): all of them up to 20,
+    else unit 1 and a tick every ⌈d / 20⌉ units, at most 21 ticks."""
+    from experiments.figures.collapse import unit_ticks
+
+    ticks = unit_ticks(width)
+    assert ticks[0] == 1 and ticks[-1] <= width and ticks == sorted(set(ticks))
+    assert ticks == list(range(1, width + 1)) if width <= 20 else len(ticks) <= 21
+    assert width - ticks[-1] < math.ceil(width / 20)

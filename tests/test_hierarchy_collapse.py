@@ -14,6 +14,9 @@ from experiments.evaluation.hierarchy_collapse import (
     hierarchy_diagnostics,
     layer_kl_per_dimension,
     layer_means,
+    seeded,
+    top_layer_information,
+    unit_diagnostics,
 )
 from experiments.parts.build import build
 from experiments.training.end_to_end import run
@@ -155,3 +158,23 @@ def test_an_hvae_run_reports_both_layers_and_none_of_the_one_site_numbers(quick_
     assert not {"test_active_units", "test_kl_to_prior", "kl_per_dimension"} & set(summary)
     assert "test_mutual_information_z2" in (result.run_dir / "metrics.csv").read_text()
     assert (result.run_dir / "kl_per_dimension.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_per_epoch_metrics_share_one_chain_pass_with_the_numbers_of_each_alone():
+    """metrics_on_test_set runs the guide twice for the five layer metrics (the 64-draw chain
+    pass and the surgery's), and each metric equals its number computed alone from the same
+    seeded stream, as every metric computed its own pass before."""
+    from experiments.evaluation.metrics import metrics_on_test_set
+
+    model, guide = linear_pair()
+    calls = []
+    guide.register_forward_pre_hook(lambda module, args: calls.append(len(args[0])))
+    row = metrics_on_test_set(model, guide, points(), 10)
+    assert calls == [N, N, N]                         # the test ELBO's, the chain's, the surgery's
+    alone = seeded(lambda rows: unit_diagnostics(model, guide, rows), points())
+    for layer in ("z1", "z2"):
+        assert row[f"test_active_units_{layer}"] == alone[f"active_units_{layer}"]
+        assert row[f"test_kl_to_prior_{layer}"] == alone[f"kl_{layer}"]
+    information = seeded(lambda rows: top_layer_information(guide, rows), points())
+    assert row["test_mutual_information_z2"] == information
+    assert row["test_marginal_kl_z2"] == alone["kl_z2"] - information

@@ -88,7 +88,7 @@ def test_an_ssvae_run_trains_on_the_kept_labels_and_reports_both_accuracies(
     assert 0.0 <= summary["baseline_accuracy"] <= 1.0
     assert summary["test_accuracy"] == result.metrics[-1]["test_accuracy"]
     assert {p.name for p in result.run_dir.glob("*.png")} == {"elbo.png", "accuracy.png",
-                                                              "style.png"}
+                                                              "style.png", "kl_per_dimension.png"}
 
 
 def test_stratified_minibatches_take_every_unlabeled_row_once_and_the_labels_evenly():

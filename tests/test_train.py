@@ -155,3 +155,19 @@ def test_the_printed_summary_names_what_each_model_reports(model, epochs, expect
     for text in expected:
         assert text in out, (text, out)
     assert "KL(q(z|x) ‖ p(z))" not in out and ".000 of" not in out
+
+
+def test_the_printed_summary_counts_units_of_the_site_where_no_kl_per_unit_is_defined(capsys):
+    """Under the IAF guide q is no diagonal Gaussian, so there is no KL per unit: the count is
+    still out of z's size (``latent_sizes``), ``8 of 8``, not ``8 of 0``."""
+    from types import SimpleNamespace
+
+    from experiments.train import print_summary
+
+    summary = dict(model="vae", guide="iaf", elbo="trace", data="digits", num_train=10,
+                   num_test=5, epochs=1, seconds_per_epoch=0.1, first_epoch_seconds=0.2,
+                   binarize="dynamic", train_elbo=-1.0, test_elbo=-1.0, test_iwae=-1.0,
+                   test_iwae_mc_stderr=0.01, test_iwae_point_stderr=0.1, iwae_samples=10,
+                   test_active_units=8.0, test_kl_to_prior=0.3, latent_sizes={"z": 8})
+    print_summary(SimpleNamespace(summary=summary, run_dir="runs/x"))
+    assert " 8 of 8: Cov_x" in capsys.readouterr().out

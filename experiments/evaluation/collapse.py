@@ -26,11 +26,7 @@ from torch.distributions import kl_divergence
 
 from experiments.common.rng import isolated_rng
 from experiments.evaluation.likelihood import EVAL_SEED, guide_distribution
-from experiments.parts.kl_per_unit import (
-    collapse_applies,
-    kl_per_point_and_dimension,
-    surgery_applies,
-)
+from experiments.parts.kl_per_unit import kl_per_point_and_dimension, surgery_applies
 
 ACTIVE_THRESHOLD = 0.01
 #: test points at most (the aggregate posterior costs N² densities per draw)
@@ -106,11 +102,3 @@ def collapse_diagnostics(model, guide, x: torch.Tensor, seed: int = EVAL_SEED) -
         found["kl_per_dimension"] = per_dimension.mean(0).tolist()
     return found
 
-
-def kl_per_dimension(model, guide, x: torch.Tensor) -> Dict[str, list]:
-    """{"kl_per_dimension": [KL_1, …, KL_d]} for the summary, or {} where it is not defined
-    (another kind of model, or q or p not factorized)."""
-    if not collapse_applies(model):
-        return {}
-    found = collapse_diagnostics(model, guide, x)
-    return {"kl_per_dimension": found["kl_per_dimension"]} if "kl_per_dimension" in found else {}

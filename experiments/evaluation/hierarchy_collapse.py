@@ -119,25 +119,9 @@ def hierarchy_diagnostics(model, guide, x: torch.Tensor, seed: int = EVAL_SEED) 
     return {**found, "marginal_kl_z2": found["kl_z2"] - found["mutual_information_z2"]}
 
 
-def layer_diagnostic(model, guide, x: torch.Tensor, name: str) -> float:
-    """One number of ``hierarchy_diagnostics`` by ``name`` (a per-epoch metric), computing only
-    what it needs."""
-    if name == "mutual_information_z2":
-        return seeded(lambda rows: top_layer_information(guide, rows), x)
-    return seeded(lambda rows: unit_diagnostics(model, guide, rows), x)[name]
-
-
 def seeded(compute: Callable, x: torch.Tensor, seed: int = EVAL_SEED):
     """``compute`` on the first ``MAX_POINTS`` rows of x, without gradients, from the stream
     ``seed`` (so every metric sees the same draws as the summary)."""
     with torch.no_grad(), isolated_rng(seed, x.device):
         return compute(x[:MAX_POINTS])
 
-
-def kl_per_dimension_by_layer(model, guide, x: torch.Tensor) -> Dict[str, list]:
-    """{"kl_per_dimension_z1": […], "kl_per_dimension_z2": […]} for the summary, or {} for a
-    model that is no two-layer hierarchy."""
-    if not hierarchy_applies(model):
-        return {}
-    found = seeded(lambda rows: unit_diagnostics(model, guide, rows), x)
-    return {f"kl_per_dimension_{layer}": found[f"kl_per_dimension_{layer}"] for layer in LAYERS}

@@ -13,22 +13,15 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from tqdm import tqdm
 
-from experiments.common.rng import isolated_rng
 from experiments.evaluation.baselines import accuracy
-from experiments.evaluation.collapse import (
-    active_units,
-    collapse_applies,
-    mean_kl,
-    mutual_information,
-    posterior_and_prior,
-    posterior_means,
-)
+from experiments.evaluation.collapse_by_kind import collapse_metrics
 from experiments.evaluation.diagnostics import posterior_kl_per_point
-from experiments.evaluation.hierarchy_collapse import hierarchy_applies, layer_diagnostic
-from experiments.evaluation.likelihood import EVAL_SEED, iwae_log_likelihood, mean_elbo, over_chunks
+from experiments.evaluation.hierarchy_collapse import hierarchy_applies
+from experiments.evaluation.label_collapse import label_collapse_applies
+from experiments.evaluation.likelihood import iwae_log_likelihood, mean_elbo, over_chunks
 from experiments.evaluation.refine import EPOCH_REFIT, FINAL_REFIT, fit_local_posterior
 from experiments.parts.build import Parts
-from experiments.parts.kl_per_unit import surgery_applies
+from experiments.parts.kl_per_unit import collapse_applies, surgery_applies
 from models import LatentVariableModel
 
 #: samples of the per-epoch IWAE estimate at most (the summary's uses all of ``--iwae-samples``)
@@ -53,15 +46,19 @@ class Metric:
         gives none of these leaves the metric out.
     :param final: its value in the summary, from the summary's own numbers (the IWAE estimate
         with all of ``--iwae-samples``), in place of the last epoch's.
+    :param shared: in place of ``compute``, a pass that computes this metric together with
+        others, ``shared(model, guide, x)`` → {metric name: value}: run once per test set, every
+        metric that names it reads its own name off the same pass (the same draws).
     """
 
     label: str
     note: str
     legend: str
     applies: Callable[[LatentVariableModel], bool]
-    compute: Callable[..., float]
+    compute: Optional[Callable[..., float]] = None
     reads: Tuple[str, ...] = ()
     final: Optional[Callable[[dict], float]] = None
+    shared: Optional[Callable[..., Dict[str, float]]] = None
 
 
 def _exact(model: LatentVariableModel) -> bool:
@@ -100,28 +97,14 @@ def _epoch_iwae(model, guide, x, row, iwae_samples) -> float:
     return _epoch_iwae_and_stderr(model, guide, x, iwae_samples)[0]
 
 
-def _posterior_and_prior(model, guide, x):
-    with torch.no_grad():
-        return posterior_and_prior(model, guide, x)
+def _one_continuous_site(model: LatentVariableModel) -> bool:
+    """One continuous site under a prior the model gives, alone or beside a class y."""
+    return collapse_applies(model) or label_collapse_applies(model)
 
 
-def _active_units(model, guide, x, row, k) -> float:
-    return active_units(posterior_means(_posterior_and_prior(model, guide, x)[0]))
-
-
-def _mean_kl(model, guide, x, row, k) -> float:
-    with torch.no_grad(), isolated_rng(EVAL_SEED, x.device):
-        return mean_kl(*_posterior_and_prior(model, guide, x))
-
-
-def _mutual_information(model, guide, x, row, k) -> float:
-    with torch.no_grad(), isolated_rng(EVAL_SEED, x.device):
-        return mutual_information(_posterior_and_prior(model, guide, x)[0])
-
-
-def _layer(name: str) -> Callable[..., float]:
-    """The metric ``name`` of ``hierarchy_collapse.layer_diagnostic`` (``active_units_z1``, …)."""
-    return lambda model, guide, x, row, k: layer_diagnostic(model, guide, x, name)
+def _surgery(model: LatentVariableModel) -> bool:
+    """One p(z) for every point: the ELBO surgery's split of the KL term applies."""
+    return surgery_applies(model) or label_collapse_applies(model)
 
 
 def _exact_or_labels(model: LatentVariableModel) -> bool:
@@ -170,36 +153,36 @@ TEST_METRICS: Dict[str, Metric] = {
         _discrete_exact_posterior, _posterior_kl),
     "test_active_units": Metric(
         "active units", "of d: Cov_x(E_q[z_j|x]) > 0.01 (Burda et al.)", "active latent units",
-        collapse_applies, _active_units),
+        _one_continuous_site, shared=collapse_metrics),
     "test_kl_to_prior": Metric(
         "KL(q(z|x) ‖ p(z))", "nats, mean over the test set", "KL(q(z|x) ‖ p(z))",
-        collapse_applies, _mean_kl),
+        _one_continuous_site, shared=collapse_metrics),
     "test_mutual_information": Metric(
         "I(x; z)", "nats, under q, with the aggregate posterior over the test set",
-        "I(x; z) under q", surgery_applies, _mutual_information),
+        "I(x; z) under q", _surgery, shared=collapse_metrics),
+    "test_label_information": Metric(
+        "I(y; z | x)", "nats, under q: what z says of the class beyond x",
+        "I(y; z | x) under q", label_collapse_applies, shared=collapse_metrics),
     "test_marginal_kl": Metric(
-        "KL(q(z) ‖ p(z))", "nats: KL(q(z|x) ‖ p(z)) − I(x; z) (ELBO surgery)",
-        "KL(q(z) ‖ p(z)), aggregate posterior", surgery_applies,
-        lambda model, guide, x, row, k: (row["test_kl_to_prior"]
-                                         - row["test_mutual_information"])),
+        "KL(q(z) ‖ p(z))", "nats: the KL term − I(x; z) (− I(y; z | x) beside y): ELBO surgery",
+        "KL(q(z) ‖ p(z)), aggregate posterior", _surgery, shared=collapse_metrics),
     **{f"test_active_units_{layer}": Metric(
         f"active units {layer}", f"of d_{layer[1]}: Cov_x(E_q[{layer},j|x]) > 0.01",
-        f"active latent units of {layer}", hierarchy_applies, _layer(f"active_units_{layer}"))
+        f"active latent units of {layer}", hierarchy_applies, shared=collapse_metrics)
        for layer in ("z1", "z2")},
     "test_kl_to_prior_z1": Metric(
         "KL term of z1", "nats: E_q[log q(z1|x) − log p(z1|z2)], Monte Carlo",
-        "KL term of z1, E_q[log q(z1|x) − log p(z1|z2)]", hierarchy_applies, _layer("kl_z1")),
+        "KL term of z1, E_q[log q(z1|x) − log p(z1|z2)]", hierarchy_applies,
+        shared=collapse_metrics),
     "test_kl_to_prior_z2": Metric(
         "KL term of z2", "nats: E_q(z1|x)[KL(q(z2|z1) ‖ p(z2))]",
-        "KL term of z2, E_q[KL(q(z2|z1) ‖ p(z2))]", hierarchy_applies, _layer("kl_z2")),
+        "KL term of z2, E_q[KL(q(z2|z1) ‖ p(z2))]", hierarchy_applies, shared=collapse_metrics),
     "test_mutual_information_z2": Metric(
         "I(z1; z2)", "nats, under q over the z1 draws: ≥ I(x; z2)", "I(z1; z2) under q",
-        hierarchy_applies, _layer("mutual_information_z2")),
+        hierarchy_applies, shared=collapse_metrics),
     "test_marginal_kl_z2": Metric(
         "KL(q(z2) ‖ p(z2))", "nats: KL term of z2 − I(z1; z2) (ELBO surgery)",
-        "KL(q(z2) ‖ p(z2)), aggregate posterior", hierarchy_applies,
-        lambda model, guide, x, row, k: (row["test_kl_to_prior_z2"]
-                                         - row["test_mutual_information_z2"])),
+        "KL(q(z2) ‖ p(z2)), aggregate posterior", hierarchy_applies, shared=collapse_metrics),
     "test_accuracy": Metric(
         "test accuracy", "of argmax q(y|x) on the test labels", "q(y|x) (the model's classifier)",
         _labels, _test_accuracy, reads=("labels",)),
@@ -231,15 +214,28 @@ def metrics_on_test_set(model, guide, x: torch.Tensor, iwae_samples: int,
     model with labels the IWAE estimate and the test accuracies; for a conditional model the
     conditional NLLs. ``progress`` names each on a bar on stderr as it runs."""
     row: Dict[str, float] = {}
+    passes: Dict[Callable, Dict[str, float]] = {}        # each shared pass, once
     names = [name for name, metric in TEST_METRICS.items()
              if metric.applies(model) and all(inputs.get(r) is not None for r in metric.reads)]
     with tqdm(names, desc="test metrics", leave=False, disable=not progress or len(names) < 2,
               file=sys.stderr) as bar:
         for name in bar:
             bar.set_postfix_str(TEST_METRICS[name].label, refresh=True)
-            wanted = {r: inputs[r] for r in TEST_METRICS[name].reads}
-            row[name] = TEST_METRICS[name].compute(model, guide, x, row, iwae_samples, **wanted)
+            row[name] = _measure(TEST_METRICS[name], name, model, guide, x, row, iwae_samples,
+                                 passes, inputs)
     return row
+
+
+def _measure(metric: Metric, name: str, model, guide, x: torch.Tensor, row: dict,
+             iwae_samples: int, passes: dict, inputs: dict) -> float:
+    """One metric's value: read off its shared pass (run now if no metric before it ran it),
+    or computed alone."""
+    if metric.shared is None:
+        wanted = {r: inputs[r] for r in metric.reads}
+        return metric.compute(model, guide, x, row, iwae_samples, **wanted)
+    if metric.shared not in passes:
+        passes[metric.shared] = metric.shared(model, guide, x)
+    return passes[metric.shared][name]
 
 
 def final_metrics(summary: dict) -> Dict[str, float]:

@@ -1,37 +1,41 @@
-"""kl_per_dimension.png: which latent units a run uses (``experiments.evaluation.collapse``, and
-layer by layer for a hierarchy ``experiments.evaluation.hierarchy_collapse``)."""
+"""kl_per_dimension.png: which latent units a run uses (``experiments.evaluation.collapse``; beside
+a class ``experiments.evaluation.label_collapse``; layer by layer for a hierarchy
+``experiments.evaluation.hierarchy_collapse``)."""
+import math
 from pathlib import Path
 from typing import List
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 
 from experiments.data.datasets import Dataset
-from experiments.evaluation.collapse import ACTIVE_THRESHOLD, collapse_diagnostics
-from experiments.evaluation.hierarchy_collapse import (
-    LAYERS,
-    hierarchy_applies,
-    hierarchy_diagnostics,
-)
+from experiments.evaluation.collapse import ACTIVE_THRESHOLD
+from experiments.evaluation.collapse_by_kind import diagnostics_of
+from experiments.evaluation.hierarchy_collapse import LAYERS, hierarchy_applies
 from experiments.figures.common import save_figure
-from experiments.parts.kl_per_unit import collapse_applies
+
+#: units at most with a tick each; wider layers get a tick every ⌈d / MAX_TICKS⌉ units
+MAX_TICKS = 20
 
 
 def plot_kl_per_dimension(model, guide, data: Dataset, run_dir: Path) -> List[Path]:
     """The mean KL(q(z_j|x) ‖ p(z_j)) of each coordinate j over the test set, largest first,
-    for a model with one continuous latent site whose q and p are factorized; the title gives
-    the active units and the ELBO surgery's split of the KL term (where it applies). For the
-    hvae, one panel per layer (``plot_layers``)."""
-    if hierarchy_applies(model):
-        return [plot_layers(hierarchy_diagnostics(model, guide, data.x_test), run_dir)]
-    if not collapse_applies(model):
+    for a model with one continuous latent site whose q and p are factorized (beside a class y,
+    the mean over q(y|x) of KL(q(z_j|x, y) ‖ p(z_j))); the title gives the active units and the
+    ELBO surgery's split of the KL term (where it applies). For the hvae, one panel per layer
+    (``plot_layers``)."""
+    diagnostics = diagnostics_of(model)
+    if diagnostics is None:
         return []
-    found = collapse_diagnostics(model, guide, data.x_test)
+    found = diagnostics(model, guide, data.x_test)
+    if hierarchy_applies(model):
+        return [plot_layers(found, run_dir)]
     if "kl_per_dimension" not in found:
         return []
     kl = found["kl_per_dimension"]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * len(kl) + 2), 3.2))
-    _bars(ax, kl, "mean KL(q(z_j|x) ‖ p(z_j)), nats", "latent dimension j")
+    ylabel = ("mean E_q(y|x) KL(q(z_j|x,y) ‖ p(z_j)), nats" if "label_information" in found
+              else "mean KL(q(z_j|x) ‖ p(z_j)), nats")
+    _bars(ax, kl, ylabel, "latent dimension j")
     ax.set_title(f"{found['active_units']} of {len(kl)} units active (Cov_x E_q[z_j] > "
                  f"{ACTIVE_THRESHOLD});\n{_split(found)}", fontsize=8)
     return [save_figure(fig, run_dir / "kl_per_dimension.png")]
@@ -58,14 +62,26 @@ def _bars(ax, kl: List[float], ylabel: str, unit: str) -> None:
     """The KL of each unit as a bar, largest first."""
     kl = sorted(kl, reverse=True)
     ax.bar(range(1, len(kl) + 1), kl, color="tab:blue")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))           # dimensions are whole
+    ax.set_xticks(unit_ticks(len(kl)))
+    ax.set_xlim(0.4, len(kl) + 0.6)
     ax.set_xlabel(f"{unit}, by KL (largest first)")
     ax.set_ylabel(ylabel, fontsize=7)
+
+
+def unit_ticks(width: int) -> List[int]:
+    """Ticks on units 1 … ``width`` only: every unit up to ``MAX_TICKS``, else unit 1 and every
+    ⌈width / MAX_TICKS⌉-th."""
+    step = math.ceil(width / MAX_TICKS)
+    return sorted({1, *range(step, width + 1, step)})
 
 
 def _split(found: dict) -> str:
     """The ELBO surgery of the KL term, or under a conditional prior the KL alone."""
     if "mutual_information" not in found:
         return f"KL(q(z|x) ‖ p(z|x_v)) {found['kl']:.2f} (a prior per point: no surgery)"
+    if "label_information" in found:
+        return (f"KL term {found['kl']:.2f} = I(x; z) {found['mutual_information']:.2f} + "
+                f"I(y; z | x) {found['label_information']:.2f} + KL(q(z) ‖ p(z)) "
+                f"{found['marginal_kl']:.2f}")
     return (f"KL {found['kl']:.2f} = I(x; z) {found['mutual_information']:.2f} + "
             f"KL(q(z) ‖ p(z)) {found['marginal_kl']:.2f}")

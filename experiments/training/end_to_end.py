@@ -30,9 +30,8 @@ from experiments.common.threads import Choice, threads_of_run
 from experiments.config.config import RESUMABLE, Config, flag_of, resolve
 from experiments.data.datasets import Dataset
 from experiments.estimators import ELBOS
-from experiments.evaluation.collapse import kl_per_dimension
+from experiments.evaluation.collapse_by_kind import kl_per_dimension
 from experiments.evaluation.diagnostics import ground_truth_metrics
-from experiments.evaluation.hierarchy_collapse import kl_per_dimension_by_layer
 from experiments.evaluation.likelihood import elbo_per_point, iwae_estimate
 from experiments.evaluation.metrics import (
     TEST_METRICS,
@@ -243,7 +242,8 @@ def summarize(config: Config, model, guide, data: Dataset, metrics: List[dict],
         "global_batch_size": ranks * config.batch_size,
         **ground_truth_metrics(model, data.truth, data.x_test),
         **kl_per_dimension(model, guide, data.x_test),
-        **kl_per_dimension_by_layer(model, guide, data.x_test),
+        "latent_sizes": {name: site.size for name, site in model.latent_sites.items()
+                         if not site.discrete},
     }
     return {**summary, **final_metrics(summary)}
 
