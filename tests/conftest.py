@@ -27,6 +27,15 @@ def reset_pyro():
     pyro.clear_param_store()
 
 
+@pytest.fixture(autouse=True)
+def recording_cache(tmp_path_factory, monkeypatch):
+    """Recordings kept between runs (experiments.recording.cache) go to a folder of the test's
+    own: never the user's cache, and no test loads another's."""
+    folder = tmp_path_factory.mktemp("recordings")
+    monkeypatch.setenv("ELBO_LAB_RECORDING_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture
 def quick_config(tmp_path):
     """A small, fast digits run writing into the test's own folder; override what a test needs."""
