@@ -49,7 +49,7 @@ import sys
 import tempfile
 import types
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import pyro
 import torch
@@ -160,11 +160,12 @@ class RecordingCache:
 
 
 def material(roots: Dict[str, object], signature: tuple, params: Dict[str, torch.Tensor],
-             watched: List[tuple]) -> str:
+             watched: List[tuple], code: str) -> str:
     """What a recording of the step depends on, as one canonical text (the module's docstring
     lists it). ``roots``: model, guide and loss by role; ``watched``: (what, value) pairs a
-    ``guard.Watch`` reads. Raises ``Uncacheable`` where a part has no value another run can
-    compare (an argument or handler setting other than a number, string or flag)."""
+    ``guard.Watch`` reads; ``code``: ``code_digest(roots)``. Raises ``Uncacheable`` where a
+    part has no value another run can compare (an argument or handler setting other than a
+    number, string or flag)."""
     constraints = param_constraints()
     return _NUMBERED.sub("#", json.dumps({
         "format": FORMAT,
@@ -178,7 +179,7 @@ def material(roots: Dict[str, object], signature: tuple, params: Dict[str, torch
         "modules": [_module_structure(where, m) for where, m in _modules(roots)],
         "watched": [[what, _scalar(value)] for what, value in watched
                     if isinstance(value, SCALARS)],
-        "code": _code(list(roots.values())),
+        "code": code,
     }, sort_keys=True, default=str))
 
 
@@ -289,11 +290,11 @@ def named_tensors(roots: Dict[str, object]) -> Dict[str, torch.Tensor]:
     return names
 
 
-def _code(roots: list) -> str:
-    """A digest of the code reached from ``roots`` (see the module's docstring): functions'
-    bytecode, constants, names and defaults, classes' scalar attributes, scalar globals named,
-    versions of the installed packages reached."""
-    digest, seen, todo = hashlib.sha256(), set(), [(root, 0) for root in roots]
+def code_digest(roots: Dict[str, object]) -> str:
+    """A digest of the code reached from model, guide and loss (see the module's docstring):
+    functions' bytecode, constants, names and defaults, classes' scalar attributes, scalar
+    globals named, versions of the installed packages reached."""
+    digest, seen, todo = hashlib.sha256(), set(), [(root, 0) for root in roots.values()]
     while todo:
         obj, depth = todo.pop(0)
         if id(obj) in seen or depth > CODE_DEPTH:
@@ -410,11 +411,13 @@ def _package_version(module: str) -> str:
 # the entry: a program as plain data
 
 
-def pack(program: fx.GraphModule, found: List[torch.Tensor],
-         names: Dict[str, torch.Tensor]) -> dict:
+def pack(program: fx.GraphModule, found: List[torch.Tensor], names: Dict[str, torch.Tensor],
+         **facts) -> dict:
     """The program as plain data: its nodes, the constants it made (by value) and those it
-    found (``found``: read live at every replay) by their ``names``. Raises ``Uncacheable``
-    for a found tensor with no name, or an operation that is not a named overload."""
+    found (``found``: read live at every replay) by their ``names``, and ``facts`` (lists of
+    numbers and flags) — all but the tensors as one JSON text, which loads fast. Raises
+    ``Uncacheable`` for a found tensor with no name, or an operation that is not a named
+    overload."""
     name_of = {id(t): name for name, t in reversed(list(names.items()))}
     constants, bound = {}, {}
     for node in program.graph.nodes:
@@ -429,27 +432,28 @@ def pack(program: fx.GraphModule, found: List[torch.Tensor],
             bound[node.target] = [name_of[id(value)], *_layout(value)]
         else:
             constants[node.target] = value
-    return {"nodes": [_node_record(node) for node in program.graph.nodes],
-            "constants": constants, "bound": bound}
+    plan = {"nodes": [_node_record(node) for node in program.graph.nodes], "bound": bound,
+            "facts": facts}
+    return {"plan": json.dumps(plan), "constants": constants}
 
 
-def unpack(entry: dict, names: Dict[str, torch.Tensor]) -> Optional[fx.GraphModule]:
-    """The program an entry holds, its found tensors bound by name to this run's (None if a
-    name is missing or its tensor's layout differs); raises on an entry that is not well
-    formed."""
-    tensors = dict(entry["constants"])
-    for attribute, (name, *layout) in entry["bound"].items():
+def unpack(entry: dict, names: Dict[str, torch.Tensor]) -> Optional[Tuple[fx.GraphModule, dict]]:
+    """The program an entry holds, its found tensors bound by name to this run's, and its
+    facts; None if a name is missing or its tensor's layout differs. Raises on an entry that
+    is not well formed."""
+    plan, tensors = json.loads(entry["plan"]), dict(entry["constants"])
+    for attribute, (name, *layout) in plan["bound"].items():
         tensor = names.get(name)
         if tensor is None or _layout(tensor) != layout:
             return None
         tensors[attribute] = tensor
     graph, nodes = fx.Graph(), {}
-    for op, name, target, args, kwargs in entry["nodes"]:
+    for op, name, target, args, kwargs in plan["nodes"]:
         if not _NAME.match(name) or (op in ("get_attr", "placeholder") and not _NAME.match(target)):
             raise ValueError(f"a node named {name!r}")
         nodes[name] = graph.create_node(op, _target(op, target), _decode(args, nodes),
                                         _decode(kwargs, nodes), name)
-    return fx.GraphModule(tensors, graph)
+    return fx.GraphModule(tensors, graph), plan["facts"]
 
 
 def _node_record(node: fx.Node) -> list:

@@ -68,6 +68,7 @@ from experiments.recording.cache import (
     RecordingCache,
     Uncacheable,
     cache_folder,
+    code_digest,
     material,
     named_tensors,
     pack,
@@ -107,6 +108,7 @@ class RecordedSVI(SVI):
         folder = cache_folder(cache)
         self.cache = RecordingCache(folder) if folder is not None else None
         self.materials: Dict[tuple, str] = {}      # signature → its cache key's material
+        self.code: Optional[str] = None            # digest of the code model, guide, loss reach
         self.recordings = 0                        # steps recorded so far
         self.loaded = 0                            # programs loaded from the cache and used
         self.elbo = loss
@@ -199,10 +201,13 @@ class RecordedSVI(SVI):
         if self.cache is None:
             return None
         watch = self._watching()
+        if self.code is None:
+            self.code = code_digest(self._roots())
         try:
             self.materials[key] = material(
                 self._roots(), key, self._named_params(),
-                [*zip(watch.whats, watch.values), *((w, v) for _, v, w in watch.cells)])
+                [*zip(watch.whats, watch.values), *((w, v) for _, v, w in watch.cells)],
+                self.code)
         except Uncacheable as why:
             log.debug("recording cache: not kept, %s", why)
             return None
@@ -210,11 +215,12 @@ class RecordedSVI(SVI):
         if entry is None:
             return None
         try:
-            program = unpack(entry["program"], named_tensors(self._roots()))
-            if program is None:
+            unpacked = unpack(entry, named_tensors(self._roots()))
+            if unpacked is None:
                 return None
-            return Program(program, list(self.params), list(entry["stepped"]),
-                           list(entry["graded"]), list(entry["owned"]))
+            program, facts = unpacked
+            return Program(program, list(self.params), facts["stepped"], facts["graded"],
+                           facts["owned"])
         except Exception as error:          # a file on disk: anything may be wrong with it
             log.warning("recording cache: ignored %s (%s: %s); recording anew",
                         self.cache.path(self.materials[key]), type(error).__name__, error)
@@ -225,13 +231,12 @@ class RecordedSVI(SVI):
         if self.cache is None or key not in self.materials:
             return
         try:
-            entry = pack(program.program, found, named_tensors(self._roots()))
+            entry = pack(program.program, found, named_tensors(self._roots()),
+                         stepped=program.stepped, graded=program.graded, owned=program.owned)
         except Uncacheable as why:
             log.debug("recording cache: not kept, %s", why)
             return
-        self.cache.store(self.materials[key], {"program": entry, "stepped": program.stepped,
-                                               "graded": program.graded,
-                                               "owned": program.owned})
+        self.cache.store(self.materials[key], entry)
 
     def _first_replay(self, key, program: Program, args, kwargs) -> float:
         """The replay of a program loaded from the cache, if Pyro's computation of this step
@@ -316,7 +321,7 @@ class RecordedSVI(SVI):
         self.programs.clear()
         self.replays.clear()
         self.materials.clear()
-        self.params, self.watch = [], None
+        self.params, self.watch, self.code = [], None, None
         return self._pyro_step(*args, **kwargs)
 
     def _pyro_step(self, *args, **kwargs) -> float:
