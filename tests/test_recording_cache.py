@@ -128,6 +128,7 @@ def test_a_second_run_loads_every_signature_records_nothing_and_gives_pyros_numb
 def test_a_loaded_program_writes_into_the_new_modules_batchnorm_buffers():
     train(recorded())
     second = train(recorded())
+    assert (second.svi.recordings, second.svi.loaded) == (0, 2)
     program = next(iter(second.svi.replays.values())).program
     bound = [getattr(program, n.target) for n in program.graph.nodes if n.op == "get_attr"]
     encoder = second.svi.guide.__self__.encoder
@@ -337,7 +338,7 @@ def test_a_fresh_process_loads_from_the_cache(recording_cache, tmp_path):
         assert warm[key] == pyro_run[key] == cold[key]
 
 
-def test_poutine_handlers_around_the_step_with_other_settings_miss_the_key():
+def test_poutine_handlers_around_the_step_with_other_settings_miss_the_key(caplog):
     """β in ``poutine.scale`` around the step is part of the key."""
     def scaled(scale):
         def make(*parts):
@@ -350,3 +351,4 @@ def test_poutine_handlers_around_the_step_with_other_settings_miss_the_key():
     train(scaled(0.5))
     assert train(scaled(0.5)).svi.loaded == 2
     assert train(scaled(0.25)).svi.loaded == 0
+    assert lines(caplog) == []                        # missed, not loaded and rejected
