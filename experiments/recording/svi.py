@@ -173,14 +173,20 @@ class RecordedSVI(SVI):
         if first is None:
             self.programs[key] = program
         elif first.same_as(program):
-            self.replays[key] = program.replayable([*program.params, *_tensors(args, kwargs)])
-            self._store(key, _found(first, program), self.replays[key])
-            if len(self.replays) > MAX_REPLAYS:
-                self.replays.popitem(last=False)
+            replay = program.replayable([*program.params, *_tensors(args, kwargs)])
+            self._store(key, _found(first, program), replay)
+            self._keep(key, replay)
         else:
             self._fall_back_after("the model or guide ran different operations at two steps "
                                   "with the same input shapes")
         return loss
+
+    def _keep(self, key, program: Program) -> None:
+        """Replay ``program`` for the signature from now on; at most ``MAX_REPLAYS`` kept."""
+        self.replays[key] = program
+        if len(self.replays) > MAX_REPLAYS:
+            dropped, _ = self.replays.popitem(last=False)
+            self.materials.pop(dropped, None)
 
     def _watching(self) -> Watch:
         """The watch of what the recordings depend on, made at the first recording (or load)."""
@@ -267,7 +273,7 @@ class RecordedSVI(SVI):
             return self._record_step(key, args, kwargs)
         for module in modules:
             self.watch.add_module(module)
-        self.replays[key] = program
+        self._keep(key, program)
         self.loaded += 1
         self.replayed += 1
         return self._apply(program, replayed)
