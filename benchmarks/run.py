@@ -2,15 +2,18 @@
 
     make bench                                        # = python -m benchmarks.run
     python -m benchmarks.run --quick --out /tmp/R.md  # fewer rounds and images, about 2 minutes
+    python -m benchmarks.run --only whole-runs --out /tmp/W.md   # one part of section 1
 
 ``--data`` defaults to the largest real image set at hand: MNIST when its files are in
 ``--data-dir``, else scikit-learn's 8×8 digits upsampled to 28×28 (784 pixels, like MNIST).
 The benchmark trains with the threads a run would take (``--threads``, default ``auto``:
-``experiments.common.threads``), and says which.
+``experiments.common.threads``), and says which; its runs keep their recordings
+(``experiments.recording.cache``) in a temporary folder of their own, never the user's cache.
 """
 import argparse
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
@@ -31,6 +34,7 @@ from benchmarks import (
     training,
 )
 from experiments.common.command import command
+from experiments.common.errors import UserError
 from experiments.common.threads import threads_of_run
 from experiments.config.config import Config, thread_count
 from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
@@ -102,6 +106,9 @@ def parser() -> argparse.ArgumentParser:
                         "left free by other processes)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where to write the results "
                                                              "(default: benchmarks/RESULTS.md)")
+    p.add_argument("--only", choices=["whole-runs"], help="measure one part alone: whole-runs "
+                   "= the first epoch and the whole 10-epoch runs, cold and warm, at batch 128 "
+                   "(needs --out: RESULTS.md is the whole benchmark's)")
     return p
 
 
@@ -109,14 +116,20 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
-    with threads_of_run(args.threads) as threads:
-        return _benchmarks(args, argv, f"Threads: {threads.threads} ({threads.reason}).")
+    if args.only and args.out == RESULTS:
+        raise UserError(f"--only {args.only} measures one part: give --out FILE "
+                        "(benchmarks/RESULTS.md is written by the whole benchmark)")
+    with threads_of_run(args.threads) as threads, \
+            tempfile.TemporaryDirectory(prefix="elbo-lab-bench-") as recordings:
+        return _benchmarks(args, argv, f"Threads: {threads.threads} ({threads.reason}).",
+                           recordings)
 
 
-def _benchmarks(args: argparse.Namespace, argv: List[str], threads: str) -> int:
+def _benchmarks(args: argparse.Namespace, argv: List[str], threads: str, recordings: str) -> int:
     scale = QUICK if args.quick else FULL
     config = Config(data=args.data or default_data(args.data_dir), data_dir=args.data_dir,
-                    latent_dim=20, hidden_dims=(400,), lr=1e-3, seed=args.seed, progress=False)
+                    latent_dim=20, hidden_dims=(400,), lr=1e-3, seed=args.seed, progress=False,
+                    recording_cache=recordings)
     data = prepare_data(config.validate(), torch.device("cpu"))
     x_iwae = iwae_images(data, scale.iwae_images)
     summary = (f"`{config.data}`: {len(data.x_train)} training and {len(data.x_test)} test "
@@ -139,6 +152,9 @@ def _benchmarks(args: argparse.Namespace, argv: List[str], threads: str) -> int:
             scale.process_rounds)),
         ("shared cores", lambda: shared_cores.benchmark(config, data, scale.shared_rounds)),
     ]
+    if args.only == "whole-runs":
+        benchmarks = [("whole runs", lambda: training.whole_runs_section(
+            config, data, scale.whole_run_rounds))]
     if not numpyro_peer.available():
         print(numpyro_peer.MISSING, file=sys.stderr)
     sections = [report.Section("Data", summary)]

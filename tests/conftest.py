@@ -1,9 +1,14 @@
 """Per-test reset, as Pyro's own suite does: empty parameter store, fixed seed, validation on."""
+import os
+import shutil
+import tempfile
+
 import pyro
 import pytest
 import torch
 
 from experiments.config.config import Config
+from experiments.recording.cache import ENVIRONMENT
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -25,6 +30,26 @@ def reset_pyro():
     with pyro.validation_enabled(True):
         yield
     pyro.clear_param_store()
+
+
+def pytest_configure(config):
+    """Recordings kept between runs (experiments.recording.cache) never go to the user's cache:
+    a folder of the session's for what runs outside a test (a module's fixture), and
+    ``recording_cache`` gives each test its own."""
+    config.recordings = tempfile.mkdtemp(prefix="elbo-lab-test-recordings-")
+    os.environ[ENVIRONMENT] = config.recordings
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(config.recordings, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def recording_cache(tmp_path_factory, monkeypatch):
+    """Each test's own folder of recordings kept between runs: no test loads another's."""
+    folder = tmp_path_factory.mktemp("recordings")
+    monkeypatch.setenv(ENVIRONMENT, str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -124,7 +124,10 @@ def test_without_numpyro_its_rows_are_left_out_with_one_line(tiny, monkeypatch):
     names = [t.name for t in section.targets]
     assert any("recorded step, the default" in name for name in names)
     assert "1. reference against itself, batch 64" in names
-    assert "1. whole 10-epoch run, first epoch included, batch 64" in names
+    whole = "1. whole 10-epoch run, first epoch included, batch 64"
+    assert f"{whole}, recordings from an earlier run (warm)" in names
+    assert f"{whole}, empty recording cache (cold: a first run)" in names
+    assert "1. first epoch's recordings loaded from the cache, batch 64" in names
     assert "a fresh model trained 10 epochs (40 steps" in section.body
 
 

@@ -221,6 +221,12 @@ class Config:
         False, "run every training step through Pyro's handlers, instead of replaying the step "
         "recorded at the start of the run (experiments/recording): the same numbers, slower; "
         "for debugging a model", TRAINING, runtime=True)
+    recording_cache: Optional[str] = option(
+        None, "folder where recorded training steps are kept between runs, so that a run of the "
+        "same program loads its recording instead of making it (checked against Pyro's step at "
+        "its first use); off: record every run afresh", TRAINING,
+        shown_default="$ELBO_LAB_RECORDING_CACHE, else ~/.cache/elbo-lab/recordings",
+        resumable=True, runtime=True)
     seed: int = option(0, "random seed: same seed, same machine, same numbers", TRAINING)
     restarts: int = option(
         1, "train from N initializations (seeds seed, seed+1, …) and keep the one with the best "

@@ -106,3 +106,21 @@ def handlers() -> tuple:
 def store_params() -> Dict[str, torch.Tensor]:
     """The param store's unconstrained tensors by name (the very objects optimizers step)."""
     return pyro.get_param_store()._params
+
+
+def param_constraints() -> Dict[str, object]:
+    """The param store's constraints by name."""
+    return pyro.get_param_store()._constraints
+
+
+def operation(name: str) -> torch._ops.OpOverload:
+    """The operation ``str(op)`` names (``aten.mm.default``), looked up in ``torch.ops``; raises
+    ``ValueError`` for a name that is none."""
+    namespace, packet, overload = name.split(".")
+    try:
+        op = getattr(getattr(getattr(torch.ops, namespace), packet), overload)
+    except (AttributeError, RuntimeError) as error:
+        raise ValueError(f"no operation {name}") from error
+    if not is_operation(op):
+        raise ValueError(f"{name} is no operation")
+    return op

@@ -42,8 +42,15 @@ A run's steps:
 At most ``MAX_REPLAYS`` programs are kept, the least recently replayed dropped first (a
 ``--kl-warmup`` records each epoch's β once and never again).
 
-``experiments.training.loop.stepper`` picks this class or plain ``SVI``.
+Across runs (``cache``): once a signature's two recordings agree, its program is stored on disk,
+keyed by what it depends on (``cache.material``); a later run, at a signature's first step,
+loads the stored program instead of recording it, and replays it only if that very step,
+computed by Pyro from the same random state and buffers, gives bit for bit the same gradients,
+buffers and random state, and the same loss to float rounding (``_first_replay``); if not, the
+entry is deleted and the signature is recorded as above. A loaded program is then watched and
+checked as a recorded one.
 """
+import logging
 import random
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional
@@ -57,6 +64,16 @@ from pyro.infer.util import zero_grads
 
 from experiments.estimators.surrogate import DifferentiableLossMixin
 from experiments.recording.adapter import handlers, untested_versions, unvalidated
+from experiments.recording.cache import (
+    RecordingCache,
+    Uncacheable,
+    cache_folder,
+    code_digest,
+    material,
+    named_tensors,
+    pack,
+    unpack,
+)
 from experiments.recording.guard import Watch, modules_run, restore_buffers, snapshot
 from experiments.recording.program import Program, agree
 from experiments.recording.record import NotRecordable, record
@@ -70,6 +87,8 @@ MAX_RESTARTS = 64
 #: replays checked against Pyro's computation of the step: the CHECK_FIRST-th, every CHECK_EVERY-th
 CHECK_FIRST, CHECK_EVERY = 16, 1024
 
+log = logging.getLogger("experiments.recording.cache")
+
 
 class NewParameters(NotRecordable):
     """The step used a parameter no earlier step used (created now, or first used now)."""
@@ -79,10 +98,19 @@ class RecordedSVI(SVI):
     """``SVI`` replaying recorded steps (see the module's docstring).
 
     :param on_fallback: called with a one-line reason when the steps turn to Pyro's for good.
+    :param cache: the folder of recordings kept between runs, or ``off``; by default
+        ``$ELBO_LAB_RECORDING_CACHE``, else the user's cache folder (``cache.cache_folder``).
     """
 
-    def __init__(self, model, guide, optim, loss, on_fallback: Optional[Callable] = None):
+    def __init__(self, model, guide, optim, loss, on_fallback: Optional[Callable] = None,
+                 cache: Optional[str] = None):
         super().__init__(model, guide, optim, loss)
+        folder = cache_folder(cache)
+        self.cache = RecordingCache(folder) if folder is not None else None
+        self.materials: Dict[tuple, str] = {}      # signature → its cache key's material
+        self.code: Optional[str] = None            # digest of the code model, guide, loss reach
+        self.recordings = 0                        # steps recorded so far
+        self.loaded = 0                            # programs loaded from the cache and used
         self.elbo = loss
         self.on_fallback = on_fallback or (lambda reason: None)
         self.fallback: Optional[str] = None        # why the steps are Pyro's, once they are
@@ -118,17 +146,15 @@ class RecordedSVI(SVI):
             return self._fall_back(f"the step's arguments differ at almost every step ("
                                    f"{len(self.programs)} shapes or values recorded once and "
                                    "not seen again)", args, kwargs)
+        loaded = self._load(key) if key not in self.programs else None
+        if loaded is not None:
+            return self._first_replay(key, loaded, args, kwargs)
         return self._record_step(key, args, kwargs)
 
     def _record_step(self, key, args, kwargs) -> float:
         """Record this step, compare it with the signature's first recording, and apply it."""
         generators, names = _generator_states(), set(pyro.get_param_store().keys())
-        if self.watch is None:
-            self.watched_from = self.steps
-            store = pyro.get_param_store()
-            self.watch = Watch({"the model": self.model, "the guide": self.guide,
-                                "the loss": self.elbo},
-                               {store.param_name(p): p for p in self.params})
+        self._watching()
         with modules_run() as modules:
             try:
                 program, outputs = self._record(args, kwargs)
@@ -147,13 +173,110 @@ class RecordedSVI(SVI):
         if first is None:
             self.programs[key] = program
         elif first.same_as(program):
-            self.replays[key] = program.replayable([*program.params, *_tensors(args, kwargs)])
-            if len(self.replays) > MAX_REPLAYS:
-                self.replays.popitem(last=False)
+            replay = program.replayable([*program.params, *_tensors(args, kwargs)])
+            self._store(key, _found(first, program), replay)
+            self._keep(key, replay)
         else:
             self._fall_back_after("the model or guide ran different operations at two steps "
                                   "with the same input shapes")
         return loss
+
+    def _keep(self, key, program: Program) -> None:
+        """Replay ``program`` for the signature from now on; at most ``MAX_REPLAYS`` kept."""
+        self.replays[key] = program
+        if len(self.replays) > MAX_REPLAYS:
+            dropped, _ = self.replays.popitem(last=False)
+            self.materials.pop(dropped, None)
+
+    def _watching(self) -> Watch:
+        """The watch of what the recordings depend on, made at the first recording (or load)."""
+        if self.watch is None:
+            self.watched_from = self.steps
+            self.watch = Watch(self._roots(), self._named_params())
+        return self.watch
+
+    def _roots(self) -> dict:
+        return {"the model": self.model, "the guide": self.guide, "the loss": self.elbo}
+
+    def _named_params(self) -> Dict[str, torch.Tensor]:
+        store = pyro.get_param_store()
+        return {store.param_name(p): p for p in self.params}
+
+    def _load(self, key) -> Optional[Program]:
+        """The signature's program from the cache, or None (none, or not cacheable)."""
+        if self.cache is None:
+            return None
+        watch = self._watching()
+        if self.code is None:
+            self.code = code_digest(self._roots())
+        try:
+            self.materials[key] = material(
+                self._roots(), key, self._named_params(),
+                [*zip(watch.whats, watch.values), *((w, v) for _, v, w in watch.cells)],
+                self.code)
+        except Uncacheable as why:
+            log.debug("recording cache: not kept, %s", why)
+            return None
+        entry = self.cache.load(self.materials[key])
+        if entry is None:
+            return None
+        try:
+            unpacked = unpack(entry, named_tensors(self._roots()))
+            if unpacked is None:
+                return None
+            program, facts = unpacked
+            return Program(program, list(self.params), facts["stepped"], facts["graded"],
+                           facts["owned"])
+        except Exception as error:          # a file on disk: anything may be wrong with it
+            log.warning("recording cache: ignored %s (%s: %s); recording anew",
+                        self.cache.path(self.materials[key]), type(error).__name__, error)
+            return None
+
+    def _store(self, key, found: List[torch.Tensor], program: Program) -> None:
+        """Keep the signature's replayable program in the cache (if it can be found again)."""
+        if self.cache is None or key not in self.materials:
+            return
+        try:
+            entry = pack(program.program, found, named_tensors(self._roots()),
+                         stepped=program.stepped, graded=program.graded, owned=program.owned)
+        except Uncacheable as why:
+            log.debug("recording cache: not kept, %s", why)
+            return
+        self.cache.store(self.materials[key], entry)
+
+    def _first_replay(self, key, program: Program, args, kwargs) -> float:
+        """The replay of a program loaded from the cache, if Pyro's computation of this step
+        from the same random state and buffers gives bit for bit its gradients, buffers and
+        random state, and its loss to float rounding (``_same_step``); else the entry is
+        deleted and the signature recorded anew."""
+        generators, names = _generator_states(), set(pyro.get_param_store().keys())
+        with modules_run() as modules:
+            try:
+                with unvalidated():
+                    computed, stepped, graded = self._differentiate(program.params, args, kwargs)
+            except NotRecordable:                                 # a new parameter appeared
+                computed = None
+        pyros, pyros_generators = snapshot(modules), _generator_states()
+        _restore(generators)
+        restore_buffers(modules)
+        try:
+            replayed = _run(program, args, kwargs)
+        except Exception:                  # a program from disk that does not run here
+            replayed = None
+        if computed is None or replayed is None or (stepped, graded) != (
+                program.stepped, program.graded) or not _same_step(replayed, computed) \
+                or not _same_state(pyros, pyros_generators):
+            _undo(generators, names, modules)
+            log.warning("recording cache: a stored program differs from Pyro's step "
+                        "(deleted); recording anew")
+            self.cache.forget(self.materials[key])
+            return self._record_step(key, args, kwargs)
+        for module in modules:
+            self.watch.add_module(module)
+        self._keep(key, program)
+        self.loaded += 1
+        self.replayed += 1
+        return self._apply(program, replayed)
 
     def _replay(self, program: Program, args, kwargs) -> float:
         """Replay the program; at the checked replays, against Pyro's computation."""
@@ -203,7 +326,8 @@ class RecordedSVI(SVI):
         self.restarts.append((self.steps, changed))
         self.programs.clear()
         self.replays.clear()
-        self.params, self.watch = [], None
+        self.materials.clear()
+        self.params, self.watch, self.code = [], None, None
         return self._pyro_step(*args, **kwargs)
 
     def _pyro_step(self, *args, **kwargs) -> float:
@@ -214,6 +338,7 @@ class RecordedSVI(SVI):
         if new and self.params:           # the model grew: every recording is made anew
             self.programs.clear()
             self.replays.clear()
+            self.materials.clear()
             self.watch = None
         self.params += new
         self.optim(set(params))
@@ -237,6 +362,7 @@ class RecordedSVI(SVI):
                 params, *_with(args, kwargs, inputs[len(params):]))
             return outputs
 
+        self.recordings += 1
         with unvalidated():
             program, outputs = record(step, [*params, *_tensors(args, kwargs)])
         return Program(program, params, found["stepped"], found["graded"]), outputs
@@ -318,6 +444,34 @@ def _restore(states: tuple) -> None:
         torch.cuda.set_rng_state_all(cuda)
     random.setstate(python)
     np.random.set_state(numpy)
+
+
+def _found(first: Program, second: Program) -> List[torch.Tensor]:
+    """The tensors both recordings read as the very same objects (found, not made)."""
+    def constants(program: Program) -> list:
+        return [getattr(program.program, n.target) for n in program.program.graph.nodes
+                if n.op == "get_attr"]
+
+    seconds = constants(second)
+    return [t for t in constants(first) if any(t is u for u in seconds)]
+
+
+def _same_step(replayed: List[torch.Tensor], computed: List[torch.Tensor]) -> bool:
+    """The same gradients bit for bit, and the same loss to float rounding (a replayed loss
+    may differ from Pyro's in its last bits where Pyro's l − s, loss minus surrogate, rounds
+    to other than 0: the gradients do not depend on it)."""
+    return len(replayed) == len(computed) and agree(replayed[:1], computed[:1]) and all(
+        x.dtype == y.dtype and x.shape == y.shape and torch.equal(x, y)
+        for x, y in zip(replayed[1:], computed[1:]))
+
+
+def _same_state(buffers: Dict, generators: tuple) -> bool:
+    """Whether torch's random state and the modules' buffers are now those given, bit for
+    bit."""
+    cpu, cuda, *_ = _generator_states()
+    return torch.equal(cpu, generators[0]) and (cuda is None or all(
+        torch.equal(a, b) for a, b in zip(cuda, generators[1]))) and all(
+        torch.equal(buffer, saved) for pairs in buffers.values() for buffer, saved in pairs)
 
 
 def _run(program: Program, args, kwargs) -> List[torch.Tensor]:

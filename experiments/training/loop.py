@@ -108,7 +108,8 @@ def stepper(parts: Parts, optim: PyroOptim, config: Config):
     it recorded (``experiments.recording``); ``pyro.infer.SVI`` with ``--eager`` and for the
     estimators that are not ``recordable`` (``meanfield``, ``tracegraph``, ``enum``); in a
     torchrun job ``DistributedSVI``, whose gradients DistributedDataParallel averages as they
-    are computed. Where recording is refused, the line saying why is printed once. With
+    are computed. Where recording is refused, the line saying why is printed once; recordings
+are kept between runs in ``--recording-cache`` (``experiments.recording.cache``). With
     ``--free-bits`` the model they train carries its correction (``free_bits``)."""
     model = FreeBitsModel(parts.model, parts.guide, config.free_bits) if config.free_bits \
         else parts.model
@@ -121,7 +122,8 @@ def stepper(parts: Parts, optim: PyroOptim, config: Config):
         log(config, f"every step now runs through Pyro's handlers (the same numbers, slower): "
                     f"{reason}", force=True)
 
-    return RecordedSVI(model, parts.guide, optim, parts.elbo, on_fallback=fall_back)
+    return RecordedSVI(model, parts.guide, optim, parts.elbo, on_fallback=fall_back,
+                       cache=config.recording_cache)
 
 
 def _report(config: Config, estimator: ELBO, row: dict) -> None:
