@@ -15,11 +15,13 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import SVI
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from experiments.estimators import ELBOS
 from experiments.parts.build import build
 from experiments.parts.namespaces import local_name
 from experiments.recording.adapter import mutates
+from experiments.recording.bindings import bound, operation
 from experiments.recording.functional import functional
 from experiments.recording.record import NotRecordable, record
 from experiments.recording.simplify import IN_PLACE, simplify
@@ -142,9 +144,62 @@ def test_the_default_step_replays_without_batched_matrix_products():
     0.8 of a 7 ms step at B = 128 (docs/design/speed.md); the replay computes it elementwise."""
     *_, svi = train(RecordedSVI)
     for program in svi.replays.values():
-        targets = {n.target for n in program.program.graph.nodes if n.op == "call_function"}
+        targets = {operation(n) for n in program.program.graph.nodes if n.op == "call_function"}
         assert torch.ops.aten.bmm.default not in targets
 
+
+
+class _Dispatched(TorchDispatchMode):
+    """The operations dispatched within, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.operations = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.operations.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+def _step_with_scalars(w, x):
+    """A loss with numbers beside tensors (1e-6, 2, 2.0) and its gradient: autograd's formulas
+    call ``mul.Scalar``, which no Python binding reaches."""
+    loss = ((x @ w).sigmoid() * 2.0 + 1e-6).pow(2).sum(-1).mean()
+    noise = torch.randn(3)
+    return [loss, *torch.autograd.grad(loss, w), noise]
+
+
+@pytest.mark.parametrize("recorded", ["default step", "scalars"])
+def test_bound_programs_dispatch_the_same_operations_and_give_the_same_bits(recorded):
+    """``bindings.bound``: run on real tensors, the rebound program dispatches the operations
+    of the program it was, one for one, with the same draws and values to the bit; an overload
+    no binding reaches (``mul.Scalar``) and the random draws keep ``torch.ops``."""
+    if recorded == "default step":
+        *_, svi = train(RecordedSVI)
+        program = next(iter(svi.replays.values())).program
+        inputs = [*next(iter(svi.replays.values())).params, X[:16], torch.arange(16)]
+        original = copy.deepcopy(program)
+        for node in original.graph.nodes:
+            node.target = operation(node)
+        original.recompile()
+    else:
+        inputs = [torch.randn(4, 3, requires_grad=True), torch.randn(5, 4)]
+        original = replayable(_step_with_scalars, inputs)
+        program = bound(copy.deepcopy(original))
+    runs = []
+    for candidate in (original, program):
+        torch.manual_seed(0)
+        with torch.no_grad(), _Dispatched() as dispatched:
+            runs.append((candidate(*inputs), dispatched.operations))
+    (expected, expected_operations), (got, operations) = runs
+    assert operations == expected_operations
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    calls = [n for n in program.graph.nodes if n.op == "call_function"]
+    rebound = [n for n in calls if "operation" in n.meta]
+    assert len(rebound) > 0.75 * len(calls)
+    kept = {n.target for n in calls if n not in rebound}
+    assert torch.ops.aten.mul.Scalar in kept
+    assert any(torch.Tag.nondeterministic_seeded in t.tags for t in kept if hasattr(t, "tags"))
 
 class Growing(pyro.nn.PyroModule):
     """A model whose structure changes through Python state no guard can see (an iterator's
