@@ -201,6 +201,19 @@ def test_bound_programs_dispatch_the_same_operations_and_give_the_same_bits(reco
     assert torch.ops.aten.mul.Scalar in kept
     assert any(torch.Tag.nondeterministic_seeded in t.tags for t in kept if hasattr(t, "tags"))
 
+
+def test_the_watch_checks_each_module_and_each_parameters_flag_once():
+    """Four recordings (two signatures) ran every module four times, and each parameter has
+    two names (the param store's, its module's): the check before every replay reads each
+    once, and still sees a flag change under either name."""
+    *_, svi = train(RecordedSVI)
+    watch = svi.watch
+    assert len(watch.modules) == len({id(m) for m in watch.modules}) > 0
+    flagged = [p for _, p in watch.flags]
+    assert len(flagged) == len({id(p) for p in flagged}) == len(svi.params)
+    svi.model.decoder[0].weight.requires_grad_(False)
+    assert watch.changed().startswith("requires_grad of")
+
 class Growing(pyro.nn.PyroModule):
     """A model whose structure changes through Python state no guard can see (an iterator's
     position), a schedule of its own: from its fourth call on (the second recording of the
@@ -324,6 +337,36 @@ def test_simplify_keeps_x_plus_zero_which_turns_minus_zero_into_plus_zero():
     program = replayable(lambda x: [1.0 / (x + 0.0)], [x])
     assert program(x)[0].tolist() == [float("inf"), 0.5]          # 1 / (−0 + 0) = 1 / +0
 
+
+
+def test_simplify_keeps_x_minus_minus_zero_which_turns_minus_zero_into_plus_zero():
+    x = torch.tensor([-0.0, 2.0])
+    for minus_zero in (-0.0, torch.full((2,), -0.0)):
+        program = replayable(lambda x, c=minus_zero: [1.0 / (x - c)], [x])
+        assert program(x)[0].tolist() == [float("inf"), 0.5]      # 1 / (−0 − −0) = 1 / +0
+
+
+def test_simplify_drops_neutral_constants_it_made_and_identity_permutes_never_a_found_tensor():
+    """``(z − 0) / 1 · 1`` with constants the program makes (a standard normal's loc, scale)
+    is z, and ``z.permute(0, 1)`` too; a row minus zeros of the whole shape broadcasts (kept),
+    a tensor of zeros found outside is read at every call (it may change), and the values stay
+    those of the eager call, to the bit."""
+    found = torch.zeros(3, 2)
+
+    def fn(z):
+        loc, scale = torch.zeros_like(z), torch.ones_like(z)
+        standard = ((z - loc) / scale * scale).permute(0, 1)
+        return [standard.exp(), (z[0] - loc).exp(), (z - found).exp()]
+
+    z = torch.randn(3, 2)
+    program = replayable(fn, [z])
+    targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
+    aten = torch.ops.aten
+    assert aten.div.Tensor not in targets and aten.mul.Tensor not in targets
+    assert aten.permute.default not in targets
+    assert targets.count(aten.sub.Tensor) == 2         # z[0] − loc and z − found stay
+    found.fill_(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(program(z), fn(z), strict=True))
 
 @torch.library.custom_op("elbo_lab_test::untagged_noise", mutates_args=())
 def _untagged_noise(x: torch.Tensor) -> torch.Tensor:
