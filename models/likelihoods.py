@@ -64,7 +64,7 @@ class BernoulliVector(dist.Independent):
         log p(x) = Σ_j x_j l_j − Σ_j log(1 + e^{l_j}),
 
     the same distribution as ``Bernoulli(logits=l).to_event(1)``, computed in two reductions:
-    the first a dot product (``einsum``, matrix-multiply kernels), the second ``SoftplusSum``.
+    the first a dot product (``dot``), the second ``SoftplusSum``.
     ``torch.distributions.Bernoulli`` computes −BCE(l_j, x_j) term by term (its log-sigmoid
     keeps a second buffer for the backward pass) and negates every term before the
     sum: with K particles K × B × D values, the largest tensor of a step (``benchmarks/
@@ -83,8 +83,23 @@ class BernoulliVector(dist.Independent):
         if self._validate_args:
             self._validate_sample(value)
         logits = self.base_dist.logits
-        return torch.einsum("...d,...d->...", logits, value.to(logits.dtype)) - \
-            SoftplusSum.apply(logits)
+        return dot(logits, value.to(logits.dtype)) - SoftplusSum.apply(logits)
+
+
+def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Σ_j a_j b_j over the last dimension, broadcasting the others.
+
+    Where broadcasting shares one operand among rows of the other (x of shape (B, D) against
+    K particles' logits (K, B, D), or x_i against every out_g in ``log_prob_pairs``),
+    ``einsum`` turns the sums into matrix products: one pass over the shared operand. Where it
+    shares nothing (a step's (B, D) logits against its (B, D) minibatch), ``einsum`` makes B
+    matrix products of 1 × D by D × 1, each a kernel call: 0.23 against 0.016 ms for B = 128,
+    D = 784 forward, 0.67 against 0.19 ms with the backward pass, on a Xeon's 1 thread; there
+    the product and the sum go elementwise."""
+    shape = torch.broadcast_shapes(a.shape, b.shape)
+    if a.numel() == b.numel() == math.prod(shape):
+        return (a * b).sum(-1)
+    return torch.einsum("...d,...d->...", a, b)
 
 
 class BernoulliLikelihood(LogitLikelihood):

@@ -15,11 +15,13 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import SVI
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from experiments.estimators import ELBOS
 from experiments.parts.build import build
 from experiments.parts.namespaces import local_name
 from experiments.recording.adapter import mutates
+from experiments.recording.bindings import bound, operation
 from experiments.recording.functional import functional
 from experiments.recording.record import NotRecordable, record
 from experiments.recording.simplify import IN_PLACE, simplify
@@ -135,6 +137,82 @@ def test_a_replayed_step_runs_fewer_operations_than_pyros_step():
     pyros = operations(lambda: pyro_svi.step(x, index, num_data=N))
     assert replayed < 0.75 * pyros
 
+
+def test_the_default_step_replays_without_batched_matrix_products():
+    """The Bernoulli likelihood's Σ_j x_j l_j of a minibatch against its own logits shares no
+    operand: as ``einsum``'s B matrix products of 1 × D by D × 1 (and B more backward) it took
+    0.8 of a 7 ms step at B = 128 (docs/design/speed.md); the replay computes it elementwise."""
+    *_, svi = train(RecordedSVI)
+    for program in svi.replays.values():
+        targets = {operation(n) for n in program.program.graph.nodes if n.op == "call_function"}
+        assert torch.ops.aten.bmm.default not in targets
+
+
+
+class _Dispatched(TorchDispatchMode):
+    """The operations dispatched within, in order."""
+
+    def __init__(self):
+        super().__init__()
+        self.operations = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.operations.append(func)
+        return func(*args, **(kwargs or {}))
+
+
+def _step_with_scalars(w, x):
+    """A loss with numbers beside tensors (1e-6, 2, 2.0) and its gradient: autograd's formulas
+    call ``mul.Scalar``, which no Python binding reaches."""
+    loss = ((x @ w).sigmoid() * 2.0 + 1e-6).pow(2).sum(-1).mean()
+    noise = torch.randn(3)
+    return [loss, *torch.autograd.grad(loss, w), noise]
+
+
+@pytest.mark.parametrize("recorded", ["default step", "scalars"])
+def test_bound_programs_dispatch_the_same_operations_and_give_the_same_bits(recorded):
+    """``bindings.bound``: run on real tensors, the rebound program dispatches the operations
+    of the program it was, one for one, with the same draws and values to the bit; an overload
+    no binding reaches (``mul.Scalar``) and the random draws keep ``torch.ops``."""
+    if recorded == "default step":
+        *_, svi = train(RecordedSVI)
+        program = next(iter(svi.replays.values())).program
+        inputs = [*next(iter(svi.replays.values())).params, X[:16], torch.arange(16)]
+        original = copy.deepcopy(program)
+        for node in original.graph.nodes:
+            node.target = operation(node)
+        original.recompile()
+    else:
+        inputs = [torch.randn(4, 3, requires_grad=True), torch.randn(5, 4)]
+        original = replayable(_step_with_scalars, inputs)
+        program = bound(copy.deepcopy(original))
+    runs = []
+    for candidate in (original, program):
+        torch.manual_seed(0)
+        with torch.no_grad(), _Dispatched() as dispatched:
+            runs.append((candidate(*inputs), dispatched.operations))
+    (expected, expected_operations), (got, operations) = runs
+    assert operations == expected_operations
+    assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+    calls = [n for n in program.graph.nodes if n.op == "call_function"]
+    rebound = [n for n in calls if "operation" in n.meta]
+    assert len(rebound) > 0.75 * len(calls)
+    kept = {n.target for n in calls if n not in rebound}
+    assert torch.ops.aten.mul.Scalar in kept
+    assert any(torch.Tag.nondeterministic_seeded in t.tags for t in kept if hasattr(t, "tags"))
+
+
+def test_the_watch_checks_each_module_and_each_parameters_flag_once():
+    """Four recordings (two signatures) ran every module four times, and each parameter has
+    two names (the param store's, its module's): the check before every replay reads each
+    once, and still sees a flag change under either name."""
+    *_, svi = train(RecordedSVI)
+    watch = svi.watch
+    assert len(watch.modules) == len({id(m) for m in watch.modules}) > 0
+    flagged = [p for _, p in watch.flags]
+    assert len(flagged) == len({id(p) for p in flagged}) == len(svi.params)
+    svi.model.decoder[0].weight.requires_grad_(False)
+    assert watch.changed().startswith("requires_grad of")
 
 class Growing(pyro.nn.PyroModule):
     """A model whose structure changes through Python state no guard can see (an iterator's
@@ -259,6 +337,36 @@ def test_simplify_keeps_x_plus_zero_which_turns_minus_zero_into_plus_zero():
     program = replayable(lambda x: [1.0 / (x + 0.0)], [x])
     assert program(x)[0].tolist() == [float("inf"), 0.5]          # 1 / (−0 + 0) = 1 / +0
 
+
+
+def test_simplify_keeps_x_minus_minus_zero_which_turns_minus_zero_into_plus_zero():
+    x = torch.tensor([-0.0, 2.0])
+    for minus_zero in (-0.0, torch.full((2,), -0.0)):
+        program = replayable(lambda x, c=minus_zero: [1.0 / (x - c)], [x])
+        assert program(x)[0].tolist() == [float("inf"), 0.5]      # 1 / (−0 − −0) = 1 / +0
+
+
+def test_simplify_drops_neutral_constants_it_made_and_identity_permutes_never_a_found_tensor():
+    """``(z − 0) / 1 · 1`` with constants the program makes (a standard normal's loc, scale)
+    is z, and ``z.permute(0, 1)`` too; a row minus zeros of the whole shape broadcasts (kept),
+    a tensor of zeros found outside is read at every call (it may change), and the values stay
+    those of the eager call, to the bit."""
+    found = torch.zeros(3, 2)
+
+    def fn(z):
+        loc, scale = torch.zeros_like(z), torch.ones_like(z)
+        standard = ((z - loc) / scale * scale).permute(0, 1)
+        return [standard.exp(), (z[0] - loc).exp(), (z - found).exp()]
+
+    z = torch.randn(3, 2)
+    program = replayable(fn, [z])
+    targets = [n.target for n in program.graph.nodes if n.op == "call_function"]
+    aten = torch.ops.aten
+    assert aten.div.Tensor not in targets and aten.mul.Tensor not in targets
+    assert aten.permute.default not in targets
+    assert targets.count(aten.sub.Tensor) == 2         # z[0] − loc and z − found stay
+    found.fill_(1.0)
+    assert all(torch.equal(a, b) for a, b in zip(program(z), fn(z), strict=True))
 
 @torch.library.custom_op("elbo_lab_test::untagged_noise", mutates_args=())
 def _untagged_noise(x: torch.Tensor) -> torch.Tensor:

@@ -6,10 +6,11 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from pyro.infer.util import torch_item
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from guides import GUIDES
 from models import MODELS
-from models.likelihoods import LIKELIHOODS, BernoulliVector, SoftplusSum
+from models.likelihoods import LIKELIHOODS, BernoulliVector, SoftplusSum, dot
 
 
 def make_pair(likelihood="bernoulli", data_dim=12, latent_dim=3):
@@ -91,6 +92,39 @@ def test_the_bernoulli_likelihood_is_torchs_bernoulli_summed_first():
     wide = BernoulliVector(logits[0]).expand((3, 6))
     assert wide.batch_shape == (3, 6)
     torch.testing.assert_close(wide.log_prob(x), torchs.log_prob(x)[0].expand(3, 6))
+
+
+#: (shape of a, shape of b, whether broadcasting shares an operand among rows of the other)
+DOT_CASES = [((6, 10), (6, 10), False),       # a step's logits against its minibatch
+             ((1, 6, 10), (6, 10), False),    # the same, one particle
+             ((4, 6, 10), (6, 10), True),     # K particles against the minibatch
+             ((3, 10), (3, 1, 10), True)]     # log_prob_pairs: every out_g against every x_i
+
+
+@pytest.mark.parametrize("a_shape, b_shape, shared", DOT_CASES)
+def test_the_likelihoods_dot_product_is_float32_rounding_of_the_exact_sum(a_shape, b_shape,
+                                                                         shared):
+    """Σ_j a_j b_j against float64, within the rounding bound of a float32 sum of D products,
+    γ_D Σ_j |a_j b_j| with γ_D = D u / (1 − D u), u = 2⁻²⁴, on both of ``dot``'s paths."""
+    a, b = torch.randn(a_shape), torch.randn(b_shape)
+    exact = (a.double() * b.double()).sum(-1)
+    d, u = a.shape[-1], 2.0 ** -24
+    bound = d * u / (1 - d * u) * (a.double() * b.double()).abs().sum(-1)
+    got = dot(a, b)
+    assert got.shape == exact.shape
+    assert ((got.double() - exact).abs() <= bound).all()
+
+
+@pytest.mark.parametrize("a_shape, b_shape, shared", DOT_CASES)
+def test_the_likelihoods_dot_product_is_a_matrix_product_only_where_an_operand_is_shared(
+        a_shape, b_shape, shared):
+    """``einsum`` makes one matrix product per row pair, a kernel call each, where the operands
+    share nothing (B calls of 1 × D by D × 1: 0.7 ms of a 7 ms step at B = 128, D = 784), and
+    one product over the shared operand where broadcasting repeats one (K particles, pairs)."""
+    program = make_fx(dot)(torch.randn(a_shape), torch.randn(b_shape))
+    targets = {n.target for n in program.graph.nodes if n.op == "call_function"}
+    products = {torch.ops.aten.bmm.default, torch.ops.aten.mm.default}
+    assert bool(targets & products) == shared
 
 
 def test_softplus_sum_is_exact_and_differentiable_at_every_scale():

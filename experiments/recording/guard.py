@@ -63,7 +63,11 @@ class Watch:
             self._visit(root, name, 0)
 
     def add_module(self, module: nn.Module) -> None:
-        """Watch a module that ran: its flags, parameters, buffers and submodules."""
+        """Watch a module that ran: its flags, parameters, buffers and submodules (once, however
+        many recordings it ran in; a parameter's ``requires_grad`` once, however many names it
+        has: the param store's and its module's)."""
+        if module in self.modules:
+            return
         self.modules.append(module)
         name = type(module).__name__
         for key, value in vars(module).items():
@@ -73,7 +77,7 @@ class Watch:
             items = getattr(module, kind)
             for key, value in items.items():
                 self._add(items, key, f"{name}.{key}")
-                if isinstance(value, nn.Parameter):
+                if isinstance(value, nn.Parameter) and not any(value is p for _, p in self.flags):
                     self.flags.append((f"{name}.{key}", value))
                     self.requires.append(value.requires_grad)
 

@@ -15,6 +15,7 @@ import torch
 from torch import fx
 
 from experiments.recording.adapter import is_operation
+from experiments.recording.bindings import bound
 from experiments.recording.functional import functional
 from experiments.recording.simplify import aliasing, simplify
 
@@ -35,10 +36,12 @@ class Program:
     owned: Optional[List[bool]] = None
 
     def replayable(self, inputs: List[torch.Tensor]) -> "Program":
-        """The program a replay runs: functional, simplified, with ``owned`` set. ``inputs``:
-        the program's inputs at a step (the parameters first), copied, not written."""
+        """The program a replay runs: functional, simplified, with ``owned`` set, calling its
+        operations through Python's bindings (``bindings``). ``inputs``: the program's inputs
+        at a step (the parameters first), copied, not written."""
         program = simplify(functional(self.program, inputs))
-        return replace(self, program=program, owned=_fresh_outputs(program)[1:])
+        owned = _fresh_outputs(program)[1:]
+        return replace(self, program=bound(program), owned=owned)
 
     def same_as(self, other: "Program") -> bool:
         """The same operations on the same shapes with the same constants."""

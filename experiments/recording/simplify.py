@@ -7,16 +7,19 @@ twice over, tensors of ones made afresh each step. ``simplify`` rewrites a *func
 (``functional.functional``: no operation writes to memory another reads, but the epilogue's
 ``copy_`` into found tensors and inputs), in order:
 
-1. identities: ``alias(x)``, ``t(t(x))``, an ``expand``/``view`` to x's own shape and strides,
-   ``x − 0``, ``x · 1``, ``x / 1``, ``x ** 1`` (same shape and dtype) become ``x`` (not
-   ``x + 0``, which turns −0.0 into +0.0);
+1. identities: ``alias(x)``, ``t(t(x))``, an ``expand``/``view``/``permute``/``transpose`` to
+   x's own shape and strides, ``x − 0``, ``x · 1``, ``x / 1``, ``x ** 1`` (same shape and
+   dtype) become ``x`` (not ``x + 0`` nor ``x − (−0)``, which turn −0.0 into +0.0);
 2. constants: an operation that reads of its input only the shape, dtype and device
    (``ones_like``, ``new_zeros``, …, fixed in a recording) is computed once, and so is one whose
    inputs are all such results, if it is on the allow-list (``allowed``): tagged by PyTorch as
    elementwise or a reduction, a view, or a factory of fixed values (``FACTORIES``) — never a
    random operation, even one missing its tag; the program keeps them as buffers. Tensors the
    recording found rather than made (a model's buffers, tensors its Python holds) are never
-   folded: they may change between steps;
+   folded: they may change between steps. An ``x − c``, ``x · c`` or ``x / c`` whose folded
+   constant c holds only +0s (for −) or 1s (for · and /) and leaves x's shape and dtype is
+   ``x`` (the log-density
+   of N(0, I): ``(z − 0) / 1``, ``− log 1``);
 3. duplicates: an operation on the allow-list repeated on the same arguments is computed once
    (arguments compared as ``0``, ``0.0`` and ``False`` differ: ``x * 2`` and ``x * 2.0`` give
    other dtypes for an integer x, which ``torch.fx``'s ``CSEPass`` merges);
@@ -61,7 +64,9 @@ COMMUTATIVE = {aten.add.Tensor, aten.mul.Tensor}
 #: views whose schema does not say so
 UNANNOTATED_VIEWS = {aten._unsafe_view.default}
 VIEWS = {aten.expand.default, aten.view.default, aten._unsafe_view.default,
-         aten.reshape.default}
+         aten.reshape.default, aten.permute.default, aten.transpose.int}
+#: x op c = x for a tensor c all of whose elements are this (+0 for sub)
+NEUTRAL_TENSORS = {aten.sub.Tensor: 0, aten.mul.Tensor: 1, aten.div.Tensor: 1}
 
 
 def simplify(program: fx.GraphModule) -> fx.GraphModule:
@@ -72,7 +77,7 @@ def simplify(program: fx.GraphModule) -> fx.GraphModule:
         if same is not None:
             node.replace_all_uses_with(same)
             graph.erase_node(node)
-    _fold_constants(program)
+    _drop_neutral_constants(program, _fold_constants(program))
     _merge_duplicates(graph)
     graph.eliminate_dead_code(is_impure_node=lambda node: node.is_impure() or _random(node))
     _in_place(graph)
@@ -92,14 +97,15 @@ def _identity_of(node: fx.Node):
     if target in VIEWS and _layout(source) == _layout(node):
         return source
     if target in NEUTRAL and len(node.args) == 2 and not node.kwargs \
-            and _is_number(node.args[1]) and node.args[1] == NEUTRAL[target] \
+            and _is_number(node.args[1]) and _neutral(node.args[1], NEUTRAL[target]) \
             and _layout(source) == _layout(node):
         return source
     return None
 
 
-def _fold_constants(program: fx.GraphModule) -> None:
-    """Compute once what depends only on shapes (step 2); keep it as an attribute."""
+def _fold_constants(program: fx.GraphModule) -> set:
+    """Compute once what depends only on shapes (step 2); keep it as an attribute. Returns
+    the attributes' names."""
     graph, value = program.graph, {}
     for node in graph.nodes:
         if node.op != "call_function" or _random(node) or _mutates(node) or _empty(node) \
@@ -114,6 +120,7 @@ def _fold_constants(program: fx.GraphModule) -> None:
         result = node.target(*args, **fx.node.map_arg(node.kwargs, value.__getitem__))
         if isinstance(result, torch.Tensor):
             value[node] = result
+    names = set()
     for number, node in enumerate(n for n in list(graph.nodes)
                                   if n.op == "call_function" and n in value):
         name = f"_constant{number}"
@@ -123,6 +130,31 @@ def _fold_constants(program: fx.GraphModule) -> None:
         constant.meta = dict(node.meta)
         node.replace_all_uses_with(constant)
         graph.erase_node(node)
+        names.add(name)
+    return names
+
+
+def _drop_neutral_constants(program: fx.GraphModule, folded: set) -> None:
+    """``x − c``, ``x · c``, ``x / c`` → ``x`` where c is a folded constant (one of the
+    attributes named in ``folded``, never a found tensor) all of whose elements are the
+    operation's neutral number and x's layout is the result's (step 2)."""
+    for node in list(program.graph.nodes):
+        neutral = NEUTRAL_TENSORS.get(node.target)
+        if neutral is None or len(node.args) != 2 or node.kwargs:
+            continue
+        source, constant = node.args
+        if isinstance(source, fx.Node) and isinstance(constant, fx.Node) \
+                and constant.op == "get_attr" and constant.target in folded \
+                and _layout(source) == _layout(node) \
+                and _neutral(getattr(program, constant.target), neutral):
+            node.replace_all_uses_with(source)
+            program.graph.erase_node(node)
+
+
+def _neutral(value, neutral: int) -> bool:
+    """Whether a number, or every element of a tensor, is ``neutral`` (+0, not −0, for 0)."""
+    value = torch.as_tensor(value)
+    return bool((value == neutral).all()) and not (neutral == 0 and value.signbit().any())
 
 
 def allowed(target) -> bool:

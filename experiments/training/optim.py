@@ -16,6 +16,12 @@ one optimizer over all of them; ``adam(lr)``, what runs train with, makes it
 After each step the gradients are released (``zero_grad(set_to_none=True)``), so the next
 backward pass writes them afresh instead of adding into tensors of zeros that ``SVI.step``
 would otherwise allocate and fill every step.
+
+``torch.optim.Adam.step`` spends about half a millisecond a step in Python around its two
+kernels (profiling scopes, hooks, option checks, grouping the tensors by device and dtype):
+0.5 of 1.35 ms after a replayed step of the 784-400-20 VAE. Once every parameter has its state,
+``fused_adam_step`` calls the same two kernels on the same tensors directly (the values are
+the same to the bit), wherever torch's step would do no more than that.
 """
 from typing import Dict, Iterable, List, Optional
 
@@ -23,6 +29,7 @@ import pyro
 import torch
 from pyro.optim import PyroOptim
 from torch import nn
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from experiments.parts.namespaces import local_name, local_names
 
@@ -52,7 +59,8 @@ class JointOptim(PyroOptim):
         if new:
             store = pyro.get_param_store()
             self.join({store.param_name(p): p for p in new})
-        self.optimizer.step(*args, **kwargs)
+        if args or kwargs or not fused_adam_step(self.optimizer):
+            self.optimizer.step(*args, **kwargs)
         self.optimizer.zero_grad(set_to_none=True)
 
     def join(self, named: Dict[str, torch.Tensor]) -> None:
@@ -99,6 +107,49 @@ class JointOptim(PyroOptim):
         return {self._names[p]: {"state": {0: whole["state"][i]} if i in whole["state"] else {},
                                  "param_groups": [{**group_of[i], "params": [0]}]}
                 for i, p in enumerate(self._ordered())}
+
+
+#: the options of a parameter group whose step ``fused_adam_step`` takes
+FUSED_ONLY = {"fused": True, "amsgrad": False, "maximize": False, "capturable": False,
+              "differentiable": False, "decoupled_weight_decay": False}
+
+
+def fused_adam_step(optimizer: torch.optim.Optimizer) -> bool:
+    """``optimizer.step()`` as ``torch.optim.Adam(fused=True)`` takes it — the step counts
+    of the parameters with a gradient raised by one, then ``torch._fused_adam_`` on them, per
+    device and dtype — without its Python around the two kernels; False, with nothing done,
+    where torch's step would do more: hooks, a wrapped ``step`` (an LR scheduler's), a gradient
+    scaler, other options or tensor-valued ones, a parameter without its state yet."""
+    if type(optimizer) is not torch.optim.Adam or "step" in vars(optimizer) \
+            or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks \
+            or _global_optimizer_pre_hooks or _global_optimizer_post_hooks \
+            or getattr(optimizer, "grad_scale", None) is not None \
+            or getattr(optimizer, "found_inf", None) is not None:
+        return False
+    calls = []
+    for group in optimizer.param_groups:
+        numbers = (group["lr"], *group["betas"], group["eps"], group["weight_decay"])
+        if any(group[k] != v for k, v in FUSED_ONLY.items()) \
+                or not all(type(n) is float for n in numbers[:4]):
+            return False
+        tensors: Dict[tuple, List[list]] = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = optimizer.state.get(p)
+            if not state or p.grad.is_sparse or p.is_complex():
+                return False
+            lists = tensors.setdefault((p.device, p.dtype), [[], [], [], [], []])
+            for kept, value in zip(lists, (p, p.grad, state["exp_avg"], state["exp_avg_sq"],
+                                           state["step"])):
+                kept.append(value)
+        calls += [(lists, numbers) for lists in tensors.values()]
+    for (params, grads, exp_avgs, exp_avg_sqs, steps), (lr, beta1, beta2, eps, decay) in calls:
+        torch._foreach_add_(steps, 1)
+        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
+                           lr=lr, beta1=beta1, beta2=beta2, weight_decay=decay, eps=eps,
+                           maximize=False, grad_scale=None, found_inf=None)
+    return True
 
 
 def adam(lr: float) -> JointOptim:

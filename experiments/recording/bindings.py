@@ -1,0 +1,104 @@
+"""A replayed program calling its operations the way eager code does: through PyTorch's
+generated Python bindings, where one reaches the very same operation with the same arguments.
+
+A recorded program calls each ATen operation as ``torch.ops.aten.add_.Tensor(x, y)``, the
+boxed route: every argument converted to a generic value and back. Eager code calls
+``x.add_(y)``, a binding generated for the operation that parses its arguments straight into
+the kernel's: 2.6–2.8 µs a call on a 1-element tensor against 3.4–4.5 µs through
+``torch.ops`` (one thread of a Xeon). A replayed training step is about a hundred calls, most
+on tensors of a few thousand elements or fewer, where that difference is a good part of the
+call, more so when a step's large tensors have pushed Python's objects out of the caches.
+
+``bound`` gives each node the binding of the operation's name (``torch.addmm``,
+``Tensor.add_``, ``torch._C._nn.softplus``) where calling it with the node's arguments
+dispatches exactly one operation, the node's, with the same arguments: checked once per node
+by calling both on meta tensors of the node's shapes (nothing is computed, nothing drawn) under
+a dispatch mode that records what each call reaches. A Python number reaches the operation as
+the same number either way; an overload that no binding reaches (``mul.Scalar``: the binding
+wraps the number and reaches ``mul.Tensor``) and a random operation keep ``torch.ops``. The same
+operation runs on the same arguments, so every value is the same to the bit. Each rebound node
+keeps its operation in ``node.meta["operation"]`` (``operation``).
+"""
+from typing import Callable, Optional
+
+import torch
+from torch import fx
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from experiments.recording.adapter import is_operation
+
+#: where the generated bindings live, searched in this order
+NAMESPACES = (torch._C._VariableFunctions, torch._C._nn, torch._C.TensorBase)
+
+
+def bound(program: fx.GraphModule) -> fx.GraphModule:
+    """The program, each operation that has an equivalent binding calling it (in place)."""
+    for node in program.graph.nodes:
+        if node.op == "call_function" and is_operation(node.target) \
+                and torch.Tag.nondeterministic_seeded not in node.target.tags:
+            binding = _binding(node)
+            if binding is not None:
+                node.meta["operation"] = node.target
+                node.target = binding
+    program.recompile()
+    return program
+
+
+def operation(node: fx.Node):
+    """The operation a node of a ``bound`` program calls: its ATen overload, or its target."""
+    return node.meta.get("operation", node.target)
+
+
+def _binding(node: fx.Node) -> Optional[Callable]:
+    """The first binding of the node's operation's name that reaches the same call."""
+    name = node.target._schema.name.split("::")[-1]
+    candidates = [getattr(space, name) for space in NAMESPACES if hasattr(space, name)]
+    if not candidates:
+        return None
+    blanks = {}
+    for arg in node.all_input_nodes:
+        value = arg.meta.get("val")
+        if not isinstance(value, torch.Tensor):
+            return None
+        blanks[arg] = torch.empty_strided(value.shape, value.stride(), dtype=value.dtype,
+                                          device="meta")
+    args = fx.node.map_arg(node.args, blanks.__getitem__)
+    kwargs = fx.node.map_arg(node.kwargs, blanks.__getitem__)
+    expected = _reached(node.target, args, kwargs)
+    return next((c for c in candidates if expected is not None
+                 and _same(_reached(c, args, kwargs), expected)), None)
+
+
+class _Reached(TorchDispatchMode):
+    """Records every operation dispatched within, with its arguments, and runs it."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls.append((func, args, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def _reached(fn: Callable, args, kwargs) -> Optional[list]:
+    """What calling ``fn`` dispatches, or None if the call fails (no meta kernel, a binding
+    that takes other arguments)."""
+    try:
+        with _Reached() as mode:
+            fn(*args, **kwargs)
+    except Exception:                  # any failure: keep torch.ops
+        return None
+    return mode.calls
+
+
+def _same(a, b) -> bool:
+    """The same operations on the same tensors (the very objects) and the same values, of
+    the same types (``2`` is not ``2.0``)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return a is b
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(map(_same, a, b))
+    if isinstance(a, dict):
+        return type(b) is dict and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
