@@ -21,10 +21,10 @@ def numbers() -> dict:
     return json.loads((RESULTS / "evaluation-seeds.json").read_text())
 
 
-def page_rows():
-    """The rows of the table between ``<!-- seeds -->`` and ``<!-- /seeds -->``."""
+def page_rows(marker: str = "seeds"):
+    """The rows of the table between ``<!-- marker -->`` and ``<!-- /marker -->``."""
     page = (RESULTS / "evaluation.md").read_text()
-    block = re.search(r"<!-- seeds -->\n(.*?)<!-- /seeds -->", page, re.S)[1]
+    block = re.search(rf"<!-- {marker} -->\n(.*?)<!-- /{marker} -->", page, re.S)[1]
     lines = [line for line in block.splitlines() if line.startswith("| ")][2:]
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
 
@@ -43,9 +43,24 @@ def test_every_cell_of_the_seeds_table_is_its_runs_recomputed():
         expected = [str(len(seeds)), cell([r["test_elbo"] for r in seeds]),
                     cell([r["test_iwae"] for r in seeds]), cell(iwae), cell(ais),
                     cell(np.subtract(ais, iwae)),
+                    ", ".join(str(round(r["active_units"])) for r in seeds) + " of 8",
                     *(cell([r[k] for r in seeds])
-                      for k in ("active_units", "kl", "mutual_information", "marginal_kl"))]
+                      for k in ("kl", "mutual_information", "marginal_kl"))]
         assert row[1:] == expected, row[0]
+
+
+def test_every_gain_is_the_paired_seeds_differences_recomputed():
+    """Each change (the VampPrior, the IAF) against the same variant without it, seed by seed."""
+    runs = numbers()["runs"]
+    pairs = {"VampPrior, diagonal q": ("vamp", "standard"), "VampPrior, IAF q": ("vamp-iaf", "iaf"),
+             "IAF, N(0, I) prior": ("iaf", "standard"), "IAF, VampPrior": ("vamp-iaf", "vamp")}
+    rows = page_rows("gains")
+    assert {row[0] for row in rows} == set(pairs)
+    for row in rows:
+        with_it, without = (runs[name] for name in pairs[row[0]])
+        seeds = sorted(set(with_it) & set(without))
+        assert row[1:] == [str(len(seeds)), *(cell([with_it[s][k] - without[s][k] for s in seeds])
+                                              for k in ("test_elbo", "test_iwae"))]
 
 
 def test_every_run_keeps_the_bounds_order_and_the_ranges():

@@ -334,8 +334,10 @@ def test_a_fresh_process_loads_from_the_cache(recording_cache, tmp_path):
     cold, warm, pyro_run = run("recorded"), run("recorded"), run("pyro")
     assert (cold["recordings"], cold["loaded"]) == (4, 0)
     assert (warm["recordings"], warm["loaded"]) == (0, 2)
-    for key in ("losses", "params", "adam"):
+    for key in ("params", "adam"):
         assert warm[key] == pyro_run[key] == cold[key]
+    for run in (warm, cold):                          # to rounding: Outcome.assert_same_as
+        assert run["losses"] == pytest.approx(pyro_run["losses"], rel=1e-5)
 
 
 def test_poutine_handlers_around_the_step_with_other_settings_miss_the_key(caplog):

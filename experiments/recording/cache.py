@@ -63,6 +63,8 @@ from experiments.recording.adapter import (
     operation,
     param_constraints,
 )
+from experiments.recording.guard import SCALARS
+from experiments.recording.guard import _global_names as global_names
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,6 @@ ENVIRONMENT = "ELBO_LAB_RECORDING_CACHE"
 MAX_ENTRIES = 256
 #: how far ``_code`` follows functions, classes, objects and globals from model, guide, loss
 CODE_DEPTH = 6
-SCALARS = (int, float, bool, str, complex, type(None))
 #: top-level packages keyed by version, whose code ``_code`` does not walk
 VERSIONED = {"torch", "pyro", "numpy", "builtins"}
 _ENGINE = Path(__file__).parent
@@ -255,7 +256,7 @@ def _held(root, role: str):
                 yield f"{role}.{name}", cell.cell_contents
             except ValueError:
                 pass
-        for name in sorted(_global_names(code)):
+        for name in sorted(global_names(code)):
             if name in root.__globals__:
                 yield f"{role}.{name}", root.__globals__[name]
     elif not isinstance(root, nn.Module) and hasattr(root, "__dict__"):
@@ -362,7 +363,7 @@ def _function(function: types.FunctionType):
         except ValueError:
             continue
         yield (f"{name}={_scalar(value)}", None) if isinstance(value, SCALARS) else (name, value)
-    for name in sorted(_global_names(code)):
+    for name in sorted(global_names(code)):
         if name in function.__globals__:
             value = function.__globals__[name]
             yield (f"{name}={_scalar(value)}", None) if isinstance(value, SCALARS) \
@@ -383,14 +384,6 @@ def _functions_of(value) -> list:
     if isinstance(value, property):
         return [f for f in (value.fget, value.fset) if f is not None]
     return [value] if isinstance(value, types.FunctionType) else []
-
-
-def _global_names(code: types.CodeType) -> set:
-    names = set(code.co_names)
-    for constant in code.co_consts:
-        if isinstance(constant, types.CodeType):
-            names |= _global_names(constant)
-    return names
 
 
 def _walked(module: Optional[str]) -> bool:

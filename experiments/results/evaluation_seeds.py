@@ -21,7 +21,8 @@ from experiments.common.errors import UserError
 from experiments.results.evaluation_table import VARIANTS, finished, read
 
 OUT = Path(__file__).parents[2] / "docs" / "results" / "evaluation-seeds.json"
-#: the table's columns: (header, the number of a run it shows)
+#: the table's columns: header → the number of a run it shows (``active units``: each seed's
+#: count, the others: mean ± s.e. over the seeds)
 COLUMNS = {
     "test ELBO": lambda r: r["test_elbo"],
     "IWAE-5000": lambda r: r["test_iwae"],
@@ -33,6 +34,11 @@ COLUMNS = {
     "I(x; z)": lambda r: r["mutual_information"],
     "KL(q(z) ‖ p(z))": lambda r: r["marginal_kl"],
 }
+
+
+#: the gains the page discusses: (what changes, the variant with it, the variant without it)
+GAINS = [("VampPrior, diagonal q", "vamp", "standard"), ("VampPrior, IAF q", "vamp-iaf", "iaf"),
+         ("IAF, N(0, I) prior", "iaf", "standard"), ("IAF, VampPrior", "vamp-iaf", "vamp")]
 
 
 def mean_and_stderr(values: List[float]) -> str:
@@ -51,12 +57,31 @@ def scored_runs(folder: Path) -> Dict[str, Dict[str, dict]]:
     return {name: seeds for name, seeds in runs.items() if seeds}
 
 
+def counts(values: List[float]) -> str:
+    """Each seed's active units, ``8, 7, 8 of 8``."""
+    return f"{', '.join(f'{v:.0f}' for v in values)} of 8"
+
+
 def table_rows(runs: Dict[str, Dict[str, dict]]) -> List[List[str]]:
     """One row of cells per variant: its name, its seeds, then ``COLUMNS`` over them."""
     return [[VARIANTS[name], str(len(seeds)),
-             *(mean_and_stderr([column(r) for r in seeds.values()])
-               for column in COLUMNS.values())]
+             *((counts if header == "active units" else mean_and_stderr)(
+                 [column(r) for r in seeds.values()]) for header, column in COLUMNS.items())]
             for name, seeds in runs.items()]
+
+
+def gain_rows(runs: Dict[str, Dict[str, dict]]) -> List[List[str]]:
+    """For each of ``GAINS`` whose two variants share two seeds or more: the seeds, and the
+    test ELBO's and IWAE-5000's gain, seed by seed (the same seed's runs paired), mean ± s.e."""
+    rows = []
+    for change, with_it, without in GAINS:
+        seeds = sorted(set(runs.get(with_it, {})) & set(runs.get(without, {})))
+        if len(seeds) < 2:
+            continue
+        cells = [mean_and_stderr([runs[with_it][s][key] - runs[without][s][key] for s in seeds])
+                 for key in ("test_elbo", "test_iwae")]
+        rows.append([change, str(len(seeds)), *cells])
+    return rows
 
 
 def settings(runs: Dict[str, Dict[str, dict]]) -> dict:
@@ -84,6 +109,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"| variant | seeds | {' | '.join(COLUMNS)} |")
     print("|" + "---|" * (len(COLUMNS) + 2))
     for row in table_rows(runs):
+        print(f"| {' | '.join(row)} |")
+    print("\n| change | seeds | gain in test ELBO | gain in IWAE-5000 |\n|---|---|---|---|")
+    for row in gain_rows(runs):
         print(f"| {' | '.join(row)} |")
     return 0
 
