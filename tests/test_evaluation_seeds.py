@@ -75,6 +75,15 @@ def test_every_mean_and_error_the_prose_quotes_is_a_cell_of_the_tables():
         assert pair in cells, pair
 
 
+def test_the_guide_quotes_the_gains_of_the_table():
+    page = (RESULTS.parent / "guide" / "evaluating-log-likelihood.md").read_text()
+    cells = {c for row in page_rows("gains") for c in row}
+    quoted = re.findall(r"\d+\.\d+ ± \d+\.\d+ nats of IWAE-5000 and the IAF \d+\.\d+ ± \d+\.\d+",
+                        page.replace("\n", " "))
+    quoted = re.findall(r"\d+\.\d+ ± \d+\.\d+", " ".join(quoted))
+    assert len(quoted) == 2 and all(pair in cells for pair in quoted), quoted
+
+
 def test_every_run_keeps_the_bounds_order_and_the_ranges():
     """ELBO ≤ IWAE-5000 on the test set; AIS and IWAE on the same points within 4 Monte Carlo
     errors of each other or AIS above (both stochastic lower bounds, AIS the tighter one);
