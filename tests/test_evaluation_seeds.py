@@ -25,7 +25,7 @@ def page_rows(marker: str = "seeds"):
     """The rows of the table between ``<!-- marker -->`` and ``<!-- /marker -->``."""
     page = (RESULTS / "evaluation.md").read_text()
     block = re.search(rf"<!-- {marker} -->\n(.*?)<!-- /{marker} -->", page, re.S)[1]
-    lines = [line for line in block.splitlines() if line.startswith("| ")][2:]
+    lines = [line for line in block.splitlines() if line.startswith("| ")][1:]
     return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
 
 
@@ -61,6 +61,27 @@ def test_every_gain_is_the_paired_seeds_differences_recomputed():
         seeds = sorted(set(with_it) & set(without))
         assert row[1:] == [str(len(seeds)), *(cell([with_it[s][k] - without[s][k] for s in seeds])
                                               for k in ("test_elbo", "test_iwae"))]
+
+
+def test_every_mean_and_error_the_prose_quotes_is_a_cell_of_the_tables():
+    """The findings after the literature table quote ``a ± b`` pairs: each is a cell of the
+    seeds or gains table (a gain without its sign, a mean with its minus)."""
+    page = (RESULTS / "evaluation.md").read_text()
+    findings = page[page.index("What the digits show"):page.index("## What is not measured")]
+    cells = {c.replace("-", "−") for row in page_rows() + page_rows("gains") for c in row}
+    quoted = re.findall(r"−?\d+\.\d+ ± \d+\.\d+", findings)
+    assert len(quoted) >= 8
+    for pair in quoted:
+        assert pair in cells, pair
+
+
+def test_the_guide_quotes_the_gains_of_the_table():
+    page = (RESULTS.parent / "guide" / "evaluating-log-likelihood.md").read_text()
+    cells = {c for row in page_rows("gains") for c in row}
+    quoted = re.findall(r"\d+\.\d+ ± \d+\.\d+ nats of IWAE-5000 and the IAF \d+\.\d+ ± \d+\.\d+",
+                        page.replace("\n", " "))
+    quoted = re.findall(r"\d+\.\d+ ± \d+\.\d+", " ".join(quoted))
+    assert len(quoted) == 2 and all(pair in cells for pair in quoted), quoted
 
 
 def test_every_run_keeps_the_bounds_order_and_the_ranges():

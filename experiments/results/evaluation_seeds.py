@@ -72,7 +72,8 @@ def table_rows(runs: Dict[str, Dict[str, dict]]) -> List[List[str]]:
 
 def gain_rows(runs: Dict[str, Dict[str, dict]]) -> List[List[str]]:
     """For each of ``GAINS`` whose two variants share two seeds or more: the seeds, and the
-    test ELBO's and IWAE-5000's gain, seed by seed (the same seed's runs paired), mean ± s.e."""
+    test ELBO's and IWAE-5000's gain, each run paired with the run of the same seed, mean ±
+    s.e."""
     rows = []
     for change, with_it, without in GAINS:
         seeds = sorted(set(runs.get(with_it, {})) & set(runs.get(without, {})))
