@@ -144,7 +144,8 @@ def test_the_default_step_replays_without_batched_matrix_products():
     0.8 of a 7 ms step at B = 128 (docs/design/speed.md); the replay computes it elementwise."""
     *_, svi = train(RecordedSVI)
     for program in svi.replays.values():
-        targets = {operation(n) for n in program.program.graph.nodes if n.op == "call_function"}
+        targets = {operation(n) for n in program.program.graph.nodes
+                   if n.op in ("call_function", "call_method")}
         assert torch.ops.aten.bmm.default not in targets
 
 
@@ -180,7 +181,8 @@ def test_bound_programs_dispatch_the_same_operations_and_give_the_same_bits(reco
         inputs = [*next(iter(svi.replays.values())).params, X[:16], torch.arange(16)]
         original = copy.deepcopy(program)
         for node in original.graph.nodes:
-            node.target = operation(node)
+            if "operation" in node.meta:
+                node.op, node.target = "call_function", operation(node)
         original.recompile()
     else:
         inputs = [torch.randn(4, 3, requires_grad=True), torch.randn(5, 4)]
@@ -194,9 +196,15 @@ def test_bound_programs_dispatch_the_same_operations_and_give_the_same_bits(reco
     (expected, expected_operations), (got, operations) = runs
     assert operations == expected_operations
     assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
-    calls = [n for n in program.graph.nodes if n.op == "call_function"]
+    calls = [n for n in program.graph.nodes if n.op in ("call_function", "call_method")]
     rebound = [n for n in calls if "operation" in n.meta]
     assert len(rebound) > 0.75 * len(calls)
+    lines = {line.split(" = ")[0].strip(): line.split(" = ", 1)[1] for line in
+             program.code.splitlines() if " = " in line}
+    for node in rebound:                 # the code calls the very binding that was checked
+        if node.op == "call_function":
+            callee = lines[node.name].split("(")[0]
+            assert eval(callee, program.forward.__globals__) is node.target, callee
     kept = {n.target for n in calls if n not in rebound}
     assert torch.ops.aten.mul.Scalar in kept
     assert any(torch.Tag.nondeterministic_seeded in t.tags for t in kept if hasattr(t, "tags"))

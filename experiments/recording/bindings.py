@@ -10,15 +10,19 @@ on tensors of a few thousand elements or fewer, where that difference is a good 
 call, more so when a step's large tensors have pushed Python's objects out of the caches.
 
 ``bound`` gives each node the binding of the operation's name (``torch.addmm``,
-``Tensor.add_``, ``torch._C._nn.softplus``) where calling it with the node's arguments
+``torch._C._nn.softplus``, or a method: ``x.add_(y)``) where calling it with the node's arguments
 dispatches exactly one operation, the node's, with the same arguments: checked once per node
 by calling both on meta tensors of the node's shapes (nothing is computed, nothing drawn) under
 a dispatch mode that records what each call reaches. A Python number reaches the operation as
 the same number either way; an overload that no binding reaches (``mul.Scalar``: the binding
 wraps the number and reaches ``mul.Tensor``) and a random operation keep ``torch.ops``. The same
 operation runs on the same arguments, so every value is the same to the bit. Each rebound node
-keeps its operation in ``node.meta["operation"]`` (``operation``).
+keeps its operation in ``node.meta["operation"]`` (``operation``). A method is called as one
+(``torch.fx``'s ``call_method``), and only where ``torch.Tensor`` does not override the C method
+in Python; a function only where the name the program's code gives it is that function
+(``torch.split`` is a Python wrapper, not ``torch._C._VariableFunctions.split``).
 """
+import functools
 from typing import Callable, Optional
 
 import torch
@@ -33,13 +37,15 @@ NAMESPACES = (torch._C._VariableFunctions, torch._C._nn, torch._C.TensorBase)
 
 def bound(program: fx.GraphModule) -> fx.GraphModule:
     """The program, each operation that has an equivalent binding calling it (in place)."""
-    for node in program.graph.nodes:
+    for node in list(program.graph.nodes):
         if node.op == "call_function" and is_operation(node.target) \
                 and torch.Tag.nondeterministic_seeded not in node.target.tags:
             binding = _binding(node)
             if binding is not None:
                 node.meta["operation"] = node.target
-                node.target = binding
+                method = binding is getattr(torch._C.TensorBase, binding.__name__, None)
+                node.op, node.target = ("call_method", binding.__name__) if method else \
+                    (node.op, binding)
     program.recompile()
     return program
 
@@ -53,6 +59,7 @@ def _binding(node: fx.Node) -> Optional[Callable]:
     """The first binding of the node's operation's name that reaches the same call."""
     name = node.target._schema.name.split("::")[-1]
     candidates = [getattr(space, name) for space in NAMESPACES if hasattr(space, name)]
+    candidates = [c for c in candidates if _named(c)]
     if not candidates:
         return None
     blanks = {}
@@ -67,6 +74,16 @@ def _binding(node: fx.Node) -> Optional[Callable]:
     expected = _reached(node.target, args, kwargs)
     return next((c for c in candidates if expected is not None
                  and _same(_reached(c, args, kwargs), expected)), None)
+
+
+def _named(binding: Callable) -> bool:
+    """Whether the binding is what its name in a program's code (a method of ``torch.Tensor``,
+    or ``module.name``) finds."""
+    name = binding.__name__
+    if binding is getattr(torch._C.TensorBase, name, None):
+        return getattr(torch.Tensor, name) is binding
+    module = functools.reduce(getattr, binding.__module__.split(".")[1:], torch)
+    return binding.__module__.split(".")[0] == "torch" and getattr(module, name, None) is binding
 
 
 class _Reached(TorchDispatchMode):
