@@ -125,6 +125,18 @@ def test_a_second_run_loads_every_signature_records_nothing_and_gives_pyros_numb
     first.assert_same_as(second)
 
 
+def test_a_loaded_program_calls_what_the_recorded_one_calls_bindings_included():
+    """The kept program is the replayed one: the same code, each operation through the same
+    Python binding (``bindings``), not the boxed ``torch.ops`` route a plain reload gives."""
+    first = train(recorded())
+    second = train(recorded())
+    assert (second.svi.recordings, second.svi.loaded) == (0, 2)
+    codes = [[p.program.code for p in run.svi.replays.values()] for run in (first, second)]
+    assert codes[0] == codes[1]
+    assert any("call_method" == n.op for p in second.svi.replays.values()
+               for n in p.program.graph.nodes)
+
+
 def test_a_loaded_program_writes_into_the_new_modules_batchnorm_buffers():
     train(recorded())
     second = train(recorded())

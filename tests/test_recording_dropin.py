@@ -466,10 +466,12 @@ def _linear_in_a():
 
 class HalvedSGD(pyro.optim.PyroOptim):
     """SGD on gradients halved in place first, which then lets them go (as torch's
-    ``zero_grad(set_to_none=True)`` does): an optimizer that writes into ``p.grad``."""
+    ``zero_grad(set_to_none=True)`` does): an optimizer that writes into ``p.grad``. Its rate
+    keeps plain SGD on the VAE finite over the test's steps (at 0.01 it reached NaN in some
+    orders of the suite: then Pyro's and the replay's NaNs compare unequal)."""
 
     def __init__(self):
-        super().__init__(torch.optim.SGD, {"lr": 0.01})
+        super().__init__(torch.optim.SGD, {"lr": 0.001})
 
     def __call__(self, params, *args, **kwargs):
         params = list(params)

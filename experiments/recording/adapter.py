@@ -1,10 +1,12 @@
-"""Every use of PyTorch's and Pyro's private machinery by the recording, in one place.
+"""Every use of PyTorch's and Pyro's private machinery by the recording (and by the optimizer
+step a replay is followed by, ``experiments.training.optim.fused_adam_step``), in one place.
 
 The recording uses what no public API gives: a way to run operations unrecorded inside
 ``make_fx``, a cheaper way for it to note each value's layout, a way to skip the value checks
 of distributions made while validation was on, an operation's schema (does it write, does its
 output alias an input), Pyro's handler stack, the param store's dictionary of unconstrained
-tensors, and the text of the error ``make_fx`` raises when Python reads a traced value. Each is
+tensors, the text of the error ``make_fx`` raises when Python reads a traced value, and fused
+Adam's kernel with the hooks ``Optimizer.step`` would run around it. Each is
 checked against the versions it was tested with (``TESTED_WITH``); under any other version
 ``RecordedSVI`` steps through Pyro's
 ``SVI.step`` from the start, with one line saying so (``untested_versions``).
@@ -18,6 +20,7 @@ from pyro.poutine.runtime import _PYRO_STACK
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
 from torch.fx.experimental import proxy_tensor
 from torch.fx.experimental.proxy_tensor import disable_proxy_modes_tracing
+from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 #: the releases this module was tested with
 TESTED_WITH = {"torch": "2.14.1", "pyro-ppl": "1.9.2"}
@@ -124,3 +127,19 @@ def operation(name: str) -> torch._ops.OpOverload:
     if not is_operation(op):
         raise ValueError(f"{name} is no operation")
     return op
+
+
+def step_hooked(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer.step()`` would run hooks around its update: the optimizer's own, or
+    those registered for every optimizer."""
+    return bool(optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks
+                or _global_optimizer_pre_hooks or _global_optimizer_post_hooks)
+
+
+def fused_adam(params, grads, exp_avgs, exp_avg_sqs, steps, lr: float, beta1: float,
+               beta2: float, weight_decay: float, eps: float) -> None:
+    """The kernel ``torch.optim.Adam(fused=True)`` updates a device's parameters of one dtype
+    with (no AMSGrad, not maximizing, no gradient scaler), the step counts already raised."""
+    torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False, lr=lr,
+                       beta1=beta1, beta2=beta2, weight_decay=weight_decay, eps=eps,
+                       maximize=False, grad_scale=None, found_inf=None)

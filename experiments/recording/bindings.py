@@ -42,10 +42,7 @@ def bound(program: fx.GraphModule) -> fx.GraphModule:
                 and torch.Tag.nondeterministic_seeded not in node.target.tags:
             binding = _binding(node)
             if binding is not None:
-                node.meta["operation"] = node.target
-                method = binding is getattr(torch._C.TensorBase, binding.__name__, None)
-                node.op, node.target = ("call_method", binding.__name__) if method else \
-                    (node.op, binding)
+                _bind(node, binding)
     program.recompile()
     return program
 
@@ -53,6 +50,38 @@ def bound(program: fx.GraphModule) -> fx.GraphModule:
 def operation(node: fx.Node):
     """The operation a node of a ``bound`` program calls: its ATen overload, or its target."""
     return node.meta.get("operation", node.target)
+
+
+def binding_of(node: fx.Node) -> Optional[int]:
+    """Where the binding a node of a ``bound`` program calls lives: its index in
+    ``NAMESPACES`` (a method: ``TensorBase``'s), or None for a node ``bound`` left alone. With
+    the node's operation this names the binding, for a program kept on disk (``cache``)."""
+    if "operation" not in node.meta:
+        return None
+    if node.op == "call_method":
+        return NAMESPACES.index(torch._C.TensorBase)
+    return next(i for i, space in enumerate(NAMESPACES)
+                if getattr(space, node.target.__name__, None) is node.target)
+
+
+def rebind(node: fx.Node, where: int) -> None:
+    """Give a node calling its operation through ``torch.ops`` the binding ``bound`` chose for
+    it in the run that kept the program (``binding_of``): the same operation's binding in the
+    same torch (a kept program's key holds torch's version and the step's shapes), so the same
+    check would choose it again; the first replay of a kept program is checked against Pyro's
+    step all the same."""
+    name = node.target._schema.name.split("::")[-1]
+    binding = getattr(NAMESPACES[where], name)
+    if not _named(binding):
+        raise ValueError(f"{name} of {NAMESPACES[where].__name__} is not what its name finds")
+    _bind(node, binding)
+
+
+def _bind(node: fx.Node, binding: Callable) -> None:
+    """The node calls ``binding`` (a method as one) instead of its operation."""
+    node.meta["operation"] = node.target
+    method = binding is getattr(torch._C.TensorBase, binding.__name__, None)
+    node.op, node.target = ("call_method", binding.__name__) if method else (node.op, binding)
 
 
 def _binding(node: fx.Node) -> Optional[Callable]:

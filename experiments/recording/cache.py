@@ -56,6 +56,7 @@ import torch
 from torch import fx, nn
 
 import experiments
+from experiments.recording import bindings
 from experiments.recording.adapter import (
     TESTED_WITH,
     handlers,
@@ -69,7 +70,7 @@ from experiments.recording.guard import _global_names as global_names
 log = logging.getLogger(__name__)
 
 #: the layout of an entry; a new one changes every key
-FORMAT = 1
+FORMAT = 2
 #: the environment variable naming the cache's folder, or ``off``
 ENVIRONMENT = "ELBO_LAB_RECORDING_CACHE"
 #: entries kept, at most (each a few hundred kB for a VAE)
@@ -441,27 +442,33 @@ def unpack(entry: dict, names: Dict[str, torch.Tensor]) -> Optional[Tuple[fx.Gra
             return None
         tensors[attribute] = tensor
     graph, nodes = fx.Graph(), {}
-    for op, name, target, args, kwargs in plan["nodes"]:
+    for op, name, target, args, kwargs, binding in plan["nodes"]:
         if not _NAME.match(name) or (op in ("get_attr", "placeholder") and not _NAME.match(target)):
             raise ValueError(f"a node named {name!r}")
         nodes[name] = graph.create_node(op, _target(op, target), _decode(args, nodes),
                                         _decode(kwargs, nodes), name)
+        if binding is not None:
+            bindings.rebind(nodes[name], binding)
     return fx.GraphModule(tensors, graph), plan["facts"]
 
 
 def _node_record(node: fx.Node) -> list:
-    if node.op == "call_function":
-        if is_operation(node.target):
-            target = f"op {node.target}"
-        elif getattr(operator, getattr(node.target, "__name__", ""), None) is node.target:
-            target = f"operator {node.target.__name__}"
+    """A node as plain data: kind, name, target, arguments, and where the binding it calls
+    lives (``bindings.binding_of``: a bound node is kept as its operation, and rebound)."""
+    op, target = node.op, bindings.operation(node)
+    if op == "call_method" and is_operation(target):
+        op = "call_function"
+    if op == "call_function":
+        if is_operation(target):
+            target = f"op {target}"
+        elif getattr(operator, getattr(target, "__name__", ""), None) is target:
+            target = f"operator {target.__name__}"
         else:
-            raise Uncacheable(f"the program calls {node.target}, not an operation of torch.ops")
-    elif node.op in ("placeholder", "get_attr", "output"):
-        target = node.target
-    else:
-        raise Uncacheable(f"the program has a node of kind {node.op}")
-    return [node.op, node.name, target, _encode(node.args), _encode(node.kwargs)]
+            raise Uncacheable(f"the program calls {target}, not an operation of torch.ops")
+    elif op not in ("placeholder", "get_attr", "output"):
+        raise Uncacheable(f"the program has a node of kind {op}")
+    return [op, node.name, target, _encode(node.args), _encode(node.kwargs),
+            bindings.binding_of(node)]
 
 
 def _target(op: str, target: str):

@@ -29,9 +29,9 @@ import pyro
 import torch
 from pyro.optim import PyroOptim
 from torch import nn
-from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from experiments.parts.namespaces import local_name, local_names
+from experiments.recording.adapter import fused_adam, step_hooked, untested_versions
 
 
 class JointOptim(PyroOptim):
@@ -119,10 +119,10 @@ def fused_adam_step(optimizer: torch.optim.Optimizer) -> bool:
     of the parameters with a gradient raised by one, then ``torch._fused_adam_`` on them, per
     device and dtype — without its Python around the two kernels; False, with nothing done,
     where torch's step would do more: hooks, a wrapped ``step`` (an LR scheduler's), a gradient
-    scaler, other options or tensor-valued ones, a parameter without its state yet."""
+    scaler, other options or tensor-valued ones, a parameter without its state yet, or
+    versions of torch the private kernel call was not tested with (``adapter``)."""
     if type(optimizer) is not torch.optim.Adam or "step" in vars(optimizer) \
-            or optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks \
-            or _global_optimizer_pre_hooks or _global_optimizer_post_hooks \
+            or step_hooked(optimizer) or untested_versions() is not None \
             or getattr(optimizer, "grad_scale", None) is not None \
             or getattr(optimizer, "found_inf", None) is not None:
         return False
@@ -146,9 +146,7 @@ def fused_adam_step(optimizer: torch.optim.Optimizer) -> bool:
         calls += [(lists, numbers) for lists in tensors.values()]
     for (params, grads, exp_avgs, exp_avg_sqs, steps), (lr, beta1, beta2, eps, decay) in calls:
         torch._foreach_add_(steps, 1)
-        torch._fused_adam_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
-                           lr=lr, beta1=beta1, beta2=beta2, weight_decay=decay, eps=eps,
-                           maximize=False, grad_scale=None, found_inf=None)
+        fused_adam(params, grads, exp_avgs, exp_avg_sqs, steps, lr, beta1, beta2, decay, eps)
     return True
 
 
