@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional
+from unittest import mock
 
 import numpy as np
 import pyro
@@ -38,6 +39,7 @@ from experiments.common.errors import UserError
 from experiments.common.threads import threads_of_run
 from experiments.config.config import Config, thread_count
 from experiments.data.datasets import BINARIZE_SEED, MNIST_FILES, Dataset, binarize
+from experiments.recording.cache import ENVIRONMENT
 from experiments.training.prepare import prepare_data
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -120,7 +122,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise UserError(f"--only {args.only} measures one part: give --out FILE "
                         "(benchmarks/RESULTS.md is written by the whole benchmark)")
     with threads_of_run(args.threads) as threads, \
-            tempfile.TemporaryDirectory(prefix="elbo-lab-bench-") as recordings:
+            tempfile.TemporaryDirectory(prefix="elbo-lab-bench-") as recordings, \
+            mock.patch.dict(os.environ, {ENVIRONMENT: recordings}):   # its processes' too
         return _benchmarks(args, argv, f"Threads: {threads.threads} ({threads.reason}).",
                            recordings)
 
