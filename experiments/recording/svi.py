@@ -43,7 +43,7 @@ At most ``MAX_REPLAYS`` programs are kept, the least recently replayed dropped f
 ``--kl-warmup`` records each epoch's β once and never again).
 
 Across runs (``cache``): once a signature's two recordings agree, its program is stored on disk,
-keyed by what it depends on (``cache.material``); a later run, at a signature's first step,
+keyed by what it depends on (``cache_key.material``); a later run, at a signature's first step,
 loads the stored program instead of recording it, and replays it only if that very step,
 computed by Pyro from the same random state and buffers, gives bit for bit the same gradients,
 buffers and random state, and the same loss to float rounding (``_first_replay``); if not, the
@@ -64,16 +64,9 @@ from pyro.infer.util import zero_grads
 
 from experiments.estimators.surrogate import DifferentiableLossMixin
 from experiments.recording.adapter import handlers, untested_versions, unvalidated
-from experiments.recording.cache import (
-    RecordingCache,
-    Uncacheable,
-    cache_folder,
-    code_digest,
-    material,
-    named_tensors,
-    pack,
-    unpack,
-)
+from experiments.recording.cache import RecordingCache, Uncacheable, cache_folder
+from experiments.recording.cache_entry import pack, unpack
+from experiments.recording.cache_key import code_digest, material, named_tensors
 from experiments.recording.guard import Watch, modules_run, restore_buffers, snapshot
 from experiments.recording.program import Program, agree
 from experiments.recording.record import NotRecordable, record
