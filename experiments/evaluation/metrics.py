@@ -164,7 +164,7 @@ TEST_METRICS: Dict[str, Metric] = {
         "I(y; z | x)", "nats, under q: what z says of the class beyond x",
         "I(y; z | x) under q", label_collapse_applies, shared=collapse_metrics),
     "test_marginal_kl": Metric(
-        "KL(q(z) ‖ p(z))", "nats: the KL term − I(x; z) (− I(y; z | x) beside y): ELBO surgery",
+        "KL(q(z) ‖ p(z))", "nats: the KL term less the information above (ELBO surgery)",
         "KL(q(z) ‖ p(z)), aggregate posterior", _surgery, shared=collapse_metrics),
     **{f"test_active_units_{layer}": Metric(
         f"active units {layer}", f"of d_{layer[1]}: Cov_x(E_q[{layer},j|x]) > 0.01",
