@@ -187,6 +187,20 @@ def test_the_command_lines_option_reaches_the_step(tmp_path):
         assert (svi.cache.folder if svi.cache else None) == folder
 
 
+def test_a_file_named_as_the_cache_folder_is_refused_in_one_line_before_any_run(
+        tmp_path, capsys):
+    from experiments import train
+    taken = tmp_path / "a-file"
+    taken.write_text("mine")
+    out = tmp_path / "run"
+    assert train.main(["--epochs", "1", "--recording-cache", str(taken), "--out", str(out),
+                       "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: --recording-cache {taken} is a file, not a folder: name a folder, "
+                   "or off"]
+    assert taken.read_text() == "mine" and not out.exists()
+
+
 #: a user's model file, with a constant and a function to change under the same names
 USER_MODEL = """
 def squash(logits):

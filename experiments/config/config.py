@@ -20,6 +20,7 @@ from experiments.common.errors import UserError
 from experiments.data.datasets import DATASETS
 from experiments.data.synthetic import NUM_TEST, NUM_TRAIN
 from experiments.estimators import ELBOS
+from experiments.recording.cache import folder_error
 from guides import GUIDES
 from models import MODELS, LatentVariableModel
 from models.likelihoods import LIKELIHOODS
@@ -290,6 +291,9 @@ class Config:
                             f"{','.join(map(str, self.latent_dims)) or 'nothing'})")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
             raise UserError(f"--device must be cpu or cuda (got {self.device!r})")
+        cache_error = folder_error(self.recording_cache)
+        if cache_error:
+            raise UserError(cache_error)
         return self
 
     def part_options(self) -> dict:

@@ -49,6 +49,21 @@ def cache_folder(setting: Optional[str] = None) -> Optional[Path]:
     return Path(home) / "elbo-lab" / "recordings"
 
 
+def folder_error(setting: Optional[str]) -> Optional[str]:
+    """Why a folder named for the cache (``--recording-cache``) cannot hold it, or None: a
+    file of that name, or no folder above it that this user may write into."""
+    folder = cache_folder(setting) if setting else None
+    if folder is None:
+        return None
+    if folder.exists() and not folder.is_dir():
+        return f"--recording-cache {setting} is a file, not a folder: name a folder, or off"
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return (f"--recording-cache {setting}: {existing} cannot be written into; name a folder "
+                "you may write, or off")
+    return None
+
+
 class RecordingCache:
     """Programs in files named by the SHA-256 of their material (see the module's docstring)."""
 
