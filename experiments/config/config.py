@@ -17,10 +17,10 @@ from typing import Optional, Sequence, Tuple
 
 from experiments import __version__
 from experiments.common.errors import UserError
+from experiments.common.recording_folder import folder_error
 from experiments.data.datasets import DATASETS
 from experiments.data.synthetic import NUM_TEST, NUM_TRAIN
 from experiments.estimators import ELBOS
-from experiments.recording.cache import folder_error
 from guides import GUIDES
 from models import MODELS, LatentVariableModel
 from models.likelihoods import LIKELIHOODS
